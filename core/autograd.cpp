@@ -1,0 +1,185 @@
+#include <nabla/core/autograd.h>
+
+#include <nabla/core/backend.h>
+#include <nabla/core/error.h>
+#include <nabla/core/ops/elementwise.h>
+#include <nabla/core/ops/util.h>
+
+#include <queue>
+#include <unordered_map>
+
+namespace nabla {
+
+namespace {
+
+thread_local bool t_grad_enabled = true;
+
+// The thread's tape: entries in recording order. Entries are owned by the tensors they produced
+// (so an unused graph frees itself); the tape keeps weak references and forgets dead ones.
+struct Tape {
+  uint64_t next_seq = 1;
+  std::vector<std::weak_ptr<Node>> entries;
+  size_t compact_at = 1024;
+
+  void push(const std::shared_ptr<Node>& n) {
+    entries.push_back(n);
+    if (entries.size() >= compact_at) {
+      std::erase_if(entries, [](const std::weak_ptr<Node>& w) {
+        auto n = w.lock();
+        return !n || !n->backward;
+      });
+      compact_at = std::max<size_t>(1024, 2 * entries.size());
+    }
+  }
+};
+thread_local Tape t_tape;
+
+// Adds g into the gradient of leaf tensor t. A gradient that nothing else holds is adopted as
+// it is; one that may be shared (an op passing its incoming gradient through) is copied first,
+// since a leaf's gradient is later accumulated in place.
+void accumulate_leaf(const Tensor& t, Tensor g) {
+  TensorImpl* impl = t.impl();
+  if (!impl->grad) {
+    const bool exclusive = g.impl_ptr().use_count() == 1 && g.impl()->storage.use_count() == 1 &&
+                           g.is_contiguous() && g.offset() == 0;
+    impl->grad = exclusive ? g.impl_ptr() : g.clone().impl_ptr();
+    return;
+  }
+  Tensor acc(impl->grad);
+  NABLA_ASSERT(acc.shape() == g.shape());
+  detail::check_same(acc, g, "backward (accumulating a leaf's gradient)", "grad", "incoming");
+  backend(acc.device()).binary(BinaryOp::add, acc.dtype(), acc.data_ptr(), acc.data_ptr(), g.data_ptr(),
+                              detail::make_layout(acc.shape(), acc.strides(), acc.strides(), g.strides()));
+}
+
+}  // namespace
+
+bool grad_enabled() { return t_grad_enabled; }
+void set_grad_enabled(bool on) { t_grad_enabled = on; }
+
+bool needs_grad(std::initializer_list<const Tensor*> inputs) {
+  if (!t_grad_enabled) return false;
+  for (const Tensor* t : inputs)
+    if (t->defined() && t->requires_grad()) return true;
+  return false;
+}
+
+bool needs_grad(const std::vector<Tensor>& inputs) {
+  if (!t_grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+void record(const char* op, std::vector<Tensor> inputs, std::vector<Tensor*> outputs, BackwardFn backward) {
+  auto node = std::make_shared<Node>();
+  node->op = op;
+  node->inputs = std::move(inputs);
+  node->backward = std::move(backward);
+  node->seq = t_tape.next_seq++;
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    TensorImpl* impl = outputs[i]->impl();
+    NABLA_ASSERT(impl->grad_fn == nullptr);
+    impl->grad_fn = node;
+    impl->output_nr = static_cast<int>(i);
+    impl->requires_grad = true;
+    node->output_shapes.push_back(impl->shape);
+  }
+  t_tape.push(node);
+}
+
+size_t tape_size() {
+  size_t n = 0;
+  for (const auto& w : t_tape.entries) {
+    auto node = w.lock();
+    if (node && node->backward) ++n;
+  }
+  return n;
+}
+
+void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph) {
+  NABLA_ASSERT(roots.size() == grads.size());
+  struct Later {
+    bool operator()(const std::shared_ptr<Node>& a, const std::shared_ptr<Node>& b) const {
+      return a->seq < b->seq;
+    }
+  };
+  std::priority_queue<std::shared_ptr<Node>, std::vector<std::shared_ptr<Node>>, Later> ready;
+  std::unordered_map<Node*, std::vector<Tensor>> pending;
+  NoGrad no_grad;  // backward functions are not themselves recorded
+
+  // Sends gradient g to tensor t: into its producer's pending outputs, or into a leaf's .grad.
+  auto send = [&](const Tensor& t, Tensor g) {
+    if (!t.requires_grad()) return;
+    const auto& fn = t.grad_fn();
+    if (!fn) {
+      accumulate_leaf(t, std::move(g));
+      return;
+    }
+    auto [it, fresh] = pending.try_emplace(fn.get());
+    if (fresh) {
+      it->second.resize(fn->output_shapes.size());
+      ready.push(fn);
+    }
+    Tensor& slot = it->second[t.impl()->output_nr];
+    slot = slot.defined() ? add(slot, g) : std::move(g);
+  };
+
+  for (size_t i = 0; i < roots.size(); ++i) {
+    const Tensor& root = roots[i];
+    detail::check_defined(root, "backward", "tensor");
+    NABLA_CHECK(root.requires_grad(),
+                "backward: tensor {} does not require grad and has no grad_fn (was it computed under "
+                "NoGrad, or from tensors none of which requires grad?)",
+                shape_str(root.shape()));
+    Tensor g = grads[i];
+    if (!g.defined()) {
+      NABLA_CHECK(root.numel() == 1,
+                  "backward: a gradient can be implied only for a scalar; tensor has shape {}, pass "
+                  "backward(gradient) with that shape",
+                  shape_str(root.shape()));
+      g = ones(root.shape(), root.options());
+    } else {
+      NABLA_CHECK(g.shape() == root.shape(), "backward: gradient has shape {}, tensor has shape {}",
+                  shape_str(g.shape()), shape_str(root.shape()));
+      detail::check_same(root, g, "backward", "tensor", "gradient");
+    }
+    send(root, g);
+  }
+
+  while (!ready.empty()) {
+    std::shared_ptr<Node> node = ready.top();
+    ready.pop();
+    auto it = pending.find(node.get());
+    std::vector<Tensor> gouts = std::move(it->second);
+    pending.erase(it);
+    NABLA_CHECK(node->backward != nullptr,
+                "backward: trying to go through op '{}' a second time, but its saved values were freed "
+                "by the first backward; pass retain_graph=true to the first backward()",
+                node->op);
+    const TensorOptions gopts = node->inputs.empty() ? TensorOptions{} : node->inputs[0].options();
+    for (size_t k = 0; k < gouts.size(); ++k) {
+      if (!gouts[k].defined()) gouts[k] = zeros(node->output_shapes[k], gopts);
+      else if (!gouts[k].is_contiguous()) gouts[k] = gouts[k].contiguous();
+    }
+    std::vector<Tensor> gins = node->backward(gouts);
+    gouts.clear();
+    NABLA_ASSERT(gins.size() == node->inputs.size());
+    for (size_t k = 0; k < gins.size(); ++k) {
+      if (!gins[k].defined()) continue;
+      const Tensor& in = node->inputs[k];
+      if (!in.defined() || !in.requires_grad()) continue;
+      if (gins[k].shape() != in.shape())
+        internal_error(__FILE__, __LINE__,
+                       fmt::format("backward of '{}' gave a gradient {} for input {} of shape {}", node->op,
+                                   shape_str(gins[k].shape()), k, shape_str(in.shape())));
+      send(in, std::move(gins[k]));
+    }
+    if (!retain_graph) {
+      node->backward = nullptr;
+      node->inputs.clear();
+    }
+  }
+}
+
+}  // namespace nabla

@@ -1,0 +1,67 @@
+// Reverse-mode autograd: the thread's tape.
+//
+// Every differentiable op that runs while grad mode is on and has an input that requires a
+// gradient appends one Node to the calling thread's tape. A Node holds the op's inputs, a
+// backward function, and its position on the tape. Output tensors point at their Node (so the
+// graph lives exactly as long as something can still call backward through it); a Node never
+// holds its outputs, which is what keeps the graph free of reference cycles: a backward function
+// that needs an output captures `out.detach()`.
+//
+// backward() walks the tape from the newest reachable entry to the oldest, calls each entry's
+// backward with the gradients of its outputs, and adds the results into the inputs' gradients.
+// Leaves keep the sum in .grad(). Unless retain_graph, each entry is released after its backward
+// runs, and a second backward through it is an error.
+#pragma once
+
+#include <nabla/core/tensor.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace nabla {
+
+// Gradients for each output in; one gradient per input out (undefined where not needed).
+using BackwardFn = std::function<std::vector<Tensor>(const std::vector<Tensor>& grad_outputs)>;
+
+struct Node {
+  std::string op;              // for error messages
+  std::vector<Tensor> inputs;  // all inputs, in the op's order
+  std::vector<Shape> output_shapes;
+  BackwardFn backward;         // null once released
+  uint64_t seq = 0;            // position on the thread's tape
+};
+
+// Grad mode of the calling thread: on by default.
+bool grad_enabled();
+void set_grad_enabled(bool on);
+
+// Turns recording off for its lifetime (evaluation, optimizer updates).
+class NoGrad {
+ public:
+  NoGrad() : prev_(grad_enabled()) { set_grad_enabled(false); }
+  ~NoGrad() { set_grad_enabled(prev_); }
+  NoGrad(const NoGrad&) = delete;
+  NoGrad& operator=(const NoGrad&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// True when an op over these inputs must be recorded.
+bool needs_grad(std::initializer_list<const Tensor*> inputs);
+bool needs_grad(const std::vector<Tensor>& inputs);
+
+// Appends a tape entry for `op` that produced `outputs` from `inputs`, and marks the outputs as
+// requiring grad. Call only when needs_grad(inputs).
+void record(const char* op, std::vector<Tensor> inputs, std::vector<Tensor*> outputs,
+            BackwardFn backward);
+
+// Number of live entries on the calling thread's tape (for tests and diagnostics).
+size_t tape_size();
+
+// Runs backward from `roots` with gradients `grads` (see Tensor::backward).
+void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+                  bool retain_graph);
+
+}  // namespace nabla

@@ -1,0 +1,49 @@
+#include <nabla/core/backend.h>
+
+#include <nabla/core/error.h>
+
+#include <array>
+#include <mutex>
+
+namespace nabla {
+
+namespace {
+struct Registry {
+  std::mutex mu;
+  std::array<BackendFactory, 2> factories;
+};
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+size_t slot(Device::Kind k) { return k == Device::Kind::CPU ? 0 : 1; }
+}  // namespace
+
+void register_backend(Device::Kind kind, BackendFactory factory) {
+  auto& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  r.factories[slot(kind)] = std::move(factory);
+}
+
+bool has_backend(Device::Kind kind) {
+  auto& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  return static_cast<bool>(r.factories[slot(kind)]);
+}
+
+Backend& backend_for(Device::Kind kind, int index) {
+  BackendFactory f;
+  {
+    auto& r = registry();
+    std::lock_guard<std::mutex> lock(r.mu);
+    f = r.factories[slot(kind)];
+  }
+  if (!f) {
+    fail("no backend for device {}: this build of nabla {}", Device{kind, index}.str(),
+         kind == Device::Kind::CUDA ? "has no usable CUDA backend (built with NABLA_CUDA=OFF, or no GPU)"
+                                    : "has no CPU backend");
+  }
+  return f(index);
+}
+
+}  // namespace nabla

@@ -1,0 +1,157 @@
+// The Backend interface: what a device must implement for nabla to run on it.
+//
+// Kernels work on raw pointers and sizes; they know nothing of Tensor or the tape. Each method
+// is pure virtual, so a backend that forgets a kernel does not compile. Conventions:
+//   - outputs come first, then inputs, then sizes and scalars;
+//   - `dtype` is the element type of every floating buffer of the call (float32 or float64);
+//   - backward kernels *assign* their result (dx = ...); accumulation is the tape's job;
+//   - all pointers are on this backend's device; sizes are element counts unless named bytes.
+// Work may be asynchronous (CUDA: one stream per device); only copy_to_host and synchronize
+// wait for it.
+#pragma once
+
+#include <nabla/core/types.h>
+
+#include <cstdint>
+#include <functional>
+
+namespace nabla {
+
+constexpr int kMaxDims = 8;
+
+// Index arithmetic for strided and broadcast loops, passed by value (it is plain data so a
+// CUDA kernel can take it as an argument). Strides are in elements; a broadcast dimension has
+// stride 0. shape[i] == 1 dimensions may be dropped by the caller.
+struct StridedLayout {
+  int ndim = 0;
+  int64_t shape[kMaxDims] = {};
+  int64_t out_stride[kMaxDims] = {};  // destination strides
+  int64_t a_stride[kMaxDims] = {};    // first source
+  int64_t b_stride[kMaxDims] = {};    // second source (binary ops only)
+};
+
+enum class UnaryOp : uint8_t {
+  neg,         // -x
+  exp,         // e^x
+  log,         // ln x
+  sqrt,        // sqrt x
+  abs,         // |x|
+  relu,        // max(x, 0)
+  leaky_relu,  // x > 0 ? x : a*x
+  elu,         // x > 0 ? x : a*(e^x - 1)
+  sigmoid,     // 1 / (1 + e^-x)
+  tanh,        // tanh x
+  gelu,        // x * Phi(x), exact (erf) form
+  pow,         // x^a
+  clamp,       // min(max(x, a), b)
+  affine,      // a*x + b
+  softplus,    // ln(1 + e^x), computed without overflow
+};
+
+enum class BinaryOp : uint8_t {
+  add, sub, mul, div, maximum, minimum,
+  // comparisons give 1 or 0 in the operands' dtype
+  eq, ne, gt, ge, lt, le,
+};
+
+enum class ReduceOp : uint8_t { sum, max, min };
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual int device_count() const = 0;
+
+  // ---- memory -------------------------------------------------------------------------------
+  virtual void* allocate(size_t nbytes) = 0;  // throws nabla::Error on out of memory
+  virtual void deallocate(void* p, size_t nbytes) noexcept = 0;
+  virtual void copy(void* dst, const void* src, size_t nbytes) = 0;            // same device
+  virtual void copy_from_host(void* dst, const void* host_src, size_t nbytes) = 0;
+  virtual void copy_to_host(void* host_dst, const void* src, size_t nbytes) = 0;  // waits
+  virtual void synchronize() = 0;
+
+  // ---- data movement ------------------------------------------------------------------------
+  // out[i] = value for i < n (any dtype; value converted).
+  virtual void fill(DType dtype, void* out, int64_t n, double value) = 0;
+  // out[out_stride . idx] = a[a_stride . idx] over layout.shape (any dtype).
+  virtual void copy_strided(DType dtype, void* out, const void* a, const StridedLayout& l) = 0;
+  // out[i] = (out_dtype) a[i] for i < n.
+  virtual void cast(DType out_dtype, void* out, DType a_dtype, const void* a, int64_t n) = 0;
+
+  // ---- random (counter-based: element i of a call depends only on seed and offset + i) ----
+  virtual void rand_uniform(DType dtype, void* out, int64_t n, uint64_t seed, uint64_t offset,
+                            double lo, double hi) = 0;
+  virtual void rand_normal(DType dtype, void* out, int64_t n, uint64_t seed, uint64_t offset,
+                           double mean, double stddev) = 0;
+
+  // ---- elementwise --------------------------------------------------------------------------
+  // y[i] = f(x[i]) with f chosen by op and its scalars a, b. y may equal x.
+  virtual void unary(UnaryOp op, DType dtype, void* y, const void* x, int64_t n, double a,
+                     double b) = 0;
+  // dx[i] = dy[i] * f'(x[i]); y = f(x) is passed too, for ops whose derivative reads it.
+  virtual void unary_backward(UnaryOp op, DType dtype, void* dx, const void* dy, const void* x,
+                              const void* y, int64_t n, double a, double b) = 0;
+  // out[idx] = a[idx] (op) b[idx] with broadcasting through l's strides. out may equal a.
+  virtual void binary(BinaryOp op, DType dtype, void* out, const void* a, const void* b,
+                      const StridedLayout& l) = 0;
+
+  // ---- reductions ---------------------------------------------------------------------------
+  // x: (outer, r, inner) contiguous; out: (outer, inner). out = reduce over the middle axis.
+  virtual void reduce(ReduceOp op, DType dtype, void* out, const void* x, int64_t outer,
+                      int64_t r, int64_t inner) = 0;
+  // x: (outer, r, inner); out: (outer, inner) int64 index of the first maximum.
+  virtual void argmax(DType dtype, int64_t* out, const void* x, int64_t outer, int64_t r,
+                      int64_t inner) = 0;
+
+  // ---- linear algebra -----------------------------------------------------------------------
+  // Row-major C[m, n] = alpha * op(A)[m, k] . op(B)[k, n] + beta * C, repeated `batch` times
+  // with the given element strides between batch items (0 broadcasts an operand).
+  virtual void gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                    double alpha, const void* a, int64_t lda, int64_t stride_a, const void* b,
+                    int64_t ldb, int64_t stride_b, double beta, void* c, int64_t ldc,
+                    int64_t stride_c, int64_t batch) = 0;
+
+  // ---- softmax and losses -------------------------------------------------------------------
+  // x, y: (outer, n, inner); softmax (or log-softmax when log) over the middle axis.
+  virtual void softmax(DType dtype, void* y, const void* x, int64_t outer, int64_t n,
+                       int64_t inner, bool log) = 0;
+  // dx from dy and the forward output y.
+  virtual void softmax_backward(DType dtype, void* dx, const void* dy, const void* y,
+                                int64_t outer, int64_t n, int64_t inner, bool log) = 0;
+  // logp: (n, c); labels: (n) int64, each in [0, c) (checked by the caller).
+  // loss[i] = -logp[i, labels[i]].
+  virtual void nll(DType dtype, void* loss, const void* logp, const int64_t* labels, int64_t n,
+                   int64_t c) = 0;
+  // dlogp[i, j] = j == labels[i] ? -dloss[i] : 0.
+  virtual void nll_backward(DType dtype, void* dlogp, const void* dloss, const int64_t* labels,
+                            int64_t n, int64_t c) = 0;
+  // Number of labels outside [0, c), for validation without a host copy of the labels.
+  virtual int64_t count_out_of_range(const int64_t* labels, int64_t n, int64_t c) = 0;
+
+  // ---- optimizer updates (in place, one call per parameter tensor) --------------------------
+  // Formulas are PyTorch's (torch.optim docs). `step` counts from 1.
+  virtual void sgd_step(DType dtype, void* param, const void* grad, void* momentum_buf, int64_t n,
+                        double lr, double momentum, double dampening, double weight_decay,
+                        bool nesterov, bool first_step) = 0;
+  virtual void adam_step(DType dtype, void* param, const void* grad, void* m, void* v, int64_t n,
+                         double lr, double beta1, double beta2, double eps, double weight_decay,
+                         bool decoupled, int64_t step) = 0;
+  virtual void adagrad_step(DType dtype, void* param, const void* grad, void* sum, int64_t n,
+                            double lr, double lr_decay, double weight_decay, double eps,
+                            int64_t step) = 0;
+  // grad_avg is used (and may be null otherwise) only when centered; momentum_buf only when
+  // momentum > 0.
+  virtual void rmsprop_step(DType dtype, void* param, const void* grad, void* square_avg,
+                            void* momentum_buf, void* grad_avg, int64_t n, double lr,
+                            double alpha, double eps, double weight_decay, double momentum,
+                            bool centered) = 0;
+};
+
+// Backends register themselves when the library loads (cpu/ always, cuda/ when built).
+using BackendFactory = std::function<Backend&(int index)>;
+void register_backend(Device::Kind kind, BackendFactory factory);
+bool has_backend(Device::Kind kind);
+Backend& backend_for(Device::Kind kind, int index = 0);
+inline Backend& backend(Device d) { return backend_for(d.kind, d.index); }
+
+}  // namespace nabla

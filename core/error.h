@@ -1,0 +1,41 @@
+// nabla::Error: the one exception type the library throws for user-facing problems.
+//
+// Messages name the op or layer, the argument, and what was expected versus what came:
+//   "matmul: inner dimensions differ: a [32, 100], b [128, 10]"
+// Internal invariants (bugs in nabla itself) use NABLA_ASSERT, which also throws nabla::Error
+// but says so, with file and line.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace nabla {
+
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& what) : std::runtime_error(what) {}
+};
+
+// Throws nabla::Error with a fmt-formatted message.
+template <typename... Args>
+[[noreturn]] void fail(fmt::format_string<Args...> f, Args&&... args) {
+  throw Error(fmt::format(f, std::forward<Args>(args)...));
+}
+
+[[noreturn]] void internal_error(const char* file, int line, const std::string& what);
+
+}  // namespace nabla
+
+// User-input check: throws nabla::Error with the formatted message when cond is false.
+#define NABLA_CHECK(cond, ...)               \
+  do {                                       \
+    if (!(cond)) ::nabla::fail(__VA_ARGS__); \
+  } while (0)
+
+// Internal invariant: a failure is a bug in nabla, reported with file and line.
+#define NABLA_ASSERT(cond)                                                     \
+  do {                                                                         \
+    if (!(cond)) ::nabla::internal_error(__FILE__, __LINE__, "assertion " #cond); \
+  } while (0)

@@ -1,0 +1,11 @@
+// Every public op of nabla's core.
+#pragma once
+
+#include <nabla/core/autograd.h>
+#include <nabla/core/ops/elementwise.h>
+#include <nabla/core/ops/linalg.h>
+#include <nabla/core/ops/loss.h>
+#include <nabla/core/ops/optim.h>
+#include <nabla/core/ops/reduce.h>
+#include <nabla/core/ops/shape.h>
+#include <nabla/core/tensor.h>

@@ -1,0 +1,123 @@
+// Losses, composed from differentiable ops; negative log-likelihood has its own kernels.
+#include <nabla/core/ops/loss.h>
+
+#include <nabla/core/autograd.h>
+#include <nabla/core/ops/elementwise.h>
+#include <nabla/core/ops/reduce.h>
+#include <nabla/core/ops/util.h>
+
+#include <limits>
+
+namespace nabla {
+
+using detail::be;
+
+namespace {
+
+Tensor reduce(const Tensor& per_element, Reduction r) {
+  switch (r) {
+    case Reduction::none: return per_element;
+    case Reduction::sum: return sum(per_element);
+    case Reduction::mean: return mean(per_element);
+  }
+  return per_element;
+}
+
+void check_pair(const Tensor& input, const Tensor& target, const char* op) {
+  detail::check_float(input, op, "input");
+  detail::check_float(target, op, "target");
+  detail::check_same(input, target, op, "input", "target");
+  NABLA_CHECK(input.shape() == target.shape(), "{}: input has shape {} but target has shape {}", op,
+              shape_str(input.shape()), shape_str(target.shape()));
+}
+
+// Class indices as contiguous int64, checked against [0, c).
+Tensor checked_labels(const Tensor& labels, int64_t n, int64_t c, const char* op) {
+  NABLA_CHECK(labels.dtype() == DType::int64 || labels.dtype() == DType::int32,
+              "{}: class labels have dtype {}, expected int64 or int32", op, labels.dtype());
+  NABLA_CHECK(labels.shape() == Shape{n}, "{}: labels have shape {}, expected [{}] (one per row of the input)", op,
+              shape_str(labels.shape()), n);
+  Tensor l = labels.detach().to(DType::int64).contiguous();
+  // TODO(cuda): this reads a count back to the host; on a GPU it will become a device-side flag.
+  const int64_t bad = n > 0 ? be(l).count_out_of_range(l.data<int64_t>(), n, c) : 0;
+  if (bad > 0) {
+    auto v = l.to_vector<int64_t>();
+    for (int64_t i = 0; i < n; ++i)
+      if (v[i] < 0 || v[i] >= c)
+        fail("{}: label {} at index {} is out of range for {} classes (expected 0..{}); {} bad labels in all", op,
+             v[i], i, c, c - 1, bad);
+  }
+  return l;
+}
+
+}  // namespace
+
+Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction r) {
+  check_pair(input, target, "mse_loss");
+  Tensor d = sub(input, target);
+  return reduce(mul(d, d), r);
+}
+
+Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction r) {
+  check_pair(input, target, "l1_loss");
+  return reduce(abs(sub(input, target)), r);
+}
+
+Tensor binary_cross_entropy(const Tensor& input, const Tensor& target, Reduction r) {
+  check_pair(input, target, "binary_cross_entropy");
+  if (input.device().is_cpu() && input.numel() > 0) {
+    // Outside [0, 1] the loss is NaN; say so instead (a host check, so CPU only).
+    NoGrad ng;
+    const double lo = min(input).item(), hi = max(input).item();
+    NABLA_CHECK(lo >= 0 && hi <= 1, "binary_cross_entropy: input values must be probabilities in [0, 1], got "
+                "values in [{}, {}] (use binary_cross_entropy_with_logits for raw scores)", lo, hi);
+  }
+  // -(t log p + (1 - t) log(1 - p)), each log clamped at -100 as PyTorch does.
+  const double inf = std::numeric_limits<double>::infinity();
+  Tensor lp = clamp(log(input), -100, inf);
+  Tensor l1p = clamp(log(1.0 - input), -100, inf);
+  return reduce(neg(add(mul(target, lp), mul(1.0 - target, l1p))), r);
+}
+
+Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target, Reduction r) {
+  check_pair(logits, target, "binary_cross_entropy_with_logits");
+  // log(1 + e^x) - x t, with softplus computed without overflow.
+  return reduce(sub(softplus(logits), mul(logits, target)), r);
+}
+
+Tensor nll_loss(const Tensor& logp, const Tensor& labels, Reduction r) {
+  detail::check_float(logp, "nll_loss", "input");
+  detail::check_defined(labels, "nll_loss", "target");
+  NABLA_CHECK(logp.dim() == 2, "nll_loss: input has shape {}, expected [batch, classes]", shape_str(logp.shape()));
+  NABLA_CHECK(labels.device() == logp.device(), "nll_loss: input is on {} but target is on {}", logp.device(),
+              labels.device());
+  const int64_t n = logp.shape()[0], c = logp.shape()[1];
+  Tensor l = checked_labels(labels, n, c, "nll_loss");
+  Tensor x = logp.contiguous();
+  Tensor out = Tensor::empty({n}, x.options());
+  if (n > 0) be(x).nll(x.dtype(), out.data_ptr(), x.data_ptr(), l.data<int64_t>(), n, c);
+  if (needs_grad({&x})) {
+    record("nll_loss", {x}, {&out}, [l, n, c, x](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+      Tensor dx = Tensor::empty({n, c}, x.options());
+      if (n > 0) be(x).nll_backward(x.dtype(), dx.data_ptr(), g[0].data_ptr(), l.data<int64_t>(), n, c);
+      return {dx};
+    });
+  }
+  return reduce(out, r);
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction r) {
+  detail::check_float(logits, "cross_entropy", "input");
+  detail::check_defined(target, "cross_entropy", "target");
+  NABLA_CHECK(logits.dim() == 2, "cross_entropy: input has shape {}, expected [batch, classes]",
+              shape_str(logits.shape()));
+  if (!is_floating(target.dtype())) return nll_loss(log_softmax(logits, 1), target, r);
+  // Probability targets: -sum_c t[i, c] log softmax(x)[i, c].
+  detail::check_same(logits, target, "cross_entropy", "input", "target");
+  NABLA_CHECK(target.shape() == logits.shape(),
+              "cross_entropy: probability target has shape {}, expected the input's shape {}",
+              shape_str(target.shape()), shape_str(logits.shape()));
+  return reduce(neg(sum(mul(target, log_softmax(logits, 1)), {1})), r);
+}
+
+}  // namespace nabla

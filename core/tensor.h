@@ -1,0 +1,182 @@
+// Tensor: a shaped, typed view of device memory, with autograd bookkeeping.
+//
+// A Tensor is a cheap handle (shared_ptr to its TensorImpl); copies share the same data and
+// the same gradient. Storage is shared between views (reshape of a contiguous tensor, transpose,
+// slice) and freed with the last one. Every op on tensors lives in core/ops; the methods here
+// are shape queries, views, conversions and shorthands for those ops.
+#pragma once
+
+#include <nabla/core/types.h>
+
+#include <initializer_list>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace nabla {
+
+class Backend;
+struct Node;
+class Tensor;
+
+// Bytes on one device, freed through its backend when the last tensor using them goes.
+class Storage {
+ public:
+  Storage(Device device, size_t nbytes);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  void* data() const { return data_; }
+  size_t nbytes() const { return nbytes_; }
+  Device device() const { return device_; }
+
+ private:
+  Device device_;
+  size_t nbytes_;
+  void* data_ = nullptr;
+};
+
+struct TensorImpl {
+  std::shared_ptr<Storage> storage;
+  int64_t offset = 0;  // in elements
+  Shape shape;
+  Shape strides;  // in elements
+  DType dtype = DType::float32;
+  Device device;
+
+  // autograd
+  bool requires_grad = false;      // set on leaves by the user, on outputs by ops
+  std::shared_ptr<TensorImpl> grad;  // accumulated gradient of a leaf
+  std::shared_ptr<Node> grad_fn;   // the tape entry that produced this tensor, if any
+  int output_nr = 0;               // which output of grad_fn this is
+};
+
+struct TensorOptions {
+  DType dtype = DType::float32;
+  Device device = Device::cpu();
+  bool requires_grad = false;
+};
+
+class Tensor {
+ public:
+  Tensor() = default;  // undefined: holds nothing
+  explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+  // A new contiguous tensor with uninitialized contents.
+  static Tensor empty(const Shape& shape, TensorOptions opts = {});
+
+  bool defined() const { return impl_ != nullptr; }
+  const Shape& shape() const;
+  const Shape& strides() const;
+  int64_t dim() const { return static_cast<int64_t>(shape().size()); }
+  int64_t size(int64_t axis) const;
+  int64_t numel() const { return numel_of(shape()); }
+  int64_t offset() const;
+  DType dtype() const;
+  Device device() const;
+  bool is_contiguous() const;
+  TensorOptions options() const;
+
+  // Raw data, at the tensor's offset, on its device.
+  void* data_ptr() const;
+  template <typename T> T* data() const;  // checks the dtype
+
+  // ---- autograd ------------------------------------------------------------------------------
+  bool requires_grad() const;
+  Tensor& requires_grad_(bool on = true);  // leaves only
+  bool is_leaf() const;
+  Tensor grad() const;         // undefined until a backward reaches this leaf
+  void set_grad(const Tensor& g);
+  void zero_grad(bool set_to_none = true);
+  // Gradient of this tensor (a scalar, or with `gradient` of its shape) with respect to every
+  // leaf that requires grad; accumulates into their .grad(). Frees the graph unless retained.
+  void backward(const Tensor& gradient = {}, bool retain_graph = false) const;
+  // Same data, no history.
+  Tensor detach() const;
+  const std::shared_ptr<Node>& grad_fn() const;
+
+  // ---- views and copies ----------------------------------------------------------------------
+  Tensor reshape(const Shape& shape) const;  // view when contiguous, else a copy; one -1 allowed
+  Tensor view(const Shape& shape) const;     // never copies; throws when it would have to
+  Tensor flatten(int64_t start = 0, int64_t end = -1) const;
+  Tensor contiguous() const;
+  Tensor transpose(int64_t a, int64_t b) const;
+  Tensor t() const { return transpose(-2, -1); }
+  Tensor slice(int64_t axis, int64_t start, int64_t end, int64_t step = 1) const;
+  Tensor unsqueeze(int64_t axis) const;
+  Tensor squeeze(int64_t axis) const;
+  Tensor expand(const Shape& shape) const;  // broadcast view (stride 0)
+  Tensor clone() const;
+  Tensor to(DType dtype) const;
+  Tensor to(Device device) const;
+
+  // ---- host access (synchronizes with the device) --------------------------------------------
+  double item() const;
+  template <typename T> T item() const { return static_cast<T>(item()); }
+  template <typename T> std::vector<T> to_vector() const;
+  std::string to_string(int64_t max_per_dim = 6) const;
+
+  // ---- in place, never recorded --------------------------------------------------------------
+  Tensor& fill_(double value);
+  Tensor& copy_(const Tensor& src);  // same shape; any device and dtype
+  // Points this tensor at `other`'s data (same shape): keeps identity, so optimizers and modules
+  // that hold this tensor see the new data. Used by Module::to(device).
+  void set_data(const Tensor& other);
+
+  // ---- op shorthands (see core/ops) ------------------------------------------------------------
+  Tensor sum(const std::vector<int64_t>& axes = {}, bool keepdim = false) const;
+  Tensor mean(const std::vector<int64_t>& axes = {}, bool keepdim = false) const;
+  Tensor max(const std::vector<int64_t>& axes = {}, bool keepdim = false) const;
+  Tensor argmax(int64_t axis = -1) const;
+  Tensor matmul(const Tensor& other) const;
+  Tensor exp() const;
+  Tensor log() const;
+  Tensor pow(double p) const;
+  Tensor sqrt() const;
+  Tensor abs() const;
+  Tensor relu() const;
+
+  TensorImpl* impl() const { return impl_.get(); }
+  const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
+
+ private:
+  const TensorImpl& checked() const;
+  std::shared_ptr<TensorImpl> impl_;
+};
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t);
+
+// ---- factories ---------------------------------------------------------------------------------
+Tensor zeros(const Shape& shape, TensorOptions opts = {});
+Tensor ones(const Shape& shape, TensorOptions opts = {});
+Tensor full(const Shape& shape, double value, TensorOptions opts = {});
+Tensor zeros_like(const Tensor& t);
+Tensor ones_like(const Tensor& t);
+Tensor scalar(double value, TensorOptions opts = {});  // 0-dimensional
+// [start, end) by step; float or integer dtype.
+Tensor arange(double start, double end, double step = 1, TensorOptions opts = {});
+Tensor arange(int64_t n, TensorOptions opts = {.dtype = DType::int64});
+// Uniform in [lo, hi) and normal(mean, std), from the device's default generator (manual_seed).
+Tensor rand(const Shape& shape, TensorOptions opts = {}, double lo = 0, double hi = 1);
+Tensor randn(const Shape& shape, TensorOptions opts = {}, double mean = 0, double stddev = 1);
+// Copies `values` (converted to opts.dtype) into a tensor of `shape` (default: 1-D).
+template <typename T>
+Tensor from_vector(const std::vector<T>& values, const Shape& shape = {}, TensorOptions opts = {
+    .dtype = dtype_of<T>()});
+Tensor from_vector(std::initializer_list<double> values, const Shape& shape = {},
+                   TensorOptions opts = {});
+
+// ---- random numbers ------------------------------------------------------------------------------
+// One generator per process: a seed and a counter. Counter-based kernels make the numbers
+// depend only on (seed, counter), so the same seed gives the same numbers on every device.
+void manual_seed(uint64_t seed);
+struct RngState {
+  uint64_t seed = 0;
+  uint64_t offset = 0;
+};
+RngState rng_state();
+void set_rng_state(RngState s);
+// Reserves n counters and returns the (seed, first counter) to use.
+RngState rng_take(uint64_t n);
+
+}  // namespace nabla

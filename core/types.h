@@ -1,0 +1,65 @@
+// Element types, devices and shapes: the vocabulary shared by Tensor, ops and kernels.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace nabla {
+
+enum class DType : uint8_t { float32, float64, int32, int64 };
+
+size_t dtype_size(DType t);
+const char* dtype_name(DType t);
+inline bool is_floating(DType t) { return t == DType::float32 || t == DType::float64; }
+
+template <typename T> constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::float32; }
+template <> constexpr DType dtype_of<double>() { return DType::float64; }
+template <> constexpr DType dtype_of<int32_t>() { return DType::int32; }
+template <> constexpr DType dtype_of<int64_t>() { return DType::int64; }
+
+// A device: {CPU | CUDA, index}. Device::best() is CUDA 0 when a GPU is present, else the CPU.
+struct Device {
+  enum class Kind : uint8_t { CPU, CUDA };
+  Kind kind = Kind::CPU;
+  int index = 0;
+
+  static Device cpu() { return {Kind::CPU, 0}; }
+  static Device cuda(int index = 0) { return {Kind::CUDA, index}; }
+  static Device best();
+  // Parses "cpu", "cuda", "cuda:1", "best".
+  static Device parse(const std::string& s);
+
+  bool is_cpu() const { return kind == Kind::CPU; }
+  bool is_cuda() const { return kind == Kind::CUDA; }
+  bool operator==(const Device& o) const { return kind == o.kind && index == o.index; }
+  bool operator!=(const Device& o) const { return !(*this == o); }
+  std::string str() const;
+};
+
+using Shape = std::vector<int64_t>;
+
+int64_t numel_of(const Shape& s);
+Shape contiguous_strides(const Shape& s);
+std::string shape_str(const Shape& s);
+// NumPy broadcasting of two shapes; throws naming `op` and both shapes when they do not broadcast.
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
+// Normalizes a possibly negative axis against `ndim`; throws naming `op` when out of range.
+int64_t normalize_axis(int64_t axis, int64_t ndim, const char* op);
+
+}  // namespace nabla
+
+template <> struct fmt::formatter<nabla::DType> : fmt::formatter<std::string_view> {
+  auto format(nabla::DType t, format_context& ctx) const {
+    return fmt::formatter<std::string_view>::format(nabla::dtype_name(t), ctx);
+  }
+};
+template <> struct fmt::formatter<nabla::Device> : fmt::formatter<std::string> {
+  auto format(const nabla::Device& d, format_context& ctx) const {
+    return fmt::formatter<std::string>::format(d.str(), ctx);
+  }
+};
