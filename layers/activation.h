@@ -1,0 +1,101 @@
+// Activation layers: stateless wrappers around the ops of core/ops/elementwise.h.
+// Each maps a tensor of any shape to one of the same shape (Softmax: along `axis`).
+#pragma once
+
+#include <nabla/layers/module.h>
+
+namespace nabla {
+
+class ReLU : public Module {
+ public:
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "ReLU"; }
+};
+
+class LeakyReLU : public Module {
+ public:
+  explicit LeakyReLU(double negative_slope = 0.01) : slope_(negative_slope) {}
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "LeakyReLU"; }
+  std::string to_string() const override;
+
+ private:
+  double slope_;
+};
+
+class ELU : public Module {
+ public:
+  explicit ELU(double alpha = 1.0) : alpha_(alpha) {}
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "ELU"; }
+  std::string to_string() const override;
+
+ private:
+  double alpha_;
+};
+
+class Sigmoid : public Module {
+ public:
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "Sigmoid"; }
+};
+
+class Tanh : public Module {
+ public:
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "Tanh"; }
+};
+
+class GELU : public Module {
+ public:
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "GELU"; }
+};
+
+class Softmax : public Module {
+ public:
+  explicit Softmax(int64_t axis = -1) : axis_(axis) {}
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "Softmax"; }
+  std::string to_string() const override;
+
+ private:
+  int64_t axis_;
+};
+
+class LogSoftmax : public Module {
+ public:
+  explicit LogSoftmax(int64_t axis = -1) : axis_(axis) {}
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "LogSoftmax"; }
+  std::string to_string() const override;
+
+ private:
+  int64_t axis_;
+};
+
+// Inverted dropout: in training, zeroes each element with probability p and scales the others by
+// 1/(1-p); the identity in evaluation mode.
+class Dropout : public Module {
+ public:
+  explicit Dropout(double p = 0.5);
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "Dropout"; }
+  std::string to_string() const override;
+
+ private:
+  double p_;
+};
+
+// Flattens axes start..end (default: all but the batch axis) into one.
+class Flatten : public Module {
+ public:
+  explicit Flatten(int64_t start_axis = 1, int64_t end_axis = -1) : start_(start_axis), end_(end_axis) {}
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "Flatten"; }
+
+ private:
+  int64_t start_, end_;
+};
+
+}  // namespace nabla

@@ -1,0 +1,8 @@
+// Every layer of nabla.
+#pragma once
+
+#include <nabla/layers/activation.h>
+#include <nabla/layers/dense.h>
+#include <nabla/layers/init.h>
+#include <nabla/layers/module.h>
+#include <nabla/layers/sequential.h>

@@ -1,0 +1,79 @@
+// Module: the base of every layer and model.
+//
+// A module owns named parameters (tensors that require grad) and named child modules. Names
+// follow PyTorch's state_dict: a Sequential's children are "0", "1", …, so the first Dense's
+// weight is "0.weight". Modules are held through shared_ptr by their parents; a layer object
+// itself is a cheap value whose parameters are shared handles (see Tensor).
+#pragma once
+
+#include <nabla/core/tensor.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace nabla {
+
+class Module {
+ public:
+  virtual ~Module() = default;
+
+  // The computation. x's shape conventions are the layer's (documented on each).
+  virtual Tensor forward(const Tensor& x) = 0;
+  Tensor operator()(const Tensor& x) { return forward(x); }
+
+  // "Dense", "ReLU", …
+  virtual std::string type_name() const = 0;
+  // "Dense(784->256, bias)": type and configuration, used in messages and summaries.
+  virtual std::string to_string() const { return type_name(); }
+
+  // Parameters of this module and, recursively, of its children, in registration order.
+  std::vector<Tensor> parameters() const;
+  std::vector<std::pair<std::string, Tensor>> named_parameters() const;
+  int64_t num_parameters() const;
+  const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const { return children_; }
+
+  // Training mode (the default) versus evaluation mode (Dropout off, …), recursively.
+  void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+  // Moves (or converts) every parameter in place: tensors keep their identity, so an
+  // optimizer created before the move still updates them.
+  Module& to(Device device);
+  Module& to(DType dtype);
+  void zero_grad(bool set_to_none = true);
+
+ protected:
+  Module() = default;
+  Module(const Module&) = default;
+  Module& operator=(const Module&) = default;
+  Module(Module&&) = default;
+  Module& operator=(Module&&) = default;
+
+  // Registers t (made to require grad) under `name`; returns it.
+  Tensor register_parameter(const std::string& name, Tensor t);
+  void register_module(const std::string& name, std::shared_ptr<Module> m);
+
+ private:
+  void collect(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out) const;
+
+  std::vector<std::pair<std::string, Tensor>> params_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+  bool training_ = true;
+};
+
+// Holds a module as a shared_ptr whatever was passed: a layer value, or a pointer to one.
+template <typename M>
+std::shared_ptr<Module> share_module(M&& m) {
+  using T = std::decay_t<M>;
+  if constexpr (std::is_convertible_v<T, std::shared_ptr<Module>>) {
+    return std::forward<M>(m);
+  } else {
+    static_assert(std::is_base_of_v<Module, T>, "expected a nabla::Module");
+    return std::make_shared<T>(std::forward<M>(m));
+  }
+}
+
+}  // namespace nabla

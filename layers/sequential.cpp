@@ -1,0 +1,38 @@
+#include <nabla/layers/sequential.h>
+
+#include <nabla/core/error.h>
+
+namespace nabla {
+
+Sequential& Sequential::push(std::shared_ptr<Module> layer) {
+  register_module(std::to_string(children().size()), std::move(layer));
+  return *this;
+}
+
+Tensor Sequential::forward(const Tensor& x) {
+  Tensor h = x;
+  const auto& layers = children();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    try {
+      h = layers[i].second->forward(h);
+    } catch (const Error& e) {
+      // Say where in the model the failure happened; the layer's own message says what.
+      throw Error(fmt::format("Sequential layer {} ({}): {}", i, layers[i].second->to_string(), e.what()));
+    }
+  }
+  return h;
+}
+
+std::string Sequential::to_string() const {
+  std::string s = "Sequential(";
+  const auto& layers = children();
+  for (size_t i = 0; i < layers.size(); ++i) s += (i ? ", " : "") + layers[i].second->to_string();
+  return s + ")";
+}
+
+Module& Sequential::operator[](size_t i) const {
+  NABLA_CHECK(i < size(), "Sequential: index {} out of range for {} layers", i, size());
+  return *children()[i].second;
+}
+
+}  // namespace nabla
