@@ -5,4 +5,5 @@
 #include <nabla/layers/dense.h>
 #include <nabla/layers/init.h>
 #include <nabla/layers/module.h>
+#include <nabla/layers/progress.h>
 #include <nabla/layers/sequential.h>

@@ -1,0 +1,42 @@
+// A Keras-like progress bar for one epoch of training:
+//   Epoch 3/20
+//   312/469 [==================>...........] - ETA: 2s - loss: 0.3412 - accuracy: 0.8751
+// Redrawn in place on a terminal; on anything else (a log file, CI) it prints only the final
+// line of each epoch, so logs stay readable.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace nabla {
+
+class ProgressBar {
+ public:
+  // total: steps in the epoch. out: where to draw (stdout by default).
+  explicit ProgressBar(int64_t total, std::FILE* out = stdout, int width = 30);
+
+  // Marks `done` steps complete with the running values of named metrics.
+  void update(int64_t done, const std::vector<std::pair<std::string, double>>& values = {});
+  // Draws the last state with the elapsed time and extra values (e.g. validation metrics) and
+  // ends the line.
+  void finish(const std::vector<std::pair<std::string, double>>& extra = {});
+
+  double elapsed_seconds() const;
+  static bool is_terminal(std::FILE* f);
+
+ private:
+  std::string render(bool final_line) const;
+
+  int64_t total_, done_ = 0;
+  std::FILE* out_;
+  int width_;
+  bool tty_;
+  std::vector<std::pair<std::string, double>> values_;
+  std::chrono::steady_clock::time_point start_, last_draw_;
+};
+
+}  // namespace nabla
