@@ -1,0 +1,32 @@
+// Consumer of an installed nabla: makes a tensor, prints it, checks its values.
+#if __has_include(<nabla/nabla.h>)
+#include <nabla/nabla.h>
+#else
+#include <nabla/core/tensor.h>
+#endif
+#include <nabla/core/error.h>
+#include <nabla/cuda/device.h>
+
+#include <cstdio>
+#include <iostream>
+#include <vector>
+
+int main() {
+  try {
+    nabla::Tensor t = nabla::from_vector({1.0, 2.0, 3.0, 4.0, 5.0, 6.0}, {2, 3});
+    std::cout << t << "\n";
+    const std::vector<float> v = t.to_vector<float>();
+    double sum = 0;
+    for (float x : v) sum += x;
+    if (t.numel() != 6 || t.dim() != 2 || sum != 21.0) {
+      std::printf("nabla consumer: WRONG numel %lld sum %g\n", static_cast<long long>(t.numel()), sum);
+      return 1;
+    }
+    std::printf("cuda devices: %d\n", nabla::cuda::device_count());
+    std::printf("nabla consumer OK: sum 21\n");
+    return 0;
+  } catch (const nabla::Error& e) {
+    std::printf("nabla consumer: nabla::Error: %s\n", e.what());
+    return 1;
+  }
+}
