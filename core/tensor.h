@@ -6,6 +6,7 @@
 // are shape queries, views, conversions and shorthands for those ops.
 #pragma once
 
+#include <nabla/core/error.h>
 #include <nabla/core/types.h>
 
 #include <initializer_list>

@@ -22,8 +22,8 @@ class Dense : public Module {
   std::string type_name() const override { return "Dense"; }
   std::string to_string() const override;
 
-  const Tensor& weight() const { return weight_; }
-  const Tensor& bias() const { return bias_; }  // undefined without bias
+  Tensor weight() const { return weight_; }
+  Tensor bias() const { return bias_; }  // undefined without bias
   int64_t in_features() const { return in_; }
   int64_t out_features() const { return out_; }
 

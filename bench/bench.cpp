@@ -1,0 +1,186 @@
+// Training-step throughput of the workloads in shared/bench/WORKLOADS.md, measured the way
+// shared/bench/torch_reference.py measures PyTorch, so the two can be compared side by side:
+// one step = forward, loss, backward, Adam update (lr 1e-3) on random inputs; time = median over
+// 5 repetitions of --steps steps after --warmup steps, device synchronized before each clock read.
+//
+//   nabla-bench [--workload mlp,mlp_wide|all] [--device cpu|cuda|best] [--mode fp32|fast]
+//               [--threads N] [--steps 50] [--warmup 10]
+//
+// Prints one JSON line per run (keys as torch_reference.py's) and a table at the end.
+#include <nabla/nabla.h>
+
+#include <fmt/format.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace nb = nabla;
+
+namespace {
+
+struct Workload {
+  int64_t batch;
+  std::function<std::shared_ptr<nb::Module>()> model;
+  nb::Shape input;      // per sample
+  int64_t classes;
+};
+
+std::map<std::string, Workload> workloads() {
+  std::map<std::string, Workload> w;
+  w["mlp"] = {128,
+              [] {
+                return std::make_shared<nb::Sequential>(nb::Dense(784, 256), nb::ReLU(), nb::Dense(256, 128),
+                                                        nb::ReLU(), nb::Dense(128, 10));
+              },
+              {784},
+              10};
+  w["mlp_wide"] = {1024,
+                   [] {
+                     return std::make_shared<nb::Sequential>(nb::Dense(4096, 4096), nb::ReLU(), nb::Dense(4096, 4096),
+                                                             nb::ReLU(), nb::Dense(4096, 4096), nb::ReLU(),
+                                                             nb::Dense(4096, 1000));
+                   },
+                   {4096},
+                   1000};
+  return w;
+}
+
+struct Args {
+  std::vector<std::string> workloads{"mlp", "mlp_wide"};
+  std::string device = "best";
+  std::string mode = "fp32";
+  int threads = 0;
+  int steps = 50;
+  int warmup = 10;
+};
+
+[[noreturn]] void usage(const std::string& msg) {
+  fmt::print(stderr,
+             "{}\nusage: nabla-bench [--workload mlp,mlp_wide|all] [--device cpu|cuda|best] [--mode fp32|fast]\n"
+             "                   [--threads N] [--steps N] [--warmup N]\n",
+             msg);
+  std::exit(2);
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string k = argv[i];
+    auto val = [&]() -> std::string {
+      if (i + 1 >= argc) usage("missing value after " + k);
+      return argv[++i];
+    };
+    try {
+      if (k == "--workload" || k == "--workloads") {
+        std::string v = val();
+        a.workloads = v == "all" ? std::vector<std::string>{"mlp", "mlp_wide"} : split(v);
+      } else if (k == "--device") a.device = val();
+      else if (k == "--mode" || k == "--modes") a.mode = val();
+      else if (k == "--threads") a.threads = std::stoi(val());
+      else if (k == "--steps") a.steps = std::stoi(val());
+      else if (k == "--warmup") a.warmup = std::stoi(val());
+      else if (k == "--help" || k == "-h") usage("Measures training-step time.");
+      else usage("unknown argument " + k);
+    } catch (const std::logic_error&) {
+      usage("bad value for " + k);
+    }
+  }
+  if (a.steps < 1 || a.warmup < 0) usage("--steps must be positive and --warmup non-negative");
+  if (a.mode != "fp32" && a.mode != "fast") usage("--mode must be fp32 or fast");
+  auto all = workloads();
+  for (auto& w : a.workloads)
+    if (!all.count(w)) usage("unknown workload " + w);
+  return a;
+}
+
+void synchronize(nb::Device d) { nb::backend(d).synchronize(); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args args = parse(argc, argv);
+  if (args.threads > 0) omp_set_num_threads(args.threads);
+  struct Row {
+    std::string workload;
+    int64_t batch;
+    double ms;
+  };
+  std::vector<Row> rows;
+  try {
+    nb::Device device = nb::Device::parse(args.device);
+    // TF32 (fast mode) arrives with the CUDA backend; on the CPU both modes are strict float32.
+    const std::string dev_name = device.is_cpu() ? "cpu" : "cuda";
+    for (const std::string& name : args.workloads) {
+      const Workload& w = workloads().at(name);
+      nb::manual_seed(0);
+      auto model = w.model();
+      model->to(device);
+      nb::Adam opt(model->parameters(), {.lr = 1e-3});
+      std::vector<nb::Tensor> xs, ys;
+      nb::Shape xshape{w.batch};
+      xshape.insert(xshape.end(), w.input.begin(), w.input.end());
+      std::mt19937_64 gen(0);
+      std::uniform_int_distribution<int64_t> label(0, w.classes - 1);
+      for (int i = 0; i < 4; ++i) {
+        xs.push_back(nb::randn(xshape, {.device = device}));
+        std::vector<int64_t> y(static_cast<size_t>(w.batch));
+        for (auto& e : y) e = label(gen);
+        ys.push_back(nb::from_vector(y, {w.batch}, {.dtype = nb::DType::int64, .device = device}));
+      }
+      nb::Tensor loss;
+      auto step = [&](int i) {
+        opt.zero_grad();
+        loss = nb::cross_entropy((*model)(xs[i % 4]), ys[i % 4]);
+        loss.backward();
+        opt.step();
+      };
+      auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < args.warmup; ++i) step(i);
+      synchronize(device);
+      const double warm_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::vector<double> times;
+      for (int r = 0; r < 5; ++r) {
+        synchronize(device);
+        auto t = std::chrono::steady_clock::now();
+        for (int i = 0; i < args.steps; ++i) step(i);
+        synchronize(device);
+        times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count() / args.steps);
+      }
+      std::vector<double> sorted = times;
+      std::sort(sorted.begin(), sorted.end());
+      const double med = sorted[2];
+      const double spread = (sorted.back() - sorted.front()) / med;
+      fmt::print(
+          "{{\"workload\": \"{}\", \"device\": \"{}\", \"mode\": \"{}\", \"batch\": {}, \"step_ms\": {:.4f}, "
+          "\"samples_per_s\": {:.1f}, \"spread\": {:.3f}, \"warmup_s\": {:.2f}, \"loss\": {:.6f}, "
+          "\"framework\": \"nabla\", \"threads\": {}}}\n",
+          name, dev_name, args.mode, w.batch, med * 1e3, w.batch / med, spread, warm_s, loss.item(),
+          omp_get_max_threads());
+      std::fflush(stdout);
+      rows.push_back({name, w.batch, med * 1e3});
+    }
+  } catch (const nb::Error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+  fmt::print("\n{:12} {:9} {:>6} {:>9} {:>12}\n", "workload", "mode", "batch", "step ms", "samples/s");
+  for (const Row& r : rows)
+    fmt::print("{:12} {:9} {:6} {:9.3f} {:12.1f}\n", r.workload, args.mode, r.batch, r.ms, r.batch / r.ms * 1e3);
+  return 0;
+}
