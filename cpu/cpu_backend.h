@@ -1,0 +1,129 @@
+// CpuBackend: the CPU implementation of nabla::Backend, and the helpers its kernel files share.
+//
+// Internal to cpu/: nothing outside this folder includes it. The methods are defined one op
+// family per file (backend.cpp, elementwise.cpp, reduce.cpp, gemm.cpp, softmax.cpp, optim.cpp,
+// random.cpp); the semantics of each are in core/backend.h.
+#pragma once
+
+#include <nabla/core/backend.h>
+#include <nabla/core/error.h>
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+
+namespace nabla::cpu {
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+  int device_count() const override { return 1; }
+
+  void* allocate(size_t nbytes) override;
+  void deallocate(void* p, size_t nbytes) noexcept override;
+  void copy(void* dst, const void* src, size_t nbytes) override;
+  void copy_from_host(void* dst, const void* host_src, size_t nbytes) override;
+  void copy_to_host(void* host_dst, const void* src, size_t nbytes) override;
+  void synchronize() override {}
+
+  void fill(DType dtype, void* out, int64_t n, double value) override;
+  void copy_strided(DType dtype, void* out, const void* a, const StridedLayout& l) override;
+  void cast(DType out_dtype, void* out, DType a_dtype, const void* a, int64_t n) override;
+
+  void rand_uniform(DType dtype, void* out, int64_t n, uint64_t seed, uint64_t offset, double lo,
+                    double hi) override;
+  void rand_normal(DType dtype, void* out, int64_t n, uint64_t seed, uint64_t offset,
+                   double mean, double stddev) override;
+
+  void unary(UnaryOp op, DType dtype, void* y, const void* x, int64_t n, double a,
+             double b) override;
+  void unary_backward(UnaryOp op, DType dtype, void* dx, const void* dy, const void* x,
+                      const void* y, int64_t n, double a, double b) override;
+  void binary(BinaryOp op, DType dtype, void* out, const void* a, const void* b,
+              const StridedLayout& l) override;
+
+  void reduce(ReduceOp op, DType dtype, void* out, const void* x, int64_t outer, int64_t r,
+              int64_t inner) override;
+  void argmax(DType dtype, int64_t* out, const void* x, int64_t outer, int64_t r,
+              int64_t inner) override;
+
+  void gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+            double alpha, const void* a, int64_t lda, int64_t stride_a, const void* b,
+            int64_t ldb, int64_t stride_b, double beta, void* c, int64_t ldc, int64_t stride_c,
+            int64_t batch) override;
+
+  void softmax(DType dtype, void* y, const void* x, int64_t outer, int64_t n, int64_t inner,
+               bool log) override;
+  void softmax_backward(DType dtype, void* dx, const void* dy, const void* y, int64_t outer,
+                        int64_t n, int64_t inner, bool log) override;
+  void nll(DType dtype, void* loss, const void* logp, const int64_t* labels, int64_t n,
+           int64_t c) override;
+  void nll_backward(DType dtype, void* dlogp, const void* dloss, const int64_t* labels,
+                    int64_t n, int64_t c) override;
+  int64_t count_out_of_range(const int64_t* labels, int64_t n, int64_t c) override;
+
+  void sgd_step(DType dtype, void* param, const void* grad, void* momentum_buf, int64_t n,
+                double lr, double momentum, double dampening, double weight_decay, bool nesterov,
+                bool first_step) override;
+  void adam_step(DType dtype, void* param, const void* grad, void* m, void* v, int64_t n,
+                 double lr, double beta1, double beta2, double eps, double weight_decay,
+                 bool decoupled, int64_t step) override;
+  void adagrad_step(DType dtype, void* param, const void* grad, void* sum, int64_t n, double lr,
+                    double lr_decay, double weight_decay, double eps, int64_t step) override;
+  void rmsprop_step(DType dtype, void* param, const void* grad, void* square_avg,
+                    void* momentum_buf, void* grad_avg, int64_t n, double lr, double alpha,
+                    double eps, double weight_decay, double momentum, bool centered) override;
+};
+
+// Below this much work (elements touched) a kernel runs on the calling thread: on a 2-core
+// machine the fork/join of an OpenMP region costs more than it saves for small tensors.
+constexpr int64_t kParallelWork = int64_t{1} << 15;
+
+// Calls body(begin, end) on contiguous slices of [0, count) that cover it, in parallel when
+// count * work_per_item reaches kParallelWork. Each thread gets one slice, so body can set up
+// per-slice state (an index odometer, a partial sum) once.
+template <typename Body>
+void parallel_for(int64_t count, int64_t work_per_item, Body&& body) {
+  if (count <= 0) return;
+  if (count == 1 || count * std::max<int64_t>(work_per_item, 1) < kParallelWork ||
+      omp_in_parallel() || omp_get_max_threads() == 1) {
+    body(int64_t{0}, count);
+    return;
+  }
+#pragma omp parallel
+  {
+    const int64_t nt = omp_get_num_threads();
+    const int64_t t = omp_get_thread_num();
+    const int64_t begin = count * t / nt;
+    const int64_t end = count * (t + 1) / nt;
+    if (begin < end) body(begin, end);
+  }
+}
+
+// Calls f(T{}) with T the C++ type of a floating dtype; other dtypes are an error naming the
+// kernel.
+template <typename F>
+decltype(auto) dispatch_floating(DType dtype, const char* kernel, F&& f) {
+  switch (dtype) {
+    case DType::float32: return f(float{});
+    case DType::float64: return f(double{});
+    default: break;
+  }
+  fail("cpu {}: dtype {} is not supported (float32 or float64 expected)", kernel,
+       dtype_name(dtype));
+}
+
+// As dispatch_floating, for kernels that take every dtype.
+template <typename F>
+decltype(auto) dispatch_all(DType dtype, const char* kernel, F&& f) {
+  switch (dtype) {
+    case DType::float32: return f(float{});
+    case DType::float64: return f(double{});
+    case DType::int32: return f(int32_t{});
+    case DType::int64: return f(int64_t{});
+  }
+  fail("cpu {}: unknown dtype code {}", kernel, static_cast<int>(dtype));
+}
+
+}  // namespace nabla::cpu

@@ -1,0 +1,98 @@
+// CPU batched GEMM on OpenBLAS (CBLAS, row-major), one cblas_?gemm call per batch item.
+//
+// OpenBLAS threads each large product itself. A batch of small products is spread over our
+// OpenMP threads instead, when OpenBLAS is its OpenMP build: that build shares our pool and
+// runs a call made inside a parallel region on the calling thread, so the two never
+// oversubscribe.
+#include <nabla/cpu/cpu_backend.h>
+
+#include <cblas.h>
+
+#include <limits>
+
+namespace nabla::cpu {
+
+namespace {
+
+// The pthread build of OpenBLAS would start threads of its own from inside each of ours.
+#ifdef NABLA_OPENBLAS_PTHREAD
+constexpr bool kBlasSharesOurThreads = false;
+#else
+constexpr bool kBlasSharesOurThreads = true;
+#endif
+
+// Below this many multiply-adds one product is too small for OpenBLAS to thread well, so a
+// batch of them is worth spreading over threads.
+constexpr int64_t kSmallProduct = int64_t{1} << 18;
+
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k, float alpha,
+               const float* a, blasint lda, const float* b, blasint ldb, float beta, float* c,
+               blasint ldc) {
+  cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k,
+               double alpha, const double* a, blasint lda, const double* b, blasint ldb,
+               double beta, double* c, blasint ldc) {
+  cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+// C = beta * C, for k == 0 where BLAS may reject the leading dimensions. beta == 0 writes
+// zeros without reading C, as BLAS does.
+template <typename T>
+void scale_c(T* c, int64_t m, int64_t n, int64_t ldc, T beta) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+}
+
+// a: (batch, m, k) or (batch, k, m) when trans_a, rows lda apart, items stride_a apart;
+// b: (batch, k, n) or (batch, n, k) when trans_b; c: (batch, m, n).
+template <typename T>
+void gemm_impl(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+               int64_t lda, int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T beta,
+               T* c, int64_t ldc, int64_t stride_c, int64_t batch) {
+  if (m == 0 || n == 0 || batch == 0) return;
+  if (k == 0) {
+    for (int64_t i = 0; i < batch; ++i) scale_c(c + i * stride_c, m, n, ldc, beta);
+    return;
+  }
+  // BLAS rejects (prints and ignores) a leading dimension shorter than a row; say so instead.
+  const int64_t a_row = trans_a ? m : k, b_row = trans_b ? k : n;
+  NABLA_ASSERT(lda >= a_row && ldb >= b_row && ldc >= n);
+  constexpr int64_t kMaxInt = std::numeric_limits<blasint>::max();
+  if (m > kMaxInt || n > kMaxInt || k > kMaxInt || lda > kMaxInt || ldb > kMaxInt ||
+      ldc > kMaxInt)
+    fail("cpu gemm: sizes m={} n={} k={} (lda={} ldb={} ldc={}) exceed the {}-bit BLAS index",
+         m, n, k, lda, ldb, ldc, 8 * sizeof(blasint));
+  const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
+  const CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
+  auto item = [&](int64_t i) {
+    blas_gemm(ta, tb, blasint(m), blasint(n), blasint(k), alpha, a + i * stride_a, blasint(lda),
+              b + i * stride_b, blasint(ldb), beta, c + i * stride_c, blasint(ldc));
+  };
+  const int64_t flops = m * n * k;
+  // stride_c == 0 would have the items race on one C.
+  if (kBlasSharesOurThreads && batch > 1 && stride_c != 0 && flops < kSmallProduct) {
+    parallel_for(batch, flops / 16, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) item(i);
+    });
+    return;
+  }
+  for (int64_t i = 0; i < batch; ++i) item(i);
+}
+
+}  // namespace
+
+void CpuBackend::gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                      double alpha, const void* a, int64_t lda, int64_t stride_a, const void* b,
+                      int64_t ldb, int64_t stride_b, double beta, void* c, int64_t ldc,
+                      int64_t stride_c, int64_t batch) {
+  dispatch_floating(dtype, "gemm", [&](auto tag) {
+    using T = decltype(tag);
+    gemm_impl(trans_a, trans_b, m, n, k, T(alpha), static_cast<const T*>(a), lda, stride_a,
+              static_cast<const T*>(b), ldb, stride_b, T(beta), static_cast<T*>(c), ldc, stride_c,
+              batch);
+  });
+}
+
+}  // namespace nabla::cpu
