@@ -45,8 +45,8 @@ constexpr Words philox4x32_10(Words ctr, uint32_t key0, uint32_t key1) {
 
 // The 4 random words of block `block` of the stream `seed`.
 constexpr Words block(uint64_t seed, uint64_t block) {
-  return philox4x32_10(Words{{uint32_t(block), uint32_t(block >> 32), 0u, 0u}},
-                       uint32_t(seed), uint32_t(seed >> 32));
+  return philox4x32_10(Words{{uint32_t(block), uint32_t(block >> 32), 0u, 0u}}, uint32_t(seed),
+                       uint32_t(seed >> 32));
 }
 
 // Elements of each dtype and distribution that one block yields.

@@ -1,6 +1,8 @@
 // CpuBackend: memory and copies, and the registration of the CPU backend at library load.
 #include <nabla/cpu/cpu_backend.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -18,7 +20,11 @@ void* CpuBackend::allocate(size_t nbytes) {
     fail("cpu: cannot allocate {} bytes: the size is out of range", nbytes);
   const size_t rounded = std::max(kAlignment, (nbytes + kAlignment - 1) / kAlignment * kAlignment);
   void* p = std::aligned_alloc(kAlignment, rounded);
-  if (p == nullptr) fail("cpu: out of memory allocating {} bytes", nbytes);
+  if (p == nullptr) {
+    const long pages = sysconf(_SC_AVPHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
+    fail("cpu: out of memory allocating {} bytes ({} bytes of physical memory free)", nbytes,
+         pages > 0 && page_size > 0 ? uint64_t(pages) * uint64_t(page_size) : 0);
+  }
   return p;
 }
 

@@ -33,8 +33,8 @@ class CpuBackend final : public Backend {
 
   void rand_uniform(DType dtype, void* out, int64_t n, uint64_t seed, uint64_t offset, double lo,
                     double hi) override;
-  void rand_normal(DType dtype, void* out, int64_t n, uint64_t seed, uint64_t offset,
-                   double mean, double stddev) override;
+  void rand_normal(DType dtype, void* out, int64_t n, uint64_t seed, uint64_t offset, double mean,
+                   double stddev) override;
 
   void unary(UnaryOp op, DType dtype, void* y, const void* x, int64_t n, double a,
              double b) override;
@@ -48,9 +48,9 @@ class CpuBackend final : public Backend {
   void argmax(DType dtype, int64_t* out, const void* x, int64_t outer, int64_t r,
               int64_t inner) override;
 
-  void gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
-            double alpha, const void* a, int64_t lda, int64_t stride_a, const void* b,
-            int64_t ldb, int64_t stride_b, double beta, void* c, int64_t ldc, int64_t stride_c,
+  void gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
+            const void* a, int64_t lda, int64_t stride_a, const void* b, int64_t ldb,
+            int64_t stride_b, double beta, void* c, int64_t ldc, int64_t stride_c,
             int64_t batch) override;
 
   void softmax(DType dtype, void* y, const void* x, int64_t outer, int64_t n, int64_t inner,
@@ -59,16 +59,16 @@ class CpuBackend final : public Backend {
                         int64_t n, int64_t inner, bool log) override;
   void nll(DType dtype, void* loss, const void* logp, const int64_t* labels, int64_t n,
            int64_t c) override;
-  void nll_backward(DType dtype, void* dlogp, const void* dloss, const int64_t* labels,
-                    int64_t n, int64_t c) override;
+  void nll_backward(DType dtype, void* dlogp, const void* dloss, const int64_t* labels, int64_t n,
+                    int64_t c) override;
   int64_t count_out_of_range(const int64_t* labels, int64_t n, int64_t c) override;
 
   void sgd_step(DType dtype, void* param, const void* grad, void* momentum_buf, int64_t n,
                 double lr, double momentum, double dampening, double weight_decay, bool nesterov,
                 bool first_step) override;
-  void adam_step(DType dtype, void* param, const void* grad, void* m, void* v, int64_t n,
-                 double lr, double beta1, double beta2, double eps, double weight_decay,
-                 bool decoupled, int64_t step) override;
+  void adam_step(DType dtype, void* param, const void* grad, void* m, void* v, int64_t n, double lr,
+                 double beta1, double beta2, double eps, double weight_decay, bool decoupled,
+                 int64_t step) override;
   void adagrad_step(DType dtype, void* param, const void* grad, void* sum, int64_t n, double lr,
                     double lr_decay, double weight_decay, double eps, int64_t step) override;
   void rmsprop_step(DType dtype, void* param, const void* grad, void* square_avg,

@@ -176,8 +176,7 @@ void unary_impl(UnaryOp op, T* y, const T* x, int64_t n, T a, T b) {
     // Written so that NaN passes through, as in PyTorch.
     case UnaryOp::relu: return map(y, x, n, [](T v) { return v < T(0) ? T(0) : v; });
     case UnaryOp::leaky_relu: return map(y, x, n, [a](T v) { return v > T(0) ? v : a * v; });
-    case UnaryOp::elu:
-      return map(y, x, n, [a](T v) { return v > T(0) ? v : a * std::expm1(v); });
+    case UnaryOp::elu: return map(y, x, n, [a](T v) { return v > T(0) ? v : a * std::expm1(v); });
     case UnaryOp::sigmoid: return map(y, x, n, [](T v) { return sigmoid(v); });
     case UnaryOp::tanh: return map(y, x, n, [](T v) { return std::tanh(v); });
     case UnaryOp::gelu:
@@ -188,9 +187,8 @@ void unary_impl(UnaryOp op, T* y, const T* x, int64_t n, T a, T b) {
     case UnaryOp::clamp: return map(y, x, n, [a, b](T v) { return std::min(std::max(v, a), b); });
     case UnaryOp::affine: return map(y, x, n, [a, b](T v) { return a * v + b; });
     case UnaryOp::softplus:
-      return map(y, x, n, [](T v) {
-        return std::max(v, T(0)) + std::log1p(std::exp(-std::abs(v)));
-      });
+      return map(y, x, n,
+                 [](T v) { return std::max(v, T(0)) + std::log1p(std::exp(-std::abs(v))); });
   }
   fail("cpu unary: unknown op code {}", static_cast<int>(op));
 }
@@ -200,8 +198,7 @@ void unary_backward_impl(UnaryOp op, T* dx, const T* dy, const T* x, const T* y,
                          T b) {
   switch (op) {
     case UnaryOp::neg: return map_backward_x(dx, dy, x, n, [](T g, T) { return -g; });
-    case UnaryOp::exp:
-      return map_backward(dx, dy, x, y, n, [](T g, T, T v) { return g * v; });
+    case UnaryOp::exp: return map_backward(dx, dy, x, y, n, [](T g, T, T v) { return g * v; });
     case UnaryOp::log: return map_backward_x(dx, dy, x, n, [](T g, T v) { return g / v; });
     case UnaryOp::sqrt:
       return map_backward(dx, dy, x, y, n, [](T g, T, T v) { return g / (T(2) * v); });
@@ -231,11 +228,9 @@ void unary_backward_impl(UnaryOp op, T* dx, const T* dy, const T* x, const T* y,
     case UnaryOp::pow:
       // d/dx x^0 is 0 everywhere, including at 0 where a * x^(a-1) would be 0 * inf.
       if (a == T(0)) return map_backward_x(dx, dy, x, n, [](T, T) { return T(0); });
-      return map_backward_x(dx, dy, x, n,
-                            [a](T g, T v) { return g * a * std::pow(v, a - T(1)); });
+      return map_backward_x(dx, dy, x, n, [a](T g, T v) { return g * a * std::pow(v, a - T(1)); });
     case UnaryOp::clamp:
-      return map_backward_x(dx, dy, x, n,
-                            [a, b](T g, T v) { return v > a && v < b ? g : T(0); });
+      return map_backward_x(dx, dy, x, n, [a, b](T g, T v) { return v > a && v < b ? g : T(0); });
     case UnaryOp::affine: return map_backward_x(dx, dy, x, n, [a](T g, T) { return g * a; });
     case UnaryOp::softplus:
       return map_backward_x(dx, dy, x, n, [](T g, T v) { return g * sigmoid(v); });
@@ -271,9 +266,8 @@ void binary_loop(T* out, const T* a, const T* b, const StridedLayout& l, F f) {
     });
     return;
   }
-  for_each_row(s, [&](int64_t io, int64_t ia, int64_t ib) {
-    run(out + io, a + ia, b + ib, s.shape[last]);
-  });
+  for_each_row(
+      s, [&](int64_t io, int64_t ia, int64_t ib) { run(out + io, a + ia, b + ib, s.shape[last]); });
 }
 
 template <typename T>

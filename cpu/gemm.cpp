@@ -60,10 +60,9 @@ void gemm_impl(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T al
   const int64_t a_row = trans_a ? m : k, b_row = trans_b ? k : n;
   NABLA_ASSERT(lda >= a_row && ldb >= b_row && ldc >= n);
   constexpr int64_t kMaxInt = std::numeric_limits<blasint>::max();
-  if (m > kMaxInt || n > kMaxInt || k > kMaxInt || lda > kMaxInt || ldb > kMaxInt ||
-      ldc > kMaxInt)
-    fail("cpu gemm: sizes m={} n={} k={} (lda={} ldb={} ldc={}) exceed the {}-bit BLAS index",
-         m, n, k, lda, ldb, ldc, 8 * sizeof(blasint));
+  if (m > kMaxInt || n > kMaxInt || k > kMaxInt || lda > kMaxInt || ldb > kMaxInt || ldc > kMaxInt)
+    fail("cpu gemm: sizes m={} n={} k={} (lda={} ldb={} ldc={}) exceed the {}-bit BLAS index", m, n,
+         k, lda, ldb, ldc, 8 * sizeof(blasint));
   const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
   const CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
   auto item = [&](int64_t i) {

@@ -153,8 +153,9 @@ void adam_impl(T* param, const T* grad, T* m, T* v, int64_t n, double lr, double
                double beta2, double eps, double weight_decay, bool decoupled, int64_t step) {
   const double bias1 = 1 - std::pow(beta1, double(step));
   const double bias2 = 1 - std::pow(beta2, double(step));
-  const AdamScalars<T> s{T(lr / bias1), T(std::sqrt(bias2)), T(1 - beta1),    T(beta2),
-                         T(1 - beta2),  T(eps),              T(weight_decay), T(1 - lr * weight_decay)};
+  const AdamScalars<T> s{
+      T(lr / bias1),   T(std::sqrt(bias2)),     T(1 - beta1), T(beta2), T(1 - beta2), T(eps),
+      T(weight_decay), T(1 - lr * weight_decay)};
   with_flags(
       [&](auto decoupled_wd, auto l2) {
         parallel_for(n, 1, [&](int64_t begin, int64_t end) {
@@ -178,9 +179,8 @@ void adagrad_impl(T* param, const T* grad, T* sum, int64_t n, double lr, double 
 }
 
 template <typename T>
-void rmsprop_impl(T* param, const T* grad, T* square_avg, T* buf, T* grad_avg, int64_t n,
-                  double lr, double alpha, double eps, double weight_decay, double momentum,
-                  bool centered) {
+void rmsprop_impl(T* param, const T* grad, T* square_avg, T* buf, T* grad_avg, int64_t n, double lr,
+                  double alpha, double eps, double weight_decay, double momentum, bool centered) {
   const RmspropScalars<T> s{T(lr), T(alpha), T(1 - alpha), T(eps), T(weight_decay), T(momentum)};
   with_flags(
       [&](auto decay, auto cent, auto mom) {
@@ -194,20 +194,20 @@ void rmsprop_impl(T* param, const T* grad, T* square_avg, T* buf, T* grad_avg, i
 
 }  // namespace
 
-void CpuBackend::sgd_step(DType dtype, void* param, const void* grad, void* momentum_buf,
-                          int64_t n, double lr, double momentum, double dampening,
-                          double weight_decay, bool nesterov, bool first_step) {
+void CpuBackend::sgd_step(DType dtype, void* param, const void* grad, void* momentum_buf, int64_t n,
+                          double lr, double momentum, double dampening, double weight_decay,
+                          bool nesterov, bool first_step) {
   dispatch_floating(dtype, "sgd_step", [&](auto tag) {
     using T = decltype(tag);
     NABLA_ASSERT(momentum == 0 || momentum_buf != nullptr);
-    sgd_impl(static_cast<T*>(param), static_cast<const T*>(grad), static_cast<T*>(momentum_buf),
-             n, lr, momentum, dampening, weight_decay, nesterov, first_step);
+    sgd_impl(static_cast<T*>(param), static_cast<const T*>(grad), static_cast<T*>(momentum_buf), n,
+             lr, momentum, dampening, weight_decay, nesterov, first_step);
   });
 }
 
-void CpuBackend::adam_step(DType dtype, void* param, const void* grad, void* m, void* v,
-                           int64_t n, double lr, double beta1, double beta2, double eps,
-                           double weight_decay, bool decoupled, int64_t step) {
+void CpuBackend::adam_step(DType dtype, void* param, const void* grad, void* m, void* v, int64_t n,
+                           double lr, double beta1, double beta2, double eps, double weight_decay,
+                           bool decoupled, int64_t step) {
   dispatch_floating(dtype, "adam_step", [&](auto tag) {
     using T = decltype(tag);
     NABLA_ASSERT(step >= 1);

@@ -52,8 +52,9 @@ void CpuBackend::rand_uniform(DType dtype, void* out, int64_t n, uint64_t seed, 
           [=](const philox::Words& w, float* dst) { philox::uniform_float_block(w, lo, hi, dst); });
     case DType::float64:
       return fill_blocks<philox::kUniformDoublePerBlock>(
-          static_cast<double*>(out), n, seed, offset,
-          [=](const philox::Words& w, double* dst) { philox::uniform_double_block(w, lo, hi, dst); });
+          static_cast<double*>(out), n, seed, offset, [=](const philox::Words& w, double* dst) {
+            philox::uniform_double_block(w, lo, hi, dst);
+          });
     default: break;
   }
   fail("cpu rand_uniform: dtype {} is not supported (float32 or float64 expected)",

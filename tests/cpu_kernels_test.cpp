@@ -40,8 +40,8 @@ std::vector<double> random_values(size_t n, double lo, double hi, unsigned seed)
 
 std::vector<float> to_float(const std::vector<double>& v) { return {v.begin(), v.end()}; }
 
-StridedLayout layout(std::vector<int64_t> shape, std::vector<int64_t> out,
-                     std::vector<int64_t> a, std::vector<int64_t> b = {}) {
+StridedLayout layout(std::vector<int64_t> shape, std::vector<int64_t> out, std::vector<int64_t> a,
+                     std::vector<int64_t> b = {}) {
   StridedLayout l;
   l.ndim = static_cast<int>(shape.size());
   for (size_t d = 0; d < shape.size(); ++d) {
@@ -64,7 +64,8 @@ std::vector<int64_t> contiguous(const std::vector<int64_t>& shape) {
 }
 
 // Calls f(out_offset, a_offset, b_offset) for every index of l, in row-major order.
-void for_each_index(const StridedLayout& l, const std::function<void(int64_t, int64_t, int64_t)>& f) {
+void for_each_index(const StridedLayout& l,
+                    const std::function<void(int64_t, int64_t, int64_t)>& f) {
   int64_t total = 1;
   for (int d = 0; d < l.ndim; ++d) total *= l.shape[d];
   for (int64_t flat = 0; flat < total; ++flat) {
@@ -98,7 +99,8 @@ TEST(CpuBackend, NameAndDeviceCount) {
 }
 
 TEST(CpuBackend, AllocateIs64ByteAlignedIncludingZeroBytes) {
-  for (size_t bytes : {size_t{0}, size_t{1}, size_t{63}, size_t{64}, size_t{1000}, size_t{1} << 20}) {
+  for (size_t bytes :
+       {size_t{0}, size_t{1}, size_t{63}, size_t{64}, size_t{1000}, size_t{1} << 20}) {
     void* p = cpu().allocate(bytes);
     ASSERT_NE(p, nullptr) << bytes;
     EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u) << bytes;
@@ -250,22 +252,60 @@ std::vector<UnaryCase> unary_cases() {
       {"sqrt", UnaryOp::sqrt, 0, 0, 0.1, 4, {}, [](double x) { return std::sqrt(x); }},
       {"abs", UnaryOp::abs, 0, 0, -3, 3, {0}, [](double x) { return x < 0 ? -x : x; }},
       {"relu", UnaryOp::relu, 0, 0, -3, 3, {0}, [](double x) { return x > 0 ? x : 0; }},
-      {"leaky_relu_a0p1", UnaryOp::leaky_relu, 0.1, 0, -3, 3, {0},
+      {"leaky_relu_a0p1",
+       UnaryOp::leaky_relu,
+       0.1,
+       0,
+       -3,
+       3,
+       {0},
        [](double x) { return x > 0 ? x : 0.1 * x; }},
-      {"elu_a1p5", UnaryOp::elu, 1.5, 0, -3, 3, {0},
+      {"elu_a1p5",
+       UnaryOp::elu,
+       1.5,
+       0,
+       -3,
+       3,
+       {0},
        [](double x) { return x > 0 ? x : 1.5 * (std::exp(x) - 1); }},
       {"sigmoid", UnaryOp::sigmoid, 0, 0, -6, 6, {}, ref_sigmoid},
-      {"tanh", UnaryOp::tanh, 0, 0, -3, 3, {},
+      {"tanh",
+       UnaryOp::tanh,
+       0,
+       0,
+       -3,
+       3,
+       {},
        [](double x) { return (std::exp(2 * x) - 1) / (std::exp(2 * x) + 1); }},
-      {"gelu", UnaryOp::gelu, 0, 0, -4, 4, {},
+      {"gelu",
+       UnaryOp::gelu,
+       0,
+       0,
+       -4,
+       4,
+       {},
        [](double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); }},
       {"pow_a2p5", UnaryOp::pow, 2.5, 0, 0.1, 3, {}, [](double x) { return x * x * std::sqrt(x); }},
       {"pow_a3_negative_base", UnaryOp::pow, 3, 0, -2, 2, {}, [](double x) { return x * x * x; }},
       {"pow_am1", UnaryOp::pow, -1, 0, 0.2, 3, {}, [](double x) { return 1 / x; }},
-      {"clamp_m1_1", UnaryOp::clamp, -1, 1, -3, 3, {-1, 1},
-       [](double x) { return x < -1 ? -1 : x > 1 ? 1 : x; }},
+      {"clamp_m1_1",
+       UnaryOp::clamp,
+       -1,
+       1,
+       -3,
+       3,
+       {-1, 1},
+       [](double x) { return x < -1  ? -1
+                             : x > 1 ? 1
+                                     : x; }},
       {"affine_a2_b0p5", UnaryOp::affine, 2, 0.5, -3, 3, {}, [](double x) { return 2 * x + 0.5; }},
-      {"softplus", UnaryOp::softplus, 0, 0, -10, 10, {},
+      {"softplus",
+       UnaryOp::softplus,
+       0,
+       0,
+       -10,
+       10,
+       {},
        [](double x) { return std::log(1 + std::exp(x)); }},
   };
 }
@@ -570,12 +610,13 @@ TEST_P(CpuReduce, SumMaxMinMatchNaive_float64) {
         double want = op == ReduceOp::sum ? 0 : op == ReduceOp::max ? -kInf : kInf;
         for (int64_t j = 0; j < s.r; ++j) {
           const double v = x[(o * s.r + j) * s.inner + i];
-          want = op == ReduceOp::sum ? want + v : op == ReduceOp::max ? std::max(want, v)
-                                                                       : std::min(want, v);
+          want = op == ReduceOp::sum   ? want + v
+                 : op == ReduceOp::max ? std::max(want, v)
+                                       : std::min(want, v);
         }
-        expect_close(out[o * s.inner + i], want, 1e-12, 1e-9,
-                     "op " + std::to_string(int(op)) + " at " + std::to_string(o) + "," +
-                         std::to_string(i));
+        expect_close(
+            out[o * s.inner + i], want, 1e-12, 1e-9,
+            "op " + std::to_string(int(op)) + " at " + std::to_string(o) + "," + std::to_string(i));
       }
   }
 }
@@ -597,13 +638,13 @@ TEST_P(CpuReduce, ArgmaxIsFirstMaximum_float32) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, CpuReduce,
-    ::testing::Values(ReduceShape{1, 1, 1}, ReduceShape{2, 3, 4}, ReduceShape{3, 5, 1},
-                      ReduceShape{1, 7, 13}, ReduceShape{4, 7, 300}, ReduceShape{1, 100003, 1},
-                      ReduceShape{3, 40000, 1}, ReduceShape{64, 600, 1}, ReduceShape{2, 500, 70},
-                      ReduceShape{5, 1, 3}),
-    [](const auto& info) { return shape_name(info.param); });
+INSTANTIATE_TEST_SUITE_P(Shapes, CpuReduce,
+                         ::testing::Values(ReduceShape{1, 1, 1}, ReduceShape{2, 3, 4},
+                                           ReduceShape{3, 5, 1}, ReduceShape{1, 7, 13},
+                                           ReduceShape{4, 7, 300}, ReduceShape{1, 100003, 1},
+                                           ReduceShape{3, 40000, 1}, ReduceShape{64, 600, 1},
+                                           ReduceShape{2, 500, 70}, ReduceShape{5, 1, 3}),
+                         [](const auto& info) { return shape_name(info.param); });
 
 TEST(CpuReduceExtra, Float32SumIsAccurate_1x1048576x1) {
   const int64_t n = int64_t{1} << 20;
@@ -690,16 +731,18 @@ void check_gemm(const GemmCase& c, DType dtype, double tol) {
 TEST_P(CpuGemm, MatchesNaive_float64) { check_gemm<double>(GetParam(), DType::float64, 1e-14); }
 TEST_P(CpuGemm, MatchesNaive_float32) { check_gemm<float>(GetParam(), DType::float32, 1e-6); }
 
-INSTANTIATE_TEST_SUITE_P(
-    Transposes, CpuGemm,
-    ::testing::Values(GemmCase{false, false, 3, 4, 5, 1, false}, GemmCase{true, false, 3, 4, 5, 1, false},
-                      GemmCase{false, true, 3, 4, 5, 1, false}, GemmCase{true, true, 3, 4, 5, 1, false},
-                      GemmCase{false, false, 64, 48, 80, 1, false},
-                      GemmCase{true, true, 33, 17, 65, 1, false},
-                      GemmCase{false, false, 3, 4, 5, 3, true}, GemmCase{true, false, 2, 3, 4, 5, false},
-                      GemmCase{false, true, 16, 16, 16, 256, false},
-                      GemmCase{true, true, 8, 9, 10, 300, true}),
-    [](const auto& info) { return gemm_name(info.param); });
+INSTANTIATE_TEST_SUITE_P(Transposes, CpuGemm,
+                         ::testing::Values(GemmCase{false, false, 3, 4, 5, 1, false},
+                                           GemmCase{true, false, 3, 4, 5, 1, false},
+                                           GemmCase{false, true, 3, 4, 5, 1, false},
+                                           GemmCase{true, true, 3, 4, 5, 1, false},
+                                           GemmCase{false, false, 64, 48, 80, 1, false},
+                                           GemmCase{true, true, 33, 17, 65, 1, false},
+                                           GemmCase{false, false, 3, 4, 5, 3, true},
+                                           GemmCase{true, false, 2, 3, 4, 5, false},
+                                           GemmCase{false, true, 16, 16, 16, 256, false},
+                                           GemmCase{true, true, 8, 9, 10, 300, true}),
+                         [](const auto& info) { return gemm_name(info.param); });
 
 TEST(CpuGemmExtra, K0ScalesCAndBeta0IgnoresNaN_m2_n3) {
   std::vector<double> c(6, kNaN);
@@ -803,14 +846,15 @@ TEST_P(CpuSoftmax, Float32AgreesWithFloat64) {
   for (int64_t i = 0; i < total; ++i) expect_close(y[i], yd[i], 1e-5, 1e-6, softmax_name(c));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, CpuSoftmax,
-    ::testing::Values(SoftmaxCase{2, 5, 1, false}, SoftmaxCase{2, 5, 1, true},
-                      SoftmaxCase{3, 4, 6, false}, SoftmaxCase{3, 4, 6, true},
-                      SoftmaxCase{2, 3, 300, false}, SoftmaxCase{2, 3, 300, true},
-                      SoftmaxCase{1, 1, 1, false}, SoftmaxCase{1, 1, 1, true},
-                      SoftmaxCase{128, 300, 1, false}, SoftmaxCase{128, 300, 1, true}),
-    [](const auto& info) { return softmax_name(info.param); });
+INSTANTIATE_TEST_SUITE_P(Shapes, CpuSoftmax,
+                         ::testing::Values(SoftmaxCase{2, 5, 1, false}, SoftmaxCase{2, 5, 1, true},
+                                           SoftmaxCase{3, 4, 6, false}, SoftmaxCase{3, 4, 6, true},
+                                           SoftmaxCase{2, 3, 300, false},
+                                           SoftmaxCase{2, 3, 300, true},
+                                           SoftmaxCase{1, 1, 1, false}, SoftmaxCase{1, 1, 1, true},
+                                           SoftmaxCase{128, 300, 1, false},
+                                           SoftmaxCase{128, 300, 1, true}),
+                         [](const auto& info) { return softmax_name(info.param); });
 
 TEST(CpuSoftmaxExtra, HugeLogitsStayFinite_float32) {
   std::vector<float> x{1000.f, 0.f, -1000.f, 1000.f}, y(4);
@@ -894,7 +938,8 @@ TEST_P(CpuSgd, ThreeStepsMatchTorchFormula) {
 INSTANTIATE_TEST_SUITE_P(Configs, CpuSgd,
                          ::testing::Values(SgdCase{"plain_lr0p1", 0.1, 0, 0, 0, false},
                                            SgdCase{"momentum0p9", 0.1, 0.9, 0, 0, false},
-                                           SgdCase{"momentum0p9_dampening0p3", 0.1, 0.9, 0.3, 0, false},
+                                           SgdCase{"momentum0p9_dampening0p3", 0.1, 0.9, 0.3, 0,
+                                                   false},
                                            SgdCase{"nesterov0p9", 0.05, 0.9, 0, 0, true},
                                            SgdCase{"weight_decay0p01", 0.1, 0, 0, 0.01, false},
                                            SgdCase{"all", 0.2, 0.8, 0.1, 0.05, true}),
@@ -919,8 +964,8 @@ std::vector<T> run_adam(const AdamCase& c, DType dtype) {
   std::vector<T> p(kParam0.begin(), kParam0.end()), m(p.size(), T(0)), v(p.size(), T(0));
   for (size_t t = 0; t < kGrads.size(); ++t) {
     std::vector<T> g(kGrads[t].begin(), kGrads[t].end());
-    cpu().adam_step(dtype, p.data(), g.data(), m.data(), v.data(), int64_t(p.size()), c.lr,
-                    c.beta1, c.beta2, c.eps, c.wd, c.decoupled, int64_t(t + 1));
+    cpu().adam_step(dtype, p.data(), g.data(), m.data(), v.data(), int64_t(p.size()), c.lr, c.beta1,
+                    c.beta2, c.eps, c.wd, c.decoupled, int64_t(t + 1));
   }
   return p;
 }
@@ -1017,8 +1062,8 @@ std::vector<T> run_rmsprop(const RmspropCase& c, DType dtype) {
   for (size_t t = 0; t < kGrads.size(); ++t) {
     std::vector<T> g(kGrads[t].begin(), kGrads[t].end());
     cpu().rmsprop_step(dtype, p.data(), g.data(), sq.data(), c.momentum > 0 ? buf.data() : nullptr,
-                       c.centered ? gavg.data() : nullptr, int64_t(p.size()), c.lr, c.alpha,
-                       c.eps, c.wd, c.momentum, c.centered);
+                       c.centered ? gavg.data() : nullptr, int64_t(p.size()), c.lr, c.alpha, c.eps,
+                       c.wd, c.momentum, c.centered);
   }
   return p;
 }
@@ -1129,7 +1174,8 @@ TEST_P(CpuRandom, OffsetShiftsTheStream_n301) {
   auto base = draw(c, n + 16, 5, 0, -2, 3);
   for (uint64_t k : {1u, 2u, 3u, 4u, 5u, 11u}) {
     auto shifted = draw(c, n, 5, k, -2, 3);
-    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(shifted[i], base[i + k]) << "offset " << k << " i " << i;
+    for (int64_t i = 0; i < n; ++i)
+      ASSERT_EQ(shifted[i], base[i + k]) << "offset " << k << " i " << i;
   }
 }
 
@@ -1147,6 +1193,17 @@ TEST_P(CpuRandom, KernelMatchesElementFunctions_n50_offset3) {
                                        : nb::philox::normal_double_at(99, index, 1.5, 0.5);
     ASSERT_EQ(got[i], want) << i;
   }
+}
+
+TEST_P(CpuRandom, ShortRangesCutAnywhereInABlock_n1to9_offset0to7) {
+  const auto c = GetParam();
+  for (int64_t n = 1; n <= 9; ++n)
+    for (uint64_t offset = 0; offset < 8; ++offset) {
+      auto got = draw(c, n, 7, offset, -1, 2);
+      auto whole = draw(c, 24, 7, 0, -1, 2);
+      for (int64_t i = 0; i < n; ++i)
+        ASSERT_EQ(got[i], whole[offset + i]) << "n " << n << " offset " << offset << " i " << i;
+    }
 }
 
 TEST_P(CpuRandom, MomentsAndRange_n1048576) {
