@@ -7,6 +7,7 @@
 //               [--threads N] [--steps 50] [--warmup 10]
 //
 // Prints one JSON line per run (keys as torch_reference.py's) and a table at the end.
+#include <nabla/core/backend.h>
 #include <nabla/nabla.h>
 
 #include <fmt/format.h>
@@ -127,7 +128,8 @@ int main(int argc, char** argv) {
     // TF32 (fast mode) arrives with the CUDA backend; on the CPU both modes are strict float32.
     const std::string dev_name = device.is_cpu() ? "cpu" : "cuda";
     for (const std::string& name : args.workloads) {
-      const Workload& w = workloads().at(name);
+      const auto all = workloads();
+      const Workload& w = all.at(name);
       nb::manual_seed(0);
       auto model = w.model();
       model->to(device);

@@ -1,0 +1,4 @@
+// Every optimizer of nabla.
+#pragma once
+
+#include <nabla/optim/optimizer.h>

@@ -1,0 +1,153 @@
+#include <nabla/optim/optimizer.h>
+
+#include <nabla/core/autograd.h>
+#include <nabla/core/error.h>
+#include <nabla/core/ops/optim.h>
+
+namespace nabla {
+
+Optimizer::Optimizer(std::vector<Tensor> params, double lr, const char* name)
+    : params_(std::move(params)), lr_(lr), name_(name) {
+  NABLA_CHECK(!params_.empty(), "{}: got an empty parameter list", name_);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    NABLA_CHECK(params_[i].defined(), "{}: parameter {} is an undefined tensor", name_, i);
+    NABLA_CHECK(params_[i].requires_grad(), "{}: parameter {} (shape {}) does not require grad", name_, i,
+                shape_str(params_[i].shape()));
+    NABLA_CHECK(params_[i].is_leaf(), "{}: parameter {} (shape {}) is not a leaf tensor", name_, i,
+                shape_str(params_[i].shape()));
+  }
+  set_lr(lr);
+  slots_.resize(params_.size());
+}
+
+void Optimizer::set_lr(double lr) {
+  NABLA_CHECK(lr >= 0, "{}: learning rate {} is negative", name_, lr);
+  lr_ = lr;
+}
+
+void Optimizer::zero_grad(bool set_to_none) {
+  for (Tensor& p : params_) p.zero_grad(set_to_none);
+}
+
+template <typename F>
+void Optimizer::for_each_update(const std::vector<bool>& used, F&& update) {
+  NoGrad no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Tensor g = params_[i].grad();
+    if (!g.defined()) continue;
+    Slot& s = slots_[i];
+    if (s.buffers.empty())
+      for (bool u : used) s.buffers.push_back(u ? zeros_like(params_[i]) : Tensor());
+    ++s.step;
+    try {
+      update(params_[i], g, s);
+    } catch (const Error& e) {
+      --s.step;
+      throw Error(fmt::format("{}: parameter {}: {}", name_, i, e.what()));
+    }
+  }
+}
+
+std::vector<std::pair<std::string, Tensor>> Optimizer::named_state(const std::vector<const char*>& names) const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const Slot& s = slots_[i];
+    if (s.step == 0) continue;
+    out.emplace_back(fmt::format("{}.step", i), scalar(static_cast<double>(s.step), {.dtype = DType::int64}));
+    for (size_t b = 0; b < s.buffers.size() && b < names.size(); ++b)
+      if (s.buffers[b].defined()) out.emplace_back(fmt::format("{}.{}", i, names[b]), s.buffers[b]);
+  }
+  return out;
+}
+
+// ---- SGD ---------------------------------------------------------------------------------------
+
+SGD::SGD(std::vector<Tensor> params, SGDOptions o) : Optimizer(std::move(params), o.lr, "SGD"), opts_(o) {
+  NABLA_CHECK(o.momentum >= 0, "SGD: momentum {} is negative", o.momentum);
+  NABLA_CHECK(o.weight_decay >= 0, "SGD: weight_decay {} is negative", o.weight_decay);
+  NABLA_CHECK(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
+              "SGD: nesterov needs momentum > 0 and dampening 0 (got momentum {}, dampening {})", o.momentum,
+              o.dampening);
+}
+
+void SGD::step() {
+  const bool mom = opts_.momentum != 0;
+  for_each_update({mom}, [&](Tensor& p, const Tensor& g, Slot& s) {
+    update::sgd(p, g, s.buffers[0], lr_, opts_.momentum, opts_.dampening, opts_.weight_decay,
+                opts_.nesterov, s.step == 1);
+  });
+}
+
+std::vector<std::pair<std::string, Tensor>> SGD::state() const { return named_state({"momentum_buffer"}); }
+
+// ---- Adam, AdamW -------------------------------------------------------------------------------
+
+static void check_adam(const AdamOptions& o, const char* name) {
+  NABLA_CHECK(o.beta1 >= 0 && o.beta1 < 1, "{}: beta1 {} is outside [0, 1)", name, o.beta1);
+  NABLA_CHECK(o.beta2 >= 0 && o.beta2 < 1, "{}: beta2 {} is outside [0, 1)", name, o.beta2);
+  NABLA_CHECK(o.eps >= 0, "{}: eps {} is negative", name, o.eps);
+  NABLA_CHECK(o.weight_decay >= 0, "{}: weight_decay {} is negative", name, o.weight_decay);
+}
+
+Adam::Adam(std::vector<Tensor> params, AdamOptions o) : Adam(std::move(params), o, false, "Adam") {}
+
+Adam::Adam(std::vector<Tensor> params, AdamOptions o, bool decoupled, const char* name)
+    : Optimizer(std::move(params), o.lr, name), opts_(o), decoupled_(decoupled) {
+  check_adam(o, name);
+}
+
+void Adam::step() {
+  for_each_update({true, true}, [&](Tensor& p, const Tensor& g, Slot& s) {
+    update::adam(p, g, s.buffers[0], s.buffers[1], lr_, opts_.beta1, opts_.beta2, opts_.eps, opts_.weight_decay,
+                 decoupled_, s.step);
+  });
+}
+
+std::vector<std::pair<std::string, Tensor>> Adam::state() const { return named_state({"exp_avg", "exp_avg_sq"}); }
+
+AdamW::AdamW(std::vector<Tensor> params, AdamWOptions o)
+    : Adam(std::move(params), {o.lr, o.beta1, o.beta2, o.eps, o.weight_decay}, true, "AdamW") {}
+
+// ---- Adagrad -----------------------------------------------------------------------------------
+
+Adagrad::Adagrad(std::vector<Tensor> params, AdagradOptions o)
+    : Optimizer(std::move(params), o.lr, "Adagrad"), opts_(o) {
+  NABLA_CHECK(o.lr_decay >= 0, "Adagrad: lr_decay {} is negative", o.lr_decay);
+  NABLA_CHECK(o.weight_decay >= 0, "Adagrad: weight_decay {} is negative", o.weight_decay);
+  NABLA_CHECK(o.eps >= 0, "Adagrad: eps {} is negative", o.eps);
+  NABLA_CHECK(o.initial_accumulator_value >= 0, "Adagrad: initial_accumulator_value {} is negative",
+              o.initial_accumulator_value);
+}
+
+void Adagrad::step() {
+  for_each_update({true}, [&](Tensor& p, const Tensor& g, Slot& s) {
+    if (s.step == 1 && opts_.initial_accumulator_value != 0) s.buffers[0].fill_(opts_.initial_accumulator_value);
+    update::adagrad(p, g, s.buffers[0], lr_, opts_.lr_decay, opts_.weight_decay, opts_.eps, s.step);
+  });
+}
+
+std::vector<std::pair<std::string, Tensor>> Adagrad::state() const { return named_state({"sum"}); }
+
+// ---- RMSprop -----------------------------------------------------------------------------------
+
+RMSprop::RMSprop(std::vector<Tensor> params, RMSpropOptions o)
+    : Optimizer(std::move(params), o.lr, "RMSprop"), opts_(o) {
+  NABLA_CHECK(o.alpha >= 0, "RMSprop: alpha {} is negative", o.alpha);
+  NABLA_CHECK(o.eps >= 0, "RMSprop: eps {} is negative", o.eps);
+  NABLA_CHECK(o.momentum >= 0, "RMSprop: momentum {} is negative", o.momentum);
+  NABLA_CHECK(o.weight_decay >= 0, "RMSprop: weight_decay {} is negative", o.weight_decay);
+}
+
+void RMSprop::step() {
+  // buffers: square_avg, momentum_buffer, grad_avg
+  for_each_update({true, opts_.momentum > 0, opts_.centered}, [&](Tensor& p, const Tensor& g, Slot& s) {
+    update::rmsprop(p, g, s.buffers[0], s.buffers[1], s.buffers[2], lr_, opts_.alpha, opts_.eps, opts_.weight_decay,
+                    opts_.momentum, opts_.centered);
+  });
+}
+
+std::vector<std::pair<std::string, Tensor>> RMSprop::state() const {
+  return named_state({"square_avg", "momentum_buffer", "grad_avg"});
+}
+
+}  // namespace nabla
