@@ -56,6 +56,20 @@ enum class BinaryOp : uint8_t {
 
 enum class ReduceOp : uint8_t { sum, max, min };
 
+// The tensors one optimizer updates in one call: host arrays of `count` entries, each entry a
+// pointer on the backend's device (or, for a state that an optimizer doesn't use, null).
+// steps[i] counts tensor i's updates, this one included (1 on its first update).
+struct ParamGroup {
+  int64_t count = 0;
+  void* const* params = nullptr;
+  const void* const* grads = nullptr;
+  void* const* state0 = nullptr;
+  void* const* state1 = nullptr;
+  void* const* state2 = nullptr;
+  const int64_t* sizes = nullptr;  // elements of each tensor
+  const int64_t* steps = nullptr;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -125,26 +139,27 @@ class Backend {
   // dlogp[i, j] = j == labels[i] ? -dloss[i] : 0.
   virtual void nll_backward(DType dtype, void* dlogp, const void* dloss, const int64_t* labels,
                             int64_t n, int64_t c) = 0;
-  // Number of labels outside [0, c), for validation without a host copy of the labels.
-  virtual int64_t count_out_of_range(const int64_t* labels, int64_t n, int64_t c) = 0;
+  // Checks that every label lies in [0, c); a bad one is a nabla::Error naming `op` (a string
+  // literal), the first bad index and its value. The CPU throws at once; an asynchronous device
+  // records the failure on the device and throws at its next synchronizing call (copy_to_host,
+  // synchronize), so that checking never stalls a training step.
+  virtual void check_labels(const int64_t* labels, int64_t n, int64_t c, const char* op) = 0;
 
-  // ---- optimizer updates (in place, one call per parameter tensor) --------------------------
-  // Formulas are PyTorch's (torch.optim docs). `step` counts from 1.
-  virtual void sgd_step(DType dtype, void* param, const void* grad, void* momentum_buf, int64_t n,
-                        double lr, double momentum, double dampening, double weight_decay,
-                        bool nesterov, bool first_step) = 0;
-  virtual void adam_step(DType dtype, void* param, const void* grad, void* m, void* v, int64_t n,
-                         double lr, double beta1, double beta2, double eps, double weight_decay,
-                         bool decoupled, int64_t step) = 0;
-  virtual void adagrad_step(DType dtype, void* param, const void* grad, void* sum, int64_t n,
-                            double lr, double lr_decay, double weight_decay, double eps,
-                            int64_t step) = 0;
-  // grad_avg is used (and may be null otherwise) only when centered; momentum_buf only when
-  // momentum > 0.
-  virtual void rmsprop_step(DType dtype, void* param, const void* grad, void* square_avg,
-                            void* momentum_buf, void* grad_avg, int64_t n, double lr,
-                            double alpha, double eps, double weight_decay, double momentum,
-                            bool centered) = 0;
+  // ---- optimizer updates --------------------------------------------------------------------
+  // In place, over every tensor of a ParamGroup in one call (one kernel launch on a GPU).
+  // Formulas are PyTorch's (torch.optim docs).
+  virtual void sgd_step(DType dtype, const ParamGroup& g, double lr, double momentum,
+                        double dampening, double weight_decay, bool nesterov) = 0;
+  // state0 = first moment (exp_avg), state1 = second moment (exp_avg_sq).
+  virtual void adam_step(DType dtype, const ParamGroup& g, double lr, double beta1, double beta2,
+                         double eps, double weight_decay, bool decoupled) = 0;
+  // state0 = sum of squared gradients.
+  virtual void adagrad_step(DType dtype, const ParamGroup& g, double lr, double lr_decay,
+                            double weight_decay, double eps) = 0;
+  // state0 = square_avg, state1 = momentum buffer (when momentum > 0), state2 = grad_avg (when
+  // centered); unused ones may be null.
+  virtual void rmsprop_step(DType dtype, const ParamGroup& g, double lr, double alpha, double eps,
+                            double weight_decay, double momentum, bool centered) = 0;
 };
 
 // Backends register themselves when the library loads (cpu/ always, cuda/ when built).

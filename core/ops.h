@@ -2,6 +2,7 @@
 #pragma once
 
 #include <nabla/core/autograd.h>
+#include <nabla/core/config.h>
 #include <nabla/core/ops/elementwise.h>
 #include <nabla/core/ops/linalg.h>
 #include <nabla/core/ops/loss.h>

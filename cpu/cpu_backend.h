@@ -61,19 +61,16 @@ class CpuBackend final : public Backend {
            int64_t c) override;
   void nll_backward(DType dtype, void* dlogp, const void* dloss, const int64_t* labels, int64_t n,
                     int64_t c) override;
-  int64_t count_out_of_range(const int64_t* labels, int64_t n, int64_t c) override;
+  void check_labels(const int64_t* labels, int64_t n, int64_t c, const char* op) override;
 
-  void sgd_step(DType dtype, void* param, const void* grad, void* momentum_buf, int64_t n,
-                double lr, double momentum, double dampening, double weight_decay, bool nesterov,
-                bool first_step) override;
-  void adam_step(DType dtype, void* param, const void* grad, void* m, void* v, int64_t n, double lr,
-                 double beta1, double beta2, double eps, double weight_decay, bool decoupled,
-                 int64_t step) override;
-  void adagrad_step(DType dtype, void* param, const void* grad, void* sum, int64_t n, double lr,
-                    double lr_decay, double weight_decay, double eps, int64_t step) override;
-  void rmsprop_step(DType dtype, void* param, const void* grad, void* square_avg,
-                    void* momentum_buf, void* grad_avg, int64_t n, double lr, double alpha,
-                    double eps, double weight_decay, double momentum, bool centered) override;
+  void sgd_step(DType dtype, const ParamGroup& g, double lr, double momentum, double dampening,
+                double weight_decay, bool nesterov) override;
+  void adam_step(DType dtype, const ParamGroup& g, double lr, double beta1, double beta2,
+                 double eps, double weight_decay, bool decoupled) override;
+  void adagrad_step(DType dtype, const ParamGroup& g, double lr, double lr_decay,
+                    double weight_decay, double eps) override;
+  void rmsprop_step(DType dtype, const ParamGroup& g, double lr, double alpha, double eps,
+                    double weight_decay, double momentum, bool centered) override;
 };
 
 // Below this much work (elements touched) a kernel runs on the calling thread: on a 2-core

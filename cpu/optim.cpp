@@ -194,50 +194,60 @@ void rmsprop_impl(T* param, const T* grad, T* square_avg, T* buf, T* grad_avg, i
 
 }  // namespace
 
-void CpuBackend::sgd_step(DType dtype, void* param, const void* grad, void* momentum_buf, int64_t n,
-                          double lr, double momentum, double dampening, double weight_decay,
-                          bool nesterov, bool first_step) {
+// One tensor after another: each update is already parallel over its elements.
+void CpuBackend::sgd_step(DType dtype, const ParamGroup& g, double lr, double momentum,
+                          double dampening, double weight_decay, bool nesterov) {
   dispatch_floating(dtype, "sgd_step", [&](auto tag) {
     using T = decltype(tag);
-    NABLA_ASSERT(momentum == 0 || momentum_buf != nullptr);
-    sgd_impl(static_cast<T*>(param), static_cast<const T*>(grad), static_cast<T*>(momentum_buf), n,
-             lr, momentum, dampening, weight_decay, nesterov, first_step);
+    for (int64_t i = 0; i < g.count; ++i) {
+      NABLA_ASSERT(g.steps[i] >= 1);
+      void* buf = momentum != 0 ? g.state0[i] : nullptr;
+      NABLA_ASSERT(momentum == 0 || buf != nullptr);
+      sgd_impl(static_cast<T*>(g.params[i]), static_cast<const T*>(g.grads[i]), static_cast<T*>(buf),
+               g.sizes[i], lr, momentum, dampening, weight_decay, nesterov, g.steps[i] == 1);
+    }
   });
 }
 
-void CpuBackend::adam_step(DType dtype, void* param, const void* grad, void* m, void* v, int64_t n,
-                           double lr, double beta1, double beta2, double eps, double weight_decay,
-                           bool decoupled, int64_t step) {
+void CpuBackend::adam_step(DType dtype, const ParamGroup& g, double lr, double beta1, double beta2,
+                           double eps, double weight_decay, bool decoupled) {
   dispatch_floating(dtype, "adam_step", [&](auto tag) {
     using T = decltype(tag);
-    NABLA_ASSERT(step >= 1);
-    adam_impl(static_cast<T*>(param), static_cast<const T*>(grad), static_cast<T*>(m),
-              static_cast<T*>(v), n, lr, beta1, beta2, eps, weight_decay, decoupled, step);
+    for (int64_t i = 0; i < g.count; ++i) {
+      NABLA_ASSERT(g.steps[i] >= 1);
+      adam_impl(static_cast<T*>(g.params[i]), static_cast<const T*>(g.grads[i]),
+                static_cast<T*>(g.state0[i]), static_cast<T*>(g.state1[i]), g.sizes[i], lr, beta1,
+                beta2, eps, weight_decay, decoupled, g.steps[i]);
+    }
   });
 }
 
-void CpuBackend::adagrad_step(DType dtype, void* param, const void* grad, void* sum, int64_t n,
-                              double lr, double lr_decay, double weight_decay, double eps,
-                              int64_t step) {
+void CpuBackend::adagrad_step(DType dtype, const ParamGroup& g, double lr, double lr_decay,
+                              double weight_decay, double eps) {
   dispatch_floating(dtype, "adagrad_step", [&](auto tag) {
     using T = decltype(tag);
-    NABLA_ASSERT(step >= 1);
-    adagrad_impl(static_cast<T*>(param), static_cast<const T*>(grad), static_cast<T*>(sum), n, lr,
-                 lr_decay, weight_decay, eps, step);
+    for (int64_t i = 0; i < g.count; ++i) {
+      NABLA_ASSERT(g.steps[i] >= 1);
+      adagrad_impl(static_cast<T*>(g.params[i]), static_cast<const T*>(g.grads[i]),
+                   static_cast<T*>(g.state0[i]), g.sizes[i], lr, lr_decay, weight_decay, eps,
+                   g.steps[i]);
+    }
   });
 }
 
-void CpuBackend::rmsprop_step(DType dtype, void* param, const void* grad, void* square_avg,
-                              void* momentum_buf, void* grad_avg, int64_t n, double lr,
-                              double alpha, double eps, double weight_decay, double momentum,
-                              bool centered) {
+void CpuBackend::rmsprop_step(DType dtype, const ParamGroup& g, double lr, double alpha,
+                              double eps, double weight_decay, double momentum, bool centered) {
   dispatch_floating(dtype, "rmsprop_step", [&](auto tag) {
     using T = decltype(tag);
-    NABLA_ASSERT(!centered || grad_avg != nullptr);
-    NABLA_ASSERT(momentum <= 0 || momentum_buf != nullptr);
-    rmsprop_impl(static_cast<T*>(param), static_cast<const T*>(grad), static_cast<T*>(square_avg),
-                 static_cast<T*>(momentum_buf), static_cast<T*>(grad_avg), n, lr, alpha, eps,
-                 weight_decay, momentum, centered);
+    for (int64_t i = 0; i < g.count; ++i) {
+      void* buf = momentum > 0 ? g.state1[i] : nullptr;
+      void* avg = centered ? g.state2[i] : nullptr;
+      NABLA_ASSERT(!centered || avg != nullptr);
+      NABLA_ASSERT(momentum <= 0 || buf != nullptr);
+      rmsprop_impl(static_cast<T*>(g.params[i]), static_cast<const T*>(g.grads[i]),
+                   static_cast<T*>(g.state0[i]), static_cast<T*>(buf), static_cast<T*>(avg),
+                   g.sizes[i], lr, alpha, eps, weight_decay, momentum, centered);
+    }
   });
 }
 

@@ -180,10 +180,15 @@ void CpuBackend::nll_backward(DType dtype, void* dlogp, const void* dloss, const
   });
 }
 
-int64_t CpuBackend::count_out_of_range(const int64_t* labels, int64_t n, int64_t c) {
-  int64_t bad = 0;
-  for (int64_t i = 0; i < n; ++i) bad += labels[i] < 0 || labels[i] >= c;
-  return bad;
+void CpuBackend::check_labels(const int64_t* labels, int64_t n, int64_t c, const char* op) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (labels[i] < 0 || labels[i] >= c) {
+      int64_t bad = 0;
+      for (int64_t j = i; j < n; ++j) bad += labels[j] < 0 || labels[j] >= c;
+      fail("{}: label {} at index {} is out of range for {} classes (expected 0..{}); {} bad labels in all", op,
+           labels[i], i, c, c - 1, bad);
+    }
+  }
 }
 
 }  // namespace nabla::cpu

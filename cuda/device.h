@@ -32,4 +32,8 @@ DeviceInfo device_info(int index = 0);
 // device_count() > 0.
 bool available();
 
+// Waits until all work queued on every CUDA device is done; reports errors found on a device
+// since the last synchronization (e.g. out-of-range labels). Without devices it does nothing.
+void synchronize();
+
 }  // namespace nabla::cuda

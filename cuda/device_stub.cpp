@@ -9,6 +9,8 @@ int device_count() { return 0; }
 
 bool available() { return false; }
 
+void synchronize() {}
+
 DeviceInfo device_info(int index) {
   fail("cuda::device_info: no CUDA device {}: nabla was built without CUDA (NABLA_CUDA=OFF or no "
        "nvcc found), so 0 CUDA devices are present",

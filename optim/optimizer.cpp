@@ -30,22 +30,26 @@ void Optimizer::zero_grad(bool set_to_none) {
 }
 
 template <typename F>
-void Optimizer::for_each_update(const std::vector<bool>& used, F&& update) {
+void Optimizer::update_all(const std::vector<bool>& used, F&& update) {
   NoGrad no_grad;
+  update::Group g;
+  std::vector<size_t> members;
+  std::vector<Tensor>* states[3] = {&g.state0, &g.state1, &g.state2};
   for (size_t i = 0; i < params_.size(); ++i) {
-    Tensor g = params_[i].grad();
-    if (!g.defined()) continue;
+    Tensor grad = params_[i].grad();
+    if (!grad.defined()) continue;
     Slot& s = slots_[i];
     if (s.buffers.empty())
       for (bool u : used) s.buffers.push_back(u ? zeros_like(params_[i]) : Tensor());
-    ++s.step;
-    try {
-      update(params_[i], g, s);
-    } catch (const Error& e) {
-      --s.step;
-      throw Error(fmt::format("{}: parameter {}: {}", name_, i, e.what()));
-    }
+    members.push_back(i);
+    g.params.push_back(params_[i]);
+    g.grads.push_back(grad);
+    for (size_t k = 0; k < used.size() && k < 3; ++k) states[k]->push_back(s.buffers[k]);
+    g.steps.push_back(s.step + 1);
   }
+  if (members.empty()) return;
+  update(g);  // throws before any tensor changes when a check fails
+  for (size_t i : members) ++slots_[i].step;
 }
 
 std::vector<std::pair<std::string, Tensor>> Optimizer::named_state(const std::vector<const char*>& names) const {
@@ -71,10 +75,8 @@ SGD::SGD(std::vector<Tensor> params, SGDOptions o) : Optimizer(std::move(params)
 }
 
 void SGD::step() {
-  const bool mom = opts_.momentum != 0;
-  for_each_update({mom}, [&](Tensor& p, const Tensor& g, Slot& s) {
-    update::sgd(p, g, s.buffers[0], lr_, opts_.momentum, opts_.dampening, opts_.weight_decay,
-                opts_.nesterov, s.step == 1);
+  update_all({opts_.momentum != 0}, [&](const update::Group& g) {
+    update::sgd(g, lr_, opts_.momentum, opts_.dampening, opts_.weight_decay, opts_.nesterov);
   });
 }
 
@@ -97,9 +99,8 @@ Adam::Adam(std::vector<Tensor> params, AdamOptions o, bool decoupled, const char
 }
 
 void Adam::step() {
-  for_each_update({true, true}, [&](Tensor& p, const Tensor& g, Slot& s) {
-    update::adam(p, g, s.buffers[0], s.buffers[1], lr_, opts_.beta1, opts_.beta2, opts_.eps, opts_.weight_decay,
-                 decoupled_, s.step);
+  update_all({true, true}, [&](const update::Group& g) {
+    update::adam(g, lr_, opts_.beta1, opts_.beta2, opts_.eps, opts_.weight_decay, decoupled_);
   });
 }
 
@@ -120,9 +121,11 @@ Adagrad::Adagrad(std::vector<Tensor> params, AdagradOptions o)
 }
 
 void Adagrad::step() {
-  for_each_update({true}, [&](Tensor& p, const Tensor& g, Slot& s) {
-    if (s.step == 1 && opts_.initial_accumulator_value != 0) s.buffers[0].fill_(opts_.initial_accumulator_value);
-    update::adagrad(p, g, s.buffers[0], lr_, opts_.lr_decay, opts_.weight_decay, opts_.eps, s.step);
+  update_all({true}, [&](const update::Group& g) {
+    if (opts_.initial_accumulator_value != 0)
+      for (size_t i = 0; i < g.steps.size(); ++i)
+        if (g.steps[i] == 1) Tensor(g.state0[i]).fill_(opts_.initial_accumulator_value);
+    update::adagrad(g, lr_, opts_.lr_decay, opts_.weight_decay, opts_.eps);
   });
 }
 
@@ -140,9 +143,8 @@ RMSprop::RMSprop(std::vector<Tensor> params, RMSpropOptions o)
 
 void RMSprop::step() {
   // buffers: square_avg, momentum_buffer, grad_avg
-  for_each_update({true, opts_.momentum > 0, opts_.centered}, [&](Tensor& p, const Tensor& g, Slot& s) {
-    update::rmsprop(p, g, s.buffers[0], s.buffers[1], s.buffers[2], lr_, opts_.alpha, opts_.eps, opts_.weight_decay,
-                    opts_.momentum, opts_.centered);
+  update_all({true, opts_.momentum > 0, opts_.centered}, [&](const update::Group& g) {
+    update::rmsprop(g, lr_, opts_.alpha, opts_.eps, opts_.weight_decay, opts_.momentum, opts_.centered);
   });
 }
 

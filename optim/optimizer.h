@@ -9,6 +9,7 @@
 // another device after its optimizer was made (but before the first step).
 #pragma once
 
+#include <nabla/core/ops/optim.h>
 #include <nabla/core/tensor.h>
 
 #include <string>
@@ -42,11 +43,11 @@ class Optimizer {
     int64_t step = 0;
     std::vector<Tensor> buffers;  // meaning per optimizer
   };
-  // Calls update(param, grad, slot) for each parameter with a gradient. On first use a slot gets
-  // one buffer per entry of `used`: a zero tensor where true, undefined where false. Rethrows an
-  // update's error naming this optimizer.
+  // Updates every parameter that has a gradient with one call of `update` on the group of them
+  // (core/ops/optim.h). On first use a slot gets one buffer per entry of `used`: a zero tensor
+  // where true, undefined where false. On an error, no step count advances.
   template <typename F>
-  void for_each_update(const std::vector<bool>& used, F&& update);
+  void update_all(const std::vector<bool>& used, F&& update);
   std::vector<std::pair<std::string, Tensor>> named_state(const std::vector<const char*>& buffer_names) const;
 
   std::vector<Tensor> params_;

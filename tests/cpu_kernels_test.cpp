@@ -881,16 +881,45 @@ TEST(CpuNll, ForwardBackward_n3_c4) {
   EXPECT_EQ(lossf, (std::vector<float>{3, 0.5, 6}));
 }
 
-TEST(CpuNll, CountOutOfRange_c4) {
-  std::vector<int64_t> labels{-1, 0, 3, 4, 100, 2};
-  EXPECT_EQ(cpu().count_out_of_range(labels.data(), 6, 4), 3);
-  EXPECT_EQ(cpu().count_out_of_range(labels.data() + 1, 2, 4), 0);
-  EXPECT_EQ(cpu().count_out_of_range(labels.data(), 0, 4), 0);
+TEST(CpuNll, CheckLabels_c4) {
+  std::vector<int64_t> labels{0, 3, 4, 100, -1, 2};
+  try {
+    cpu().check_labels(labels.data(), 6, 4, "cross_entropy");
+    ADD_FAILURE() << "no error for labels 4, 100, -1 with 4 classes";
+  } catch (const nabla::Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("cross_entropy: label 4 at index 2"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("3 bad labels"), std::string::npos) << msg;
+  }
+  EXPECT_NO_THROW(cpu().check_labels(labels.data(), 2, 4, "nll"));
+  EXPECT_NO_THROW(cpu().check_labels(labels.data(), 0, 4, "nll"));
 }
 
 // ---- optimizers ---------------------------------------------------------------------------------
 // Each runs 3 steps in float64 against torch.optim's documented update written out per element,
 // and in float32 against the float64 result.
+
+// A ParamGroup of one tensor (the optimizers of optim/ put all their tensors in one group).
+struct OneTensor {
+  void* p;
+  const void* g;
+  void* s0 = nullptr;
+  void* s1 = nullptr;
+  void* s2 = nullptr;
+  int64_t n = 0, step = 1;
+  nabla::ParamGroup group() const {
+    nabla::ParamGroup pg;
+    pg.count = 1;
+    pg.params = &p;
+    pg.grads = &g;
+    pg.state0 = &s0;
+    pg.state1 = &s1;
+    pg.state2 = &s2;
+    pg.sizes = &n;
+    pg.steps = &step;
+    return pg;
+  }
+};
 
 const std::vector<double> kParam0{0.5, -1.0, 2.0, 0.0, -0.25};
 const std::vector<std::vector<double>> kGrads{
@@ -909,8 +938,8 @@ std::vector<T> run_sgd(const SgdCase& c, DType dtype) {
   std::vector<T> p(kParam0.begin(), kParam0.end()), buf(p.size(), T(0));
   for (size_t t = 0; t < kGrads.size(); ++t) {
     std::vector<T> g(kGrads[t].begin(), kGrads[t].end());
-    cpu().sgd_step(dtype, p.data(), g.data(), buf.data(), int64_t(p.size()), c.lr, c.momentum,
-                   c.dampening, c.wd, c.nesterov, t == 0);
+    OneTensor one{p.data(), g.data(), buf.data(), nullptr, nullptr, int64_t(p.size()), int64_t(t + 1)};
+    cpu().sgd_step(dtype, one.group(), c.lr, c.momentum, c.dampening, c.wd, c.nesterov);
   }
   return p;
 }
@@ -947,7 +976,8 @@ INSTANTIATE_TEST_SUITE_P(Configs, CpuSgd,
 
 TEST(CpuSgdExtra, NoMomentumBufferNeededWithoutMomentum_n5) {
   std::vector<double> p = kParam0, g = kGrads[0];
-  cpu().sgd_step(DType::float64, p.data(), g.data(), nullptr, 5, 0.5, 0, 0, 0, false, true);
+  OneTensor one{p.data(), g.data(), nullptr, nullptr, nullptr, 5, 1};
+  cpu().sgd_step(DType::float64, one.group(), 0.5, 0, 0, 0, false);
   for (size_t i = 0; i < p.size(); ++i) EXPECT_DOUBLE_EQ(p[i], kParam0[i] - 0.5 * g[i]);
 }
 
@@ -964,8 +994,8 @@ std::vector<T> run_adam(const AdamCase& c, DType dtype) {
   std::vector<T> p(kParam0.begin(), kParam0.end()), m(p.size(), T(0)), v(p.size(), T(0));
   for (size_t t = 0; t < kGrads.size(); ++t) {
     std::vector<T> g(kGrads[t].begin(), kGrads[t].end());
-    cpu().adam_step(dtype, p.data(), g.data(), m.data(), v.data(), int64_t(p.size()), c.lr, c.beta1,
-                    c.beta2, c.eps, c.wd, c.decoupled, int64_t(t + 1));
+    OneTensor one{p.data(), g.data(), m.data(), v.data(), nullptr, int64_t(p.size()), int64_t(t + 1)};
+    cpu().adam_step(dtype, one.group(), c.lr, c.beta1, c.beta2, c.eps, c.wd, c.decoupled);
   }
   return p;
 }
@@ -1016,8 +1046,8 @@ std::vector<T> run_adagrad(const AdagradCase& c, DType dtype) {
   std::vector<T> p(kParam0.begin(), kParam0.end()), sum(p.size(), T(0));
   for (size_t t = 0; t < kGrads.size(); ++t) {
     std::vector<T> g(kGrads[t].begin(), kGrads[t].end());
-    cpu().adagrad_step(dtype, p.data(), g.data(), sum.data(), int64_t(p.size()), c.lr, c.lr_decay,
-                       c.wd, c.eps, int64_t(t + 1));
+    OneTensor one{p.data(), g.data(), sum.data(), nullptr, nullptr, int64_t(p.size()), int64_t(t + 1)};
+    cpu().adagrad_step(dtype, one.group(), c.lr, c.lr_decay, c.wd, c.eps);
   }
   return p;
 }
@@ -1061,9 +1091,9 @@ std::vector<T> run_rmsprop(const RmspropCase& c, DType dtype) {
       gavg(p.size(), T(0));
   for (size_t t = 0; t < kGrads.size(); ++t) {
     std::vector<T> g(kGrads[t].begin(), kGrads[t].end());
-    cpu().rmsprop_step(dtype, p.data(), g.data(), sq.data(), c.momentum > 0 ? buf.data() : nullptr,
-                       c.centered ? gavg.data() : nullptr, int64_t(p.size()), c.lr, c.alpha, c.eps,
-                       c.wd, c.momentum, c.centered);
+    OneTensor one{p.data(), g.data(), sq.data(), c.momentum > 0 ? buf.data() : nullptr,
+                  c.centered ? gavg.data() : nullptr, int64_t(p.size()), int64_t(t + 1)};
+    cpu().rmsprop_step(dtype, one.group(), c.lr, c.alpha, c.eps, c.wd, c.momentum, c.centered);
   }
   return p;
 }
@@ -1244,3 +1274,27 @@ INSTANTIATE_TEST_SUITE_P(Kinds, CpuRandom,
                          [](const auto& info) { return rand_name(info.param); });
 
 }  // namespace
+
+// Two tensors of different sizes and step counts in one group update as two separate calls.
+TEST(CpuAdamGroup, TwoTensorsInOneCallEqualTwoCalls_n5_n3) {
+  std::vector<double> pa = kParam0, pb{1.0, -2.0, 0.5}, ga = kGrads[0], gb{0.3, 0.1, -0.2};
+  std::vector<double> ma(5, 0.1), va(5, 0.2), mb(3, 0.0), vb(3, 0.0);
+  auto pa2 = pa, pb2 = pb, ma2 = ma, va2 = va, mb2 = mb, vb2 = vb;
+  void* params[2] = {pa.data(), pb.data()};
+  const void* grads[2] = {ga.data(), gb.data()};
+  void* m[2] = {ma.data(), mb.data()};
+  void* v[2] = {va.data(), vb.data()};
+  void* none[2] = {nullptr, nullptr};
+  int64_t sizes[2] = {5, 3}, steps[2] = {4, 1};
+  nabla::ParamGroup g{2, params, grads, m, v, none, sizes, steps};
+  cpu().adam_step(DType::float64, g, 0.01, 0.9, 0.99, 1e-8, 0.1, true);
+  OneTensor a{pa2.data(), ga.data(), ma2.data(), va2.data(), nullptr, 5, 4};
+  OneTensor b{pb2.data(), gb.data(), mb2.data(), vb2.data(), nullptr, 3, 1};
+  cpu().adam_step(DType::float64, a.group(), 0.01, 0.9, 0.99, 1e-8, 0.1, true);
+  cpu().adam_step(DType::float64, b.group(), 0.01, 0.9, 0.99, 1e-8, 0.1, true);
+  EXPECT_EQ(pa, pa2);
+  EXPECT_EQ(pb, pb2);
+  EXPECT_EQ(ma, ma2);
+  EXPECT_EQ(vb, vb2);
+  EXPECT_NE(pa, kParam0);
+}

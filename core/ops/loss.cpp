@@ -38,15 +38,7 @@ Tensor checked_labels(const Tensor& labels, int64_t n, int64_t c, const char* op
   NABLA_CHECK(labels.shape() == Shape{n}, "{}: labels have shape {}, expected [{}] (one per row of the input)", op,
               shape_str(labels.shape()), n);
   Tensor l = labels.detach().to(DType::int64).contiguous();
-  // TODO(cuda): this reads a count back to the host; on a GPU it will become a device-side flag.
-  const int64_t bad = n > 0 ? be(l).count_out_of_range(l.data<int64_t>(), n, c) : 0;
-  if (bad > 0) {
-    auto v = l.to_vector<int64_t>();
-    for (int64_t i = 0; i < n; ++i)
-      if (v[i] < 0 || v[i] >= c)
-        fail("{}: label {} at index {} is out of range for {} classes (expected 0..{}); {} bad labels in all", op,
-             v[i], i, c, c - 1, bad);
-  }
+  if (n > 0) be(l).check_labels(l.data<int64_t>(), n, c, op);
   return l;
 }
 
