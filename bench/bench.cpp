@@ -125,7 +125,8 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
   try {
     nb::Device device = nb::Device::parse(args.device);
-    // TF32 (fast mode) arrives with the CUDA backend; on the CPU both modes are strict float32.
+    // fast: TF32 tensor cores for float32 products on GPUs; on the CPU both modes are strict float32.
+    nb::set_tf32(args.mode == "fast");
     const std::string dev_name = device.is_cpu() ? "cpu" : "cuda";
     for (const std::string& name : args.workloads) {
       const auto all = workloads();

@@ -36,4 +36,9 @@ bool available();
 // since the last synchronization (e.g. out-of-range labels). Without devices it does nothing.
 void synchronize();
 
+// Testing aid: when on, every new device allocation is filled with 0xFF bytes (NaN as float32 or
+// float64, -1 as an integer), so that a kernel that leaves an output element unwritten is seen.
+// Costs a memset per allocation; off by default. No effect without CUDA.
+void set_poison_allocations(bool on);
+
 }  // namespace nabla::cuda

@@ -11,6 +11,8 @@ bool available() { return false; }
 
 void synchronize() {}
 
+void set_poison_allocations(bool) {}
+
 DeviceInfo device_info(int index) {
   fail("cuda::device_info: no CUDA device {}: nabla was built without CUDA (NABLA_CUDA=OFF or no "
        "nvcc found), so 0 CUDA devices are present",

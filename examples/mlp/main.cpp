@@ -114,8 +114,15 @@ int main(int argc, char** argv) {
     for (int epoch = 1; epoch <= args.epochs; ++epoch) {
       fmt::print("Epoch {}/{}\n", epoch, args.epochs);
       nb::ProgressBar bar(steps_per_epoch);
-      double loss_sum = 0;
-      int64_t correct = 0, seen = 0, done = 0;
+      // Running loss and accuracy stay on the device; reading them is a host synchronization,
+      // so it happens only every 50 steps (for the progress bar) and at the end of the epoch.
+      nb::Tensor loss_sum = nb::zeros({}, {.device = device}), correct = nb::zeros({}, {.device = device});
+      int64_t seen = 0, done = 0;
+      auto metrics = [&] {
+        return std::vector<std::pair<std::string, double>>{
+            {"loss", loss_sum.item() / static_cast<double>(seen)},
+            {"accuracy", correct.item() / static_cast<double>(seen)}};
+      };
       for (auto& batch : loader) {
         // Cosine decay of the learning rate over the whole run.
         opt.set_lr(0.5 * args.lr * (1 + std::cos(M_PI * static_cast<double>(step) / total_steps)));
@@ -126,13 +133,14 @@ int main(int argc, char** argv) {
         opt.step();
         ++step;
         ++done;
-        // Running metrics: reading them is a host sync; on the CPU it costs nothing.
-        loss_sum += loss.item() * batch.size();
-        auto pred = nb::argmax(logits.detach(), 1).to_vector<int64_t>();
-        auto labels = batch.y.to_vector<int64_t>();
-        for (size_t i = 0; i < pred.size(); ++i) correct += pred[i] == labels[i];
         seen += batch.size();
-        bar.update(done, {{"loss", loss_sum / seen}, {"accuracy", static_cast<double>(correct) / seen}});
+        {
+          nb::NoGrad no_grad;
+          loss_sum = loss_sum + loss * static_cast<double>(batch.size());
+          nb::Tensor pred = nb::argmax(logits, 1).to(nb::DType::float32);
+          correct = correct + nb::sum(nb::eq(pred, batch.y.to(nb::DType::float32)));
+        }
+        if (done % 50 == 0 || done == steps_per_epoch) bar.update(done, metrics());
       }
       test_acc = accuracy(model, data.test, device);
       bar.finish({{"test_accuracy", test_acc}});
