@@ -123,7 +123,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   detail::check_same(a, b, "matmul");
   NABLA_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: operands must have at least one axis, got a {} and b {}",
               shape_str(a.shape()), shape_str(b.shape()));
-  if (a.dim() == 1) return matmul(a.unsqueeze(0), b).squeeze(-2);
+  // A 1-D a is a row, dropped from the result: axis -2, or the only axis left when b is 1-D too
+  // (vector . vector gives a 0-d tensor).
+  if (a.dim() == 1) return matmul(a.unsqueeze(0), b).squeeze(b.dim() == 1 ? -1 : -2);
   if (b.dim() == 1) return matmul(a, b.unsqueeze(-1)).squeeze(-1);
   return matmul_nd(a, b);
 }
