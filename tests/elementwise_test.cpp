@@ -1,0 +1,391 @@
+// Elementwise ops and activations: float64 gradient checks, hand-computed forward values, and the
+// errors a user sees. Binary ops broadcast as NumPy does.
+#include "test_util.h"
+
+#include <limits>
+
+namespace nb = nabla;
+using nb::DType;
+using nb::Shape;
+using nb::Tensor;
+using namespace nb::test;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+namespace {
+
+const double kInf = std::numeric_limits<double>::infinity();
+
+// ---- gradient checks ---------------------------------------------------------------------------
+
+using BinaryFn = Tensor (*)(const Tensor&, const Tensor&);
+
+std::vector<GradCase> binary_cases() {
+  struct Op {
+    const char* name;
+    BinaryFn fn;
+    bool positive_b;  // keep b away from 0 (div)
+  };
+  const Op ops[] = {{"add", nb::add, false}, {"sub", nb::sub, false},         {"mul", nb::mul, false},
+                    {"div", nb::div, true},  {"maximum", nb::maximum, false}, {"minimum", nb::minimum, false}};
+  const std::pair<Shape, Shape> shapes[] = {
+      {{3, 4}, {3, 4}},       {{}, {2, 3}},     {{2, 3}, {}},     {{3, 1}, {1, 4}},
+      {{2, 3, 4}, {4}},       {{4}, {2, 3, 4}}, {{2, 1, 4}, {3, 1}}, {{1}, {5}},
+  };
+  std::vector<GradCase> cases;
+  for (const Op& op : ops) {
+    for (const auto& [sa, sb] : shapes) {
+      BinaryFn fn = op.fn;
+      const bool pos = op.positive_b;
+      cases.push_back({fmt::format("{}_{}_{}", op.name, shape_name(sa), shape_name(sb)),
+                       [fn](const Tensors& x) { return fn(x[0], x[1]); },
+                       [sa, sb, pos] {
+                         // b in [0.5, 2) for div; otherwise both in [-2, 2) (ties in maximum or
+                         // minimum have probability zero).
+                         return Tensors{input(sa), pos ? input(sb, 0.5, 2) : input(sb)};
+                       }});
+    }
+  }
+  return cases;
+}
+
+std::vector<GradCase> unary_cases() {
+  auto one = [](Shape s, double lo = -2, double hi = 2, std::vector<double> kinks = {0.0}) {
+    return [=] { return Tensors{input(s, lo, hi, kinks)}; };
+  };
+  return {
+      {"neg_2x3", [](const Tensors& x) { return nb::neg(x[0]); }, one({2, 3})},
+      {"operator_neg_5", [](const Tensors& x) { return -x[0]; }, one({5})},
+      {"exp_2x3", [](const Tensors& x) { return nb::exp(x[0]); }, one({2, 3})},
+      {"exp_0d", [](const Tensors& x) { return nb::exp(x[0]); }, one({})},
+      {"log_2x3_pos", [](const Tensors& x) { return nb::log(x[0]); }, one({2, 3}, 0.2, 3)},
+      {"sqrt_2x3_pos", [](const Tensors& x) { return nb::sqrt(x[0]); }, one({2, 3}, 0.2, 3)},
+      {"abs_3x3", [](const Tensors& x) { return nb::abs(x[0]); }, one({3, 3})},
+      {"pow_2.5_2x3_pos", [](const Tensors& x) { return nb::pow(x[0], 2.5); }, one({2, 3}, 0.2, 3)},
+      {"pow_3_2x3", [](const Tensors& x) { return nb::pow(x[0], 3); }, one({2, 3})},
+      {"pow_2_4", [](const Tensors& x) { return x[0].pow(2); }, one({4})},
+      {"pow_-1_4_pos", [](const Tensors& x) { return nb::pow(x[0], -1); }, one({4}, 0.5, 2)},
+      {"pow_0.5_4_pos", [](const Tensors& x) { return nb::pow(x[0], 0.5); }, one({4}, 0.2, 2)},
+      {"pow_0_4", [](const Tensors& x) { return nb::pow(x[0], 0) * x[0]; }, one({4})},
+      {"clamp_-1_1_12", [](const Tensors& x) { return nb::clamp(x[0], -1, 1); }, one({12}, -2, 2, {-1, 1})},
+      {"clamp_0_inf_6", [](const Tensors& x) { return nb::clamp(x[0], 0, kInf); }, one({6})},
+      {"affine_-1.5_0.25_3x2", [](const Tensors& x) { return nb::affine(x[0], -1.5, 0.25); }, one({3, 2})},
+      {"relu_3x5", [](const Tensors& x) { return nb::relu(x[0]); }, one({3, 5})},
+      {"leaky_relu_default_3x5", [](const Tensors& x) { return nb::leaky_relu(x[0]); }, one({3, 5})},
+      {"leaky_relu_0.2_3x5", [](const Tensors& x) { return nb::leaky_relu(x[0], 0.2); }, one({3, 5})},
+      {"elu_1_3x5", [](const Tensors& x) { return nb::elu(x[0]); }, one({3, 5})},
+      {"elu_0.5_3x5", [](const Tensors& x) { return nb::elu(x[0], 0.5); }, one({3, 5})},
+      {"sigmoid_3x5", [](const Tensors& x) { return nb::sigmoid(x[0]); }, one({3, 5}, -6, 6)},
+      {"tanh_3x5", [](const Tensors& x) { return nb::tanh(x[0]); }, one({3, 5}, -3, 3)},
+      {"gelu_3x5", [](const Tensors& x) { return nb::gelu(x[0]); }, one({3, 5}, -4, 4)},
+      {"softplus_3x5", [](const Tensors& x) { return nb::softplus(x[0]); }, one({3, 5}, -8, 8)},
+      {"softmax_last_4x5", [](const Tensors& x) { return nb::softmax(x[0]); }, one({4, 5})},
+      {"softmax_axis0_3x4", [](const Tensors& x) { return nb::softmax(x[0], 0); }, one({3, 4})},
+      {"softmax_axis1_2x3x4", [](const Tensors& x) { return nb::softmax(x[0], 1); }, one({2, 3, 4})},
+      {"softmax_1d_6", [](const Tensors& x) { return nb::softmax(x[0]); }, one({6})},
+      {"log_softmax_last_4x5", [](const Tensors& x) { return nb::log_softmax(x[0]); }, one({4, 5})},
+      {"log_softmax_axis-2_2x3x4", [](const Tensors& x) { return nb::log_softmax(x[0], -2); }, one({2, 3, 4})},
+      // non-contiguous inputs go through a copy whose gradient must reach the original
+      {"exp_of_transposed_3x4", [](const Tensors& x) { return nb::exp(x[0].t()); }, one({3, 4})},
+      {"tanh_of_slice_step2_2x7", [](const Tensors& x) { return nb::tanh(x[0].slice(1, 0, 7, 2)); }, one({2, 7})},
+      {"softmax_of_transposed_3x4", [](const Tensors& x) { return nb::softmax(x[0].t(), -1); }, one({3, 4})},
+      {"sigmoid_of_expanded_3x1_to_3x4",
+       [](const Tensors& x) { return nb::sigmoid(x[0].expand({3, 4})); }, one({3, 1})},
+  };
+}
+
+std::vector<GradCase> composite_cases() {
+  return {
+      {"mul_same_tensor_twice_3x3", [](const Tensors& x) { return x[0] * x[0]; },
+       [] { return Tensors{input({3, 3})}; }},
+      {"div_same_tensor_2x2", [](const Tensors& x) { return (x[0] + 3.0) / x[0]; },
+       [] { return Tensors{input({2, 2}, 0.5, 2)}; }},
+      {"scalar_operators_2x3", [](const Tensors& x) { return (2.0 - x[0]) * 3.0 + x[0] / 4.0 - 1.0 + (0.5 + x[0]); },
+       [] { return Tensors{input({2, 3})}; }},
+      {"scalar_over_tensor_2x3", [](const Tensors& x) { return 2.0 / x[0]; },
+       [] { return Tensors{input({2, 3}, 0.5, 2)}; }},
+      {"binary_of_transposed_views_3x4", [](const Tensors& x) { return x[0].t() * x[1] + x[1]; },
+       [] { return Tensors{input({3, 4}), input({4, 3})}; }},
+      {"binary_of_strided_slices_4x6",
+       [](const Tensors& x) { return x[0].slice(1, 1, 6, 2) - x[0].slice(1, 0, 6, 2).exp(); },
+       [] { return Tensors{input({4, 6})}; }},
+      {"chain_softplus_tanh_mul_2x3", [](const Tensors& x) { return nb::tanh(nb::softplus(x[0]) * x[1]); },
+       [] { return Tensors{input({2, 3}), input({2, 3})}; }},
+  };
+}
+
+class ElementwiseGrad : public ::testing::TestWithParam<GradCase> {};
+
+TEST_P(ElementwiseGrad, CentralDifferenceFloat64) {
+  const GradCase& c = GetParam();
+  nb::manual_seed(42);
+  EXPECT_TRUE(gradcheck(c.f, c.make_inputs(), c.options));
+}
+
+INSTANTIATE_TEST_SUITE_P(Binary, ElementwiseGrad, ::testing::ValuesIn(binary_cases()), grad_case_name);
+INSTANTIATE_TEST_SUITE_P(Unary, ElementwiseGrad, ::testing::ValuesIn(unary_cases()), grad_case_name);
+INSTANTIATE_TEST_SUITE_P(Composite, ElementwiseGrad, ::testing::ValuesIn(composite_cases()), grad_case_name);
+
+// ---- forward values, computed by hand -----------------------------------------------------------
+
+TEST(ElementwiseForward, Add_2x3_plus_3) {
+  Tensor a = f64({1, 2, 3, 4, 5, 6}, {2, 3}), b = f64({10, 20, 30});
+  EXPECT_TRUE(near(a + b, {11, 22, 33, 14, 25, 36}, {2, 3}));
+}
+
+TEST(ElementwiseForward, Add_3x1_plus_1x4) {
+  Tensor a = f64({1, 2, 3}, {3, 1}), b = f64({10, 20, 30, 40}, {1, 4});
+  EXPECT_TRUE(near(nb::add(a, b), {11, 21, 31, 41, 12, 22, 32, 42, 13, 23, 33, 43}, {3, 4}));
+}
+
+TEST(ElementwiseForward, Add_2x3x4_plus_4) {
+  Tensor a = nb::arange(0.0, 24.0, 1.0, kF64).reshape({2, 3, 4});
+  Tensor b = f64({100, 200, 300, 400});
+  std::vector<double> e(24);
+  for (int i = 0; i < 24; ++i) e[i] = i + 100.0 * (i % 4 + 1);
+  EXPECT_TRUE(near(a + b, e, {2, 3, 4}));
+  EXPECT_TRUE(near(b + a, e, {2, 3, 4}));
+}
+
+TEST(ElementwiseForward, Add_0d_plus_2x3) {
+  Tensor s = nb::scalar(0.5, kF64), b = f64({1, 2, 3, 4, 5, 6}, {2, 3});
+  EXPECT_TRUE(near(s + b, {1.5, 2.5, 3.5, 4.5, 5.5, 6.5}, {2, 3}));
+  EXPECT_TRUE(near(s + s, {1.0}, {}));
+}
+
+TEST(ElementwiseForward, Sub_2x2_minus_2x1) {
+  Tensor a = f64({1, 2, 3, 4}, {2, 2}), b = f64({0.5, 1.5}, {2, 1});
+  EXPECT_TRUE(near(a - b, {0.5, 1.5, 1.5, 2.5}, {2, 2}));
+  EXPECT_TRUE(near(b - a, {-0.5, -1.5, -1.5, -2.5}, {2, 2}));
+}
+
+TEST(ElementwiseForward, Mul_3x1_times_1x4) {
+  Tensor a = f64({1, 2, 3}, {3, 1}), b = f64({1, -1, 2, 0.5}, {1, 4});
+  EXPECT_TRUE(near(a * b, {1, -1, 2, 0.5, 2, -2, 4, 1, 3, -3, 6, 1.5}, {3, 4}));
+}
+
+TEST(ElementwiseForward, Div_3_by_3_andByZero) {
+  EXPECT_TRUE(near(f64({1, 2, 3}) / f64({2, 4, -0.5}), {0.5, 0.5, -6}, {3}));
+  // IEEE: 1/0 = inf, -1/0 = -inf, 0/0 = NaN
+  auto v = (f64({1, -1, 0}) / f64({0, 0, 0})).to_vector<double>();
+  EXPECT_EQ(v[0], kInf);
+  EXPECT_EQ(v[1], -kInf);
+  EXPECT_TRUE(std::isnan(v[2]));
+}
+
+TEST(ElementwiseForward, MaximumMinimum_4) {
+  Tensor a = f64({1, 5, -2, 3}), b = f64({2, 4, -2, -3});
+  EXPECT_TRUE(near(nb::maximum(a, b), {2, 5, -2, 3}, {4}));
+  EXPECT_TRUE(near(nb::minimum(a, b), {1, 4, -2, -3}, {4}));
+  // broadcast against a 0-d scalar: maximum(x, 0) is relu
+  EXPECT_TRUE(near(nb::maximum(a, nb::scalar(0, kF64)), {1, 5, 0, 3}, {4}));
+}
+
+TEST(ElementwiseForward, ScalarOperators_3) {
+  Tensor x = f64({1, 2, 4});
+  EXPECT_TRUE(near(x + 1.0, {2, 3, 5}, {3}));
+  EXPECT_TRUE(near(1.0 + x, {2, 3, 5}, {3}));
+  EXPECT_TRUE(near(x - 1.0, {0, 1, 3}, {3}));
+  EXPECT_TRUE(near(1.0 - x, {0, -1, -3}, {3}));
+  EXPECT_TRUE(near(x * 3.0, {3, 6, 12}, {3}));
+  EXPECT_TRUE(near(3.0 * x, {3, 6, 12}, {3}));
+  EXPECT_TRUE(near(x / 4.0, {0.25, 0.5, 1}, {3}));
+  EXPECT_TRUE(near(4.0 / x, {4, 2, 1}, {3}));
+}
+
+TEST(ElementwiseForward, Comparisons_4_notRecorded) {
+  Tensor a = f64({1, 2, 3, 4}).requires_grad_(), b = f64({2, 2, 2, 2});
+  EXPECT_TRUE(near(nb::eq(a, b), {0, 1, 0, 0}, {4}));
+  EXPECT_TRUE(near(nb::ne(a, b), {1, 0, 1, 1}, {4}));
+  EXPECT_TRUE(near(nb::gt(a, b), {0, 0, 1, 1}, {4}));
+  EXPECT_TRUE(near(nb::ge(a, b), {0, 1, 1, 1}, {4}));
+  EXPECT_TRUE(near(nb::lt(a, b), {1, 0, 0, 0}, {4}));
+  EXPECT_TRUE(near(nb::le(a, b), {1, 1, 0, 0}, {4}));
+  EXPECT_EQ(nb::gt(a, b).dtype(), DType::float64);
+  EXPECT_FALSE(nb::gt(a, b).requires_grad());
+}
+
+TEST(ElementwiseForward, NegExpLog) {
+  EXPECT_TRUE(near(nb::neg(f64({1, -2, 0})), {-1, 2, 0}, {3}));
+  EXPECT_TRUE(near(nb::exp(f64({0, 1, -1})), {1, 2.718281828459045, 0.36787944117144233}, {3}, 0, 1e-15));
+  EXPECT_TRUE(near(nb::log(f64({1, 2.718281828459045, 10})), {0, 1, 2.302585092994046}, {3}, 1e-15, 1e-15));
+  auto l0 = nb::log(f64({0, -1})).to_vector<double>();
+  EXPECT_EQ(l0[0], -kInf);
+  EXPECT_TRUE(std::isnan(l0[1]));
+}
+
+TEST(ElementwiseForward, PowSqrtAbs) {
+  EXPECT_TRUE(near(nb::pow(f64({4, 9, 2}), 0.5), {2, 3, 1.4142135623730951}, {3}, 0, 1e-15));
+  EXPECT_TRUE(near(nb::pow(f64({2, -3}), 3), {8, -27}, {2}));
+  EXPECT_TRUE(near(nb::pow(f64({2, 4}), -1), {0.5, 0.25}, {2}));
+  EXPECT_TRUE(near(nb::pow(f64({0, 5}), 0), {1, 1}, {2}));
+  EXPECT_TRUE(near(nb::sqrt(f64({4, 2, 0})), {2, 1.4142135623730951, 0}, {3}, 0, 1e-15));
+  EXPECT_TRUE(near(nb::abs(f64({-1.5, 0, 2})), {1.5, 0, 2}, {3}));
+}
+
+TEST(ElementwiseForward, ClampAffine) {
+  EXPECT_TRUE(near(nb::clamp(f64({-2, -0.5, 0.3, 1.5}), -1, 1), {-1, -0.5, 0.3, 1}, {4}));
+  EXPECT_TRUE(near(nb::clamp(f64({-2, 3}), 0, kInf), {0, 3}, {2}));
+  EXPECT_TRUE(near(nb::clamp(f64({-2, 3}), 0.5, 0.5), {0.5, 0.5}, {2}));  // lo == hi is allowed
+  EXPECT_TRUE(near(nb::affine(f64({1, -2, 0}), 2, 0.5), {2.5, -3.5, 0.5}, {3}));
+}
+
+TEST(ElementwiseForward, ReluLeakyElu) {
+  EXPECT_TRUE(near(nb::relu(f64({-1, 0, 2})), {0, 0, 2}, {3}));
+  EXPECT_TRUE(near(f64({-1, 0, 2}).relu(), {0, 0, 2}, {3}));
+  EXPECT_TRUE(near(nb::leaky_relu(f64({-2, 3}), 0.1), {-0.2, 3}, {2}, 1e-15));
+  EXPECT_TRUE(near(nb::leaky_relu(f64({-2, 3})), {-0.02, 3}, {2}, 1e-15));
+  // elu(-1) = e^-1 - 1
+  EXPECT_TRUE(near(nb::elu(f64({-1, 2})), {-0.6321205588285577, 2}, {2}, 1e-15));
+  EXPECT_TRUE(near(nb::elu(f64({-1, 2}), 0.5), {-0.31606027941427883, 2}, {2}, 1e-15));
+}
+
+TEST(ElementwiseForward, SigmoidTanh) {
+  EXPECT_TRUE(near(nb::sigmoid(f64({0, 2, -2})), {0.5, 0.8807970779778823, 0.11920292202211755}, {3}, 1e-15));
+  // no overflow at the extremes
+  EXPECT_TRUE(near(nb::sigmoid(f64({-1000, 1000})), {0, 1}, {2}, 1e-300, 0));
+  EXPECT_TRUE(near(nb::tanh(f64({0, 1, -0.5})), {0, 0.7615941559557649, -0.46211715726000974}, {3}, 1e-15));
+}
+
+TEST(ElementwiseForward, GeluExactSoftplus) {
+  // gelu(x) = x * Phi(x): Phi(1) = 0.8413447460685429, Phi(2) = 0.9772498680518208
+  EXPECT_TRUE(near(nb::gelu(f64({0, 1, -1, 2})), {0, 0.8413447460685429, -0.15865525393145707, 1.9544997361036416},
+                   {4}, 1e-15));
+  // softplus(x) = ln(1 + e^x): ln 2, ln(1+e), ln(1+1/e); 50 and -50 without overflow
+  EXPECT_TRUE(near(nb::softplus(f64({0, 1, -1, 50, -50})),
+                   {0.6931471805599453, 1.3132616875182228, 0.31326168751822286, 50, 1.9287498479639178e-22}, {5},
+                   0, 1e-14));
+}
+
+TEST(ElementwiseForward, SoftmaxLogSoftmax_3_and_2x2) {
+  // e^1, e^2, e^3 normalized
+  EXPECT_TRUE(near(nb::softmax(f64({1, 2, 3})), {0.09003057317038046, 0.24472847105479767, 0.6652409557748219},
+                   {3}, 1e-15));
+  EXPECT_TRUE(near(nb::log_softmax(f64({1, 2, 3})), {-2.40760596444438, -1.4076059644443801, -0.4076059644443803},
+                   {3}, 1e-14));
+  // along axis 0 of [[1, 2], [3, 4]]: each column is softmax([a, a+2])
+  EXPECT_TRUE(near(nb::softmax(f64({1, 2, 3, 4}, {2, 2}), 0),
+                   {0.11920292202211755, 0.11920292202211755, 0.8807970779778823, 0.8807970779778823}, {2, 2}, 1e-15));
+  // shifted for stability: huge equal logits give a uniform distribution, not NaN
+  EXPECT_TRUE(near(nb::softmax(f64({1000, 1000})), {0.5, 0.5}, {2}));
+  EXPECT_TRUE(near(nb::log_softmax(f64({1000, 0})), {0, -1000}, {2}));
+}
+
+TEST(ElementwiseForward, Float32Values) {
+  Tensor x = f32({0, 1, -1});
+  Tensor y = nb::exp(x) + nb::sigmoid(x);
+  EXPECT_EQ(y.dtype(), DType::float32);
+  EXPECT_TRUE(near(y, {1.5, 2.718281828459045 + 0.7310585786300049, 0.36787944117144233 + 0.2689414213699951},
+                   {3}, 0, 1e-6));
+}
+
+TEST(ElementwiseForward, NonContiguousInputs_transposed2x3) {
+  Tensor a = f64({1, 2, 3, 4, 5, 6}, {2, 3});
+  Tensor at = a.t();  // [[1, 4], [2, 5], [3, 6]]
+  EXPECT_FALSE(at.is_contiguous());
+  EXPECT_TRUE(near(nb::neg(at), {-1, -4, -2, -5, -3, -6}, {3, 2}));
+  EXPECT_TRUE(near(at + f64({10, 20}), {11, 24, 12, 25, 13, 26}, {3, 2}));
+  EXPECT_TRUE(near(nb::softmax(at, 0), nb::softmax(at.contiguous(), 0).to_vector<double>(), {3, 2}));
+}
+
+// ---- gradients at kinks and ties (chosen conventions) ---------------------------------------------
+
+Tensor grad_of(Tensor (*f)(const Tensor&), std::vector<double> x) {
+  Tensor t = f64(x).requires_grad_();
+  nb::sum(f(t)).backward();
+  return t.grad();
+}
+
+TEST(ElementwiseKinks, AbsReluClampAtTheKink) {
+  EXPECT_TRUE(near(grad_of(nb::abs, {-2, 0, 3}), {-1, 0, 1}, {3}));
+  EXPECT_TRUE(near(grad_of(nb::relu, {-2, 0, 3}), {0, 0, 1}, {3}));
+  Tensor x = f64({-1, 0, 1, 2}).requires_grad_();
+  nb::sum(nb::clamp(x, -1, 1)).backward();
+  EXPECT_TRUE(near(x.grad(), {0, 1, 0, 0}, {4}));  // 1 strictly inside (lo, hi)
+}
+
+TEST(ElementwiseKinks, MaximumTieGoesToA_MinimumTieGoesToA) {
+  Tensor a = f64({1, 2, 3}).requires_grad_(), b = f64({1, 5, 0}).requires_grad_();
+  nb::sum(nb::maximum(a, b)).backward();
+  EXPECT_TRUE(near(a.grad(), {1, 0, 1}, {3}));
+  EXPECT_TRUE(near(b.grad(), {0, 1, 0}, {3}));
+  Tensor c = f64({1, 2, 3}).requires_grad_(), d = f64({1, 5, 0}).requires_grad_();
+  nb::sum(nb::minimum(c, d)).backward();
+  EXPECT_TRUE(near(c.grad(), {1, 1, 0}, {3}));
+  EXPECT_TRUE(near(d.grad(), {0, 0, 1}, {3}));
+}
+
+TEST(ElementwiseKinks, PowZeroExponentHasZeroGradientAtZero) {
+  Tensor x = f64({0, 2}).requires_grad_();
+  nb::sum(nb::pow(x, 0)).backward();
+  EXPECT_TRUE(near(x.grad(), {0, 0}, {2}));
+}
+
+TEST(ElementwiseKinks, BroadcastGradientSumsOverBroadcastAxes_3x1_plus_1x4) {
+  Tensor a = f64({1, 2, 3}, {3, 1}).requires_grad_(), b = f64({1, 2, 3, 4}, {1, 4}).requires_grad_();
+  nb::sum(a * b).backward();
+  EXPECT_TRUE(near(a.grad(), {10, 10, 10}, {3, 1}));  // sum of b
+  EXPECT_TRUE(near(b.grad(), {6, 6, 6, 6}, {1, 4}));  // sum of a
+}
+
+TEST(ElementwiseKinks, ScalarGradientOf0dOperandIsTheSum) {
+  Tensor s = nb::scalar(2, kF64).requires_grad_(), x = f64({1, 2, 3, 4}, {2, 2}).requires_grad_();
+  nb::sum(s * x).backward();
+  EXPECT_TRUE(near(s.grad(), {10}, {}));
+  EXPECT_TRUE(near(x.grad(), {2, 2, 2, 2}, {2, 2}));
+}
+
+// ---- errors ------------------------------------------------------------------------------------
+
+TEST(ElementwiseErrors, AddBroadcastFailure_2x3_vs_4) {
+  std::string msg = error_of([] { nb::add(f64({1, 2, 3, 4, 5, 6}, {2, 3}), f64({1, 2, 3, 4})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("add"), HasSubstr("[2, 3]"), HasSubstr("[4]"), HasSubstr("broadcast")));
+}
+
+TEST(ElementwiseErrors, EachBinaryOpNamesItselfAndBothShapes_2x3_vs_3x2) {
+  const std::pair<const char*, BinaryFn> ops[] = {{"add", nb::add},         {"sub", nb::sub},
+                                                  {"mul", nb::mul},         {"div", nb::div},
+                                                  {"maximum", nb::maximum}, {"minimum", nb::minimum},
+                                                  {"eq", nb::eq},           {"lt", nb::lt}};
+  for (const auto& [name, fn] : ops) {
+    std::string msg = error_of([fn] { fn(nb::zeros({2, 3}, kF64), nb::zeros({3, 2}, kF64)); });
+    EXPECT_THAT(msg, AllOf(HasSubstr(std::string(name) + ":"), HasSubstr("[2, 3]"), HasSubstr("[3, 2]"))) << name;
+  }
+}
+
+TEST(ElementwiseErrors, MixingFloat32WithFloat64_2_vs_2) {
+  std::string msg = error_of([] { nb::mul(f32({1, 2}), f64({1, 2})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("mul"), HasSubstr("float32"), HasSubstr("float64"), HasSubstr("[2]")));
+  msg = error_of([] { (void)(nb::scalar(1, kF32) + f64({1, 2, 3}, {3, 1})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("add"), HasSubstr("[]"), HasSubstr("[3, 1]")));
+}
+
+TEST(ElementwiseErrors, IntegerOperandsAreRejected) {
+  std::string msg = error_of([] { nb::add(i64({1, 2}), i64({1, 2})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("add"), HasSubstr("int64")));
+  msg = error_of([] { nb::exp(i32({1, 2})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("exp"), HasSubstr("int32")));
+}
+
+TEST(ElementwiseErrors, ClampBoundsReversed) {
+  std::string msg = error_of([] { nb::clamp(f64({1}), 2, 1); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("clamp"), HasSubstr("2"), HasSubstr("1")));
+}
+
+TEST(ElementwiseErrors, SoftmaxAxisOutOfRange_2x3_axis2) {
+  std::string msg = error_of([] { nb::softmax(nb::zeros({2, 3}, kF64), 2); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("softmax"), HasSubstr("axis 2"), HasSubstr("2 dimensions")));
+  msg = error_of([] { nb::log_softmax(nb::zeros({2, 3}, kF64), -3); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("log_softmax"), HasSubstr("-3")));
+  msg = error_of([] { nb::softmax(nb::scalar(1, kF64)); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("softmax"), HasSubstr("0-dimensional")));
+}
+
+TEST(ElementwiseErrors, UndefinedOperand) {
+  std::string msg = error_of([] { nb::add(Tensor(), f64({1})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("add"), HasSubstr("undefined")));
+  msg = error_of([] { nb::relu(Tensor()); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("relu"), HasSubstr("undefined")));
+}
+
+}  // namespace

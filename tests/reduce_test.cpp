@@ -1,0 +1,290 @@
+// Reductions (sum, mean, max, min over any axes, argmax, sum_to): float64 gradient checks,
+// hand-computed values and errors.
+#include "test_util.h"
+
+namespace nb = nabla;
+using nb::DType;
+using nb::Shape;
+using nb::Tensor;
+using namespace nb::test;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+namespace {
+
+using ReduceFn = Tensor (*)(const Tensor&, const std::vector<int64_t>&, bool);
+
+// x = arange(24) as [2, 3, 4]: x[a, j, k] = 12a + 4j + k
+Tensor x234() { return nb::arange(0.0, 24.0, 1.0, kF64).reshape({2, 3, 4}); }
+
+// ---- gradient checks ---------------------------------------------------------------------------
+
+std::vector<GradCase> reduce_cases() {
+  struct Op {
+    const char* name;
+    ReduceFn fn;
+  };
+  const Op ops[] = {{"sum", nb::sum}, {"mean", nb::mean}, {"max", nb::max}, {"min", nb::min}};
+  struct Axes {
+    Shape shape;
+    std::vector<int64_t> axes;
+    const char* label;
+  };
+  const Axes axes[] = {
+      {{3, 4}, {}, "all"},
+      {{2, 3, 4}, {0}, "axis0"},
+      {{2, 3, 4}, {1}, "axis1"},
+      {{2, 3, 4}, {-1}, "axis-1"},
+      {{2, 3, 4}, {0, 2}, "axes0,2"},
+      {{2, 3, 4}, {2, 0}, "axes2,0"},
+      {{2, 3, 4}, {1, 2}, "axes1,2"},
+      {{2, 3, 2, 3}, {1, 3}, "axes1,3"},
+      {{2, 3, 2, 3}, {0, 2, 3}, "axes0,2,3"},
+      {{5}, {0}, "axis0"},
+      {{}, {}, "all"},
+  };
+  std::vector<GradCase> cases;
+  for (const Op& op : ops) {
+    for (const Axes& a : axes) {
+      for (bool keepdim : {false, true}) {
+        ReduceFn fn = op.fn;
+        std::vector<int64_t> ax = a.axes;
+        Shape s = a.shape;
+        cases.push_back({fmt::format("{}_{}_{}_{}", op.name, a.label, shape_name(s), keepdim ? "keepdim" : "nokeep"),
+                         [fn, ax, keepdim](const Tensors& x) { return fn(x[0], ax, keepdim); },
+                         // distinct values (ties in max/min have probability zero)
+                         [s] { return Tensors{input(s, -3, 3, {})}; }});
+      }
+    }
+  }
+  // reductions of a non-contiguous view
+  cases.push_back({"sum_axis0_of_transposed_3x4", [](const Tensors& x) { return nb::sum(x[0].t(), {0}); },
+                   [] { return Tensors{input({3, 4})}; }});
+  cases.push_back({"max_axis1_of_transposed_3x4", [](const Tensors& x) { return nb::max(x[0].t(), {1}); },
+                   [] { return Tensors{input({3, 4}, -3, 3, {})}; }});
+  cases.push_back({"mean_all_of_slice_step2_4x6",
+                   [](const Tensors& x) { return x[0].slice(1, 0, 6, 2).mean(); },
+                   [] { return Tensors{input({4, 6})}; }});
+  cases.push_back({"shorthand_sum_max_mean_3x4",
+                   [](const Tensors& x) { return x[0].sum({0}) * x[0].max({0}) + x[0].mean({0}, true); },
+                   [] { return Tensors{input({3, 4}, -3, 3, {})}; }});
+  return cases;
+}
+
+std::vector<GradCase> sum_to_cases() {
+  struct C {
+    Shape from, to;
+  };
+  const C cs[] = {{{2, 3, 4}, {3, 1}}, {{2, 3, 4}, {4}},       {{2, 3, 4}, {}},     {{2, 3, 4}, {1, 3, 1}},
+                  {{2, 3, 4}, {2, 1, 4}}, {{3, 4}, {3, 4}},    {{3, 4}, {1, 1}},    {{5}, {1}}};
+  std::vector<GradCase> cases;
+  for (const C& c : cs) {
+    Shape from = c.from, to = c.to;
+    cases.push_back({fmt::format("sum_to_{}_to_{}", shape_name(from), shape_name(to)),
+                     [to](const Tensors& x) { return nb::sum_to(x[0], to); },
+                     [from] { return Tensors{input(from)}; }});
+  }
+  return cases;
+}
+
+class ReduceGrad : public ::testing::TestWithParam<GradCase> {};
+
+TEST_P(ReduceGrad, CentralDifferenceFloat64) {
+  const GradCase& c = GetParam();
+  nb::manual_seed(7);
+  EXPECT_TRUE(gradcheck(c.f, c.make_inputs(), c.options));
+}
+
+INSTANTIATE_TEST_SUITE_P(Reduce, ReduceGrad, ::testing::ValuesIn(reduce_cases()), grad_case_name);
+INSTANTIATE_TEST_SUITE_P(SumTo, ReduceGrad, ::testing::ValuesIn(sum_to_cases()), grad_case_name);
+
+// ---- forward values ------------------------------------------------------------------------------
+
+TEST(ReduceForward, SumAll_2x3x4_is276) {
+  EXPECT_TRUE(near(nb::sum(x234()), {276}, {}));
+  EXPECT_TRUE(near(x234().sum({}, true), {276}, {1, 1, 1}));
+}
+
+TEST(ReduceForward, SumAxis0_2x3x4) {
+  // x[0] + x[1] = 2i + 12
+  EXPECT_TRUE(near(nb::sum(x234(), {0}), {12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34}, {3, 4}));
+  EXPECT_TRUE(near(nb::sum(x234(), {0}, true), {12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34}, {1, 3, 4}));
+}
+
+TEST(ReduceForward, SumAxis1_2x3x4) {
+  // sum_j (12a + 4j + k) = 36a + 12 + 3k
+  EXPECT_TRUE(near(nb::sum(x234(), {1}), {12, 15, 18, 21, 48, 51, 54, 57}, {2, 4}));
+  EXPECT_TRUE(near(nb::sum(x234(), {1}, true), {12, 15, 18, 21, 48, 51, 54, 57}, {2, 1, 4}));
+}
+
+TEST(ReduceForward, SumAxisMinus1_2x3x4) {
+  // row r of 4 consecutive numbers starting at 4r: 16r + 6
+  EXPECT_TRUE(near(nb::sum(x234(), {-1}), {6, 22, 38, 54, 70, 86}, {2, 3}));
+}
+
+TEST(ReduceForward, SumMeanNonAdjacentAxes02_2x3x4) {
+  // sum over a, k of (12a + 4j + k) = 48 + 32j + 12
+  EXPECT_TRUE(near(nb::sum(x234(), {0, 2}), {60, 92, 124}, {3}));
+  EXPECT_TRUE(near(nb::sum(x234(), {2, 0}, true), {60, 92, 124}, {1, 3, 1}));
+  EXPECT_TRUE(near(nb::mean(x234(), {0, 2}), {7.5, 11.5, 15.5}, {3}));
+  EXPECT_TRUE(near(nb::mean(x234(), {0, -1}, true), {7.5, 11.5, 15.5}, {1, 3, 1}));
+}
+
+TEST(ReduceForward, MeanAll_2x3x4) {
+  EXPECT_TRUE(near(nb::mean(x234()), {11.5}, {}));
+  EXPECT_TRUE(near(x234().mean({}, true), {11.5}, {1, 1, 1}));
+}
+
+TEST(ReduceForward, MaxMin_2x3x4) {
+  EXPECT_TRUE(near(nb::max(x234(), {1}), {8, 9, 10, 11, 20, 21, 22, 23}, {2, 4}));
+  EXPECT_TRUE(near(nb::min(x234(), {1}), {0, 1, 2, 3, 12, 13, 14, 15}, {2, 4}));
+  EXPECT_TRUE(near(nb::max(x234()), {23}, {}));
+  EXPECT_TRUE(near(nb::min(x234()), {0}, {}));
+  EXPECT_TRUE(near(nb::max(x234(), {0, 2}), {15, 19, 23}, {3}));
+  EXPECT_TRUE(near(nb::min(x234(), {0, 2}, true), {0, 4, 8}, {1, 3, 1}));
+}
+
+TEST(ReduceForward, MaxMinUnordered_2x3) {
+  Tensor x = f64({3, -1, 7, 2, 9, -5}, {2, 3});
+  EXPECT_TRUE(near(nb::max(x, {0}), {3, 9, 7}, {3}));
+  EXPECT_TRUE(near(nb::max(x, {1}), {7, 9}, {2}));
+  EXPECT_TRUE(near(x.max({1}, true), {7, 9}, {2, 1}));
+  EXPECT_TRUE(near(nb::min(x, {1}), {-1, -5}, {2}));
+  EXPECT_TRUE(near(nb::min(x, {0}), {2, -1, -5}, {3}));
+}
+
+TEST(ReduceForward, ReduceOfTransposedView_2x3) {
+  Tensor xt = f64({3, -1, 7, 2, 9, -5}, {2, 3}).t();  // [[3, 2], [-1, 9], [7, -5]]
+  EXPECT_TRUE(near(nb::sum(xt, {1}), {5, 8, 2}, {3}));
+  EXPECT_TRUE(near(nb::max(xt, {0}), {7, 9}, {2}));
+  EXPECT_TRUE(near(nb::argmax(xt, 0), {2, 1}, {2}));
+}
+
+TEST(ReduceForward, Float32Sum) {
+  Tensor x = f32({0.5, 1.5, 2, 4}, {2, 2});
+  Tensor s = nb::sum(x, {1});
+  EXPECT_EQ(s.dtype(), DType::float32);
+  EXPECT_TRUE(near(s, {2, 6}, {2}));
+}
+
+TEST(ReduceForward, EmptyTensorSumIsZero_0x3) {
+  Tensor x = nb::zeros({0, 3}, kF64);
+  EXPECT_TRUE(near(nb::sum(x, {0}), {0, 0, 0}, {3}));
+  EXPECT_TRUE(near(nb::sum(x), {0}, {}));
+  EXPECT_TRUE(near(nb::sum(x, {1}), {}, {0}));
+}
+
+TEST(ReduceForward, ScalarInputGivesANewTensor_0d) {
+  Tensor s = nb::scalar(2, kF64);
+  for (ReduceFn fn : {ReduceFn(nb::sum), ReduceFn(nb::mean), ReduceFn(nb::max), ReduceFn(nb::min)}) {
+    Tensor r = fn(s, {}, false);
+    EXPECT_TRUE(near(r, {2}, {}));
+    r.fill_(5);  // the result must not alias the input
+    EXPECT_EQ(s.item(), 2);
+  }
+}
+
+TEST(ReduceForward, LargeSumAccuracy_100000) {
+  // 0.1 summed 100000 times; float64 sum must be within 1e-9 relative
+  Tensor x = nb::full({100000}, 0.1, kF64);
+  EXPECT_NEAR(nb::sum(x).item(), 10000.0, 1e-5);
+  EXPECT_NEAR(nb::mean(x).item(), 0.1, 1e-12);
+}
+
+TEST(ReduceForward, Argmax_2x3) {
+  Tensor x = f64({3, -1, 7, 2, 9, -5}, {2, 3});
+  Tensor a1 = nb::argmax(x, 1);
+  EXPECT_EQ(a1.dtype(), DType::int64);
+  EXPECT_EQ(a1.shape(), (Shape{2}));
+  EXPECT_EQ(a1.to_vector<int64_t>(), (std::vector<int64_t>{2, 1}));
+  EXPECT_EQ(nb::argmax(x, 0).to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 0}));
+  EXPECT_EQ(nb::argmax(x, -1, true).shape(), (Shape{2, 1}));
+  EXPECT_EQ(x.argmax().to_vector<int64_t>(), (std::vector<int64_t>{2, 1}));
+  EXPECT_EQ(nb::argmax(x, 0, true).shape(), (Shape{1, 3}));
+}
+
+TEST(ReduceForward, ArgmaxFirstOfTiesAnd1d) {
+  Tensor a = nb::argmax(f64({1, 3, 3, 2}));
+  EXPECT_EQ(a.shape(), Shape{});
+  EXPECT_EQ(a.item<int64_t>(), 1);
+  EXPECT_FALSE(nb::argmax(f64({1, 2}).requires_grad_()).requires_grad());
+}
+
+TEST(ReduceForward, ArgmaxMiddleAxis_2x3x4) {
+  // x[a, j, k] increases with j: argmax over axis 1 is 2 everywhere
+  Tensor a = nb::argmax(x234(), 1);
+  EXPECT_EQ(a.shape(), (Shape{2, 4}));
+  EXPECT_EQ(a.to_vector<int64_t>(), std::vector<int64_t>(8, 2));
+  Tensor b = nb::argmax(nb::neg(x234()), 2);
+  EXPECT_EQ(b.to_vector<int64_t>(), std::vector<int64_t>(6, 0));
+}
+
+TEST(ReduceForward, SumTo_2x3x4) {
+  EXPECT_TRUE(near(nb::sum_to(x234(), {3, 1}), {60, 92, 124}, {3, 1}));
+  EXPECT_TRUE(near(nb::sum_to(x234(), {4}), {60, 66, 72, 78}, {4}));
+  EXPECT_TRUE(near(nb::sum_to(x234(), {}), {276}, {}));
+  EXPECT_TRUE(near(nb::sum_to(x234(), {2, 1, 1}), {66, 210}, {2, 1, 1}));
+  EXPECT_TRUE(near(nb::sum_to(f64({1, 2}), {2}), {1, 2}, {2}));
+}
+
+// ---- gradient conventions -----------------------------------------------------------------------
+
+TEST(ReduceGradValues, MaxTiesShareTheGradientEqually_3) {
+  Tensor x = f64({1, 3, 3}).requires_grad_();
+  nb::max(x).backward();
+  EXPECT_TRUE(near(x.grad(), {0, 0.5, 0.5}, {3}));
+}
+
+TEST(ReduceGradValues, MinTiesPerRow_2x3) {
+  Tensor x = f64({2, 2, 2, 5, 1, 7}, {2, 3}).requires_grad_();
+  nb::sum(nb::min(x, {1}) * f64({3, 6})).backward();
+  EXPECT_TRUE(near(x.grad(), {1, 1, 1, 0, 6, 0}, {2, 3}));
+}
+
+TEST(ReduceGradValues, MeanGradientIsOneOverCount_2x3x4_axes02) {
+  Tensor x = x234().requires_grad_();
+  nb::sum(nb::mean(x, {0, 2})).backward();
+  EXPECT_TRUE(near(x.grad(), std::vector<double>(24, 0.125), {2, 3, 4}));
+}
+
+// ---- errors ----------------------------------------------------------------------------------------
+
+TEST(ReduceErrors, AxisOutOfRange_2x3_axis3) {
+  for (ReduceFn fn : {ReduceFn(nb::sum), ReduceFn(nb::mean), ReduceFn(nb::max), ReduceFn(nb::min)}) {
+    std::string msg = error_of([fn] { fn(nb::zeros({2, 3}, kF64), {3}, false); });
+    EXPECT_THAT(msg, AllOf(HasSubstr("axis 3"), HasSubstr("2 dimensions")));
+  }
+  EXPECT_THAT(error_of([] { nb::sum(nb::zeros({2, 3}, kF64), {-3}); }), HasSubstr("sum: axis -3"));
+  EXPECT_THAT(error_of([] { nb::mean(nb::zeros({2, 3}, kF64), {2}); }), HasSubstr("mean: axis 2"));
+  EXPECT_THAT(error_of([] { nb::max(nb::zeros({2, 3}, kF64), {5}); }), HasSubstr("max: axis 5"));
+  EXPECT_THAT(error_of([] { nb::argmax(nb::zeros({2, 3}, kF64), 2); }), HasSubstr("argmax: axis 2"));
+}
+
+TEST(ReduceErrors, DuplicateAxis_2x3) {
+  EXPECT_THAT(error_of([] { nb::sum(nb::zeros({2, 3}, kF64), {1, -1}); }),
+              AllOf(HasSubstr("sum"), HasSubstr("twice")));
+}
+
+TEST(ReduceErrors, EmptyReductions_0x3) {
+  EXPECT_THAT(error_of([] { nb::max(nb::zeros({0, 3}, kF64)); }), AllOf(HasSubstr("max"), HasSubstr("[0, 3]")));
+  EXPECT_THAT(error_of([] { nb::min(nb::zeros({0, 3}, kF64), {0}); }), AllOf(HasSubstr("min"), HasSubstr("[0, 3]")));
+  EXPECT_THAT(error_of([] { nb::mean(nb::zeros({0, 3}, kF64), {0}); }), AllOf(HasSubstr("mean"), HasSubstr("[0, 3]")));
+  EXPECT_THAT(error_of([] { nb::argmax(nb::zeros({3, 0}, kF64), 1); }), AllOf(HasSubstr("argmax"), HasSubstr("[3, 0]")));
+  EXPECT_THAT(error_of([] { nb::argmax(nb::scalar(1, kF64)); }), AllOf(HasSubstr("argmax"), HasSubstr("0-dimensional")));
+}
+
+TEST(ReduceErrors, SumToNotABroadcast) {
+  EXPECT_THAT(error_of([] { nb::sum_to(nb::zeros({2, 3}, kF64), {4}); }),
+              AllOf(HasSubstr("sum_to"), HasSubstr("[2, 3]"), HasSubstr("[4]")));
+  EXPECT_THAT(error_of([] { nb::sum_to(nb::zeros({3}, kF64), {2, 3}); }),
+              AllOf(HasSubstr("sum_to"), HasSubstr("[3]"), HasSubstr("[2, 3]")));
+  EXPECT_THAT(error_of([] { nb::sum_to(nb::zeros({2, 3}, kF64), {2, 1, 3}); }),
+              AllOf(HasSubstr("sum_to"), HasSubstr("[2, 3]"), HasSubstr("[2, 1, 3]")));
+}
+
+TEST(ReduceErrors, IntegerInput) {
+  EXPECT_THAT(error_of([] { nb::sum(i64({1, 2})); }), AllOf(HasSubstr("sum"), HasSubstr("int64")));
+  EXPECT_THAT(error_of([] { nb::argmax(i32({1, 2})); }), AllOf(HasSubstr("argmax"), HasSubstr("int32")));
+}
+
+}  // namespace

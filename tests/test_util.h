@@ -1,0 +1,193 @@
+// Helpers shared by the op test suites: float64 inputs kept off kinks, the central-difference
+// gradient checker, literal tensors, value comparison and error-message capture.
+#pragma once
+
+#include <nabla/core/ops.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cctype>
+#include <cmath>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace nabla::test {
+
+using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
+using Tensors = std::vector<Tensor>;
+
+inline const TensorOptions kF64{.dtype = DType::float64};
+inline const TensorOptions kF32{.dtype = DType::float32};
+
+// A float64 tensor from literal values (1-D when shape is empty).
+inline Tensor f64(std::vector<double> v, Shape shape = {}) {
+  return from_vector(v, shape, kF64);
+}
+inline Tensor f32(std::vector<double> v, Shape shape = {}) {
+  return from_vector(v, shape, kF32);
+}
+inline Tensor i64(std::vector<int64_t> v, Shape shape = {}) { return from_vector(v, shape); }
+inline Tensor i32(std::vector<int32_t> v, Shape shape = {}) { return from_vector(v, shape); }
+
+// Random float64 input of `shape` with values in [lo, hi), each at least `gap` away from every
+// point of `kinks` (so that a central difference never straddles a kink).
+inline Tensor input(const Shape& shape, double lo = -2, double hi = 2, std::vector<double> kinks = {0.0},
+                    double gap = 0.05) {
+  NoGrad ng;
+  std::vector<double> v = rand(shape, kF64, lo, hi).to_vector<double>();
+  for (double& x : v)
+    for (double k : kinks)
+      if (std::abs(x - k) < gap) x = x < k ? k - gap : k + gap;
+  if (shape.empty()) return scalar(v[0], kF64);
+  return from_vector(v, shape, kF64);
+}
+
+// "2x3x4" for a shape, "0d" for a scalar: for test names.
+inline std::string shape_name(const Shape& s) {
+  if (s.empty()) return "0d";
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i > 0) out += 'x';
+    out += std::to_string(s[i]);
+  }
+  return out;
+}
+
+// "[i, j, k]" for flat index `flat` of a row-major tensor of `shape`.
+inline std::string index_str(const Shape& shape, int64_t flat) {
+  std::vector<int64_t> idx(shape.size());
+  for (size_t d = shape.size(); d-- > 0;) {
+    idx[d] = flat % shape[d];
+    flat /= shape[d];
+  }
+  return shape_str(idx);
+}
+
+struct GradCheckOptions {
+  double eps = 1e-6;
+  double atol = 1e-5;
+  double rtol = 1e-3;
+  uint64_t seed = 20240611;  // weighting w and starting gradients G0
+};
+
+// Checks the gradient of f at `inputs` against central differences.
+//
+// f may return any shape; it is reduced to the scalar L = sum(f(x) * w) with w a fixed random
+// weighting, so every output element's gradient path is exercised with a distinct weight. Each
+// float64 input becomes a fresh leaf that requires grad; other inputs (integer labels) are passed
+// through untouched. Before backward, each leaf's .grad() is set to a known non-zero G0, so that
+// the check also proves that backward adds: expected = G0 + dL/dx (numeric).
+inline ::testing::AssertionResult gradcheck(const Fn& f, std::vector<Tensor> inputs,
+                                            GradCheckOptions o = {}) {
+  const RngState saved = rng_state();
+  manual_seed(o.seed);
+  std::vector<bool> checked(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    checked[i] = inputs[i].dtype() == DType::float64;
+    if (is_floating(inputs[i].dtype()) && !checked[i])
+      return ::testing::AssertionFailure() << "gradcheck: input " << i << " is " << dtype_name(inputs[i].dtype())
+                                           << "; the checker runs in float64";
+    if (checked[i]) inputs[i] = inputs[i].detach().clone().requires_grad_(true);
+  }
+  Tensor out = f(inputs);
+  if (!out.requires_grad()) return ::testing::AssertionFailure() << "gradcheck: output does not require grad";
+  Tensor w = rand(out.shape(), kF64, 0.5, 1.5);
+  std::vector<Tensor> g0(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!checked[i]) continue;
+    g0[i] = rand(inputs[i].shape(), kF64, -1, 1);
+    inputs[i].set_grad(g0[i].clone());  // a copy: backward accumulates into it in place
+  }
+  set_rng_state(saved);
+  sum(mul(out, w)).backward();
+
+  NoGrad ng;
+  auto loss = [&](const std::vector<Tensor>& xs) { return sum(mul(f(xs), w)).item(); };
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!checked[i]) continue;
+    Tensor g = inputs[i].grad();
+    if (!g.defined()) return ::testing::AssertionFailure() << "input " << i << " got no gradient";
+    if (g.shape() != inputs[i].shape())
+      return ::testing::AssertionFailure() << "input " << i << " " << shape_str(inputs[i].shape())
+                                           << " got a gradient of shape " << shape_str(g.shape());
+    const std::vector<double> analytic = g.to_vector<double>();
+    const std::vector<double> base = g0[i].to_vector<double>();
+    const std::vector<double> v = inputs[i].to_vector<double>();
+    std::vector<Tensor> xs(inputs.size());
+    for (size_t k = 0; k < inputs.size(); ++k) xs[k] = inputs[k].detach();
+    for (size_t j = 0; j < v.size(); ++j) {
+      auto at = [&](double val) {
+        std::vector<double> p = v;
+        p[j] = val;
+        xs[i] = inputs[i].dim() == 0 ? scalar(val, kF64) : from_vector(p, inputs[i].shape(), kF64);
+        return loss(xs);
+      };
+      const double numeric = (at(v[j] + o.eps) - at(v[j] - o.eps)) / (2 * o.eps);
+      const double expected = base[j] + numeric;
+      if (!(std::abs(analytic[j] - expected) <= o.atol + o.rtol * std::abs(expected)))
+        return ::testing::AssertionFailure()
+               << "input " << i << " " << shape_str(inputs[i].shape()) << " at " << index_str(inputs[i].shape(), j)
+               << ": analytic " << analytic[j] - base[j] << " (grad " << analytic[j] << " minus G0 " << base[j]
+               << "), numeric " << numeric;
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// Element-wise |actual - expected| <= atol + rtol*|expected|, with shapes equal.
+inline ::testing::AssertionResult near(const Tensor& actual, const std::vector<double>& expected,
+                                       const Shape& shape, double atol = 1e-6, double rtol = 1e-6) {
+  if (!actual.defined()) return ::testing::AssertionFailure() << "tensor is undefined";
+  if (actual.shape() != shape)
+    return ::testing::AssertionFailure() << "shape " << shape_str(actual.shape()) << ", expected " << shape_str(shape);
+  const std::vector<double> a = actual.to_vector<double>();
+  if (a.size() != expected.size())
+    return ::testing::AssertionFailure() << a.size() << " values, expected " << expected.size();
+  for (size_t i = 0; i < a.size(); ++i) {
+    const bool both_nan = std::isnan(a[i]) && std::isnan(expected[i]);
+    const bool same_inf = std::isinf(expected[i]) && a[i] == expected[i];
+    if (both_nan || same_inf) continue;
+    if (!(std::abs(a[i] - expected[i]) <= atol + rtol * std::abs(expected[i])))
+      return ::testing::AssertionFailure() << "at " << index_str(shape, static_cast<int64_t>(i)) << ": " << a[i]
+                                           << ", expected " << expected[i];
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// The message of the nabla::Error that f throws, or "(no error)" / "(other exception: ...)".
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("(other exception: ") + e.what() + ")";
+  }
+  return "(no error)";
+}
+
+// A gtest-safe name from free text: "matmul [2,3]x[3]" -> "matmul__2_3_x_3_".
+inline std::string test_name(std::string s) {
+  for (char& c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  return s;
+}
+
+// A named gradient-check case, for parameterized suites.
+struct GradCase {
+  std::string name;                       // op and shapes: becomes the test name
+  Fn f;                                   // the function whose gradient is checked
+  std::function<Tensors()> make_inputs;   // called inside the test, after seeding
+  GradCheckOptions options = {};
+};
+
+inline std::string grad_case_name(const ::testing::TestParamInfo<GradCase>& info) {
+  return test_name(info.param.name);
+}
+
+inline void PrintTo(const GradCase& c, std::ostream* os) { *os << c.name; }
+
+}  // namespace nabla::test
