@@ -44,7 +44,9 @@ Shape reduced_shape(const Shape& s, const std::vector<int64_t>& axes, bool keepd
 // The kernel part: reduces runs of consecutive axes, last run first, each as (outer, r, inner).
 // Returns the result in keepdim shape, not recorded.
 Tensor reduce_raw(ReduceOp op, const Tensor& x_in, const std::vector<int64_t>& axes, const char* name) {
-  Tensor cur = x_in.detach().contiguous();
+  // With no axis to reduce (a 0-d input) the loop below never runs: copy, so that the result
+  // never aliases the input's storage.
+  Tensor cur = axes.empty() ? x_in.detach().clone() : x_in.detach().contiguous();
   if (op != ReduceOp::sum)
     NABLA_CHECK(cur.numel() > 0, "{}: cannot reduce an empty tensor {}", name, shape_str(cur.shape()));
   size_t i = axes.size();
