@@ -31,12 +31,14 @@ void check_pair(const Tensor& input, const Tensor& target, const char* op) {
               shape_str(input.shape()), shape_str(target.shape()));
 }
 
-// Class indices as contiguous int64, checked against [0, c).
-Tensor checked_labels(const Tensor& labels, int64_t n, int64_t c, const char* op) {
+// Class indices of the rows of `input` (n, c) as contiguous int64, checked against [0, c). `op` is a
+// string literal (a device check may report it later).
+Tensor checked_labels(const Tensor& labels, const Tensor& input, const char* op) {
+  const int64_t n = input.shape()[0], c = input.shape()[1];
   NABLA_CHECK(labels.dtype() == DType::int64 || labels.dtype() == DType::int32,
               "{}: class labels have dtype {}, expected int64 or int32", op, labels.dtype());
-  NABLA_CHECK(labels.shape() == Shape{n}, "{}: labels have shape {}, expected [{}] (one per row of the input)", op,
-              shape_str(labels.shape()), n);
+  NABLA_CHECK(labels.shape() == Shape{n}, "{}: labels have shape {}, expected [{}] (one per row of the input {})", op,
+              shape_str(labels.shape()), n, shape_str(input.shape()));
   Tensor l = labels.detach().to(DType::int64).contiguous();
   if (n > 0) be(l).check_labels(l.data<int64_t>(), n, c, op);
   return l;
@@ -77,14 +79,17 @@ Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targ
   return reduce(sub(softplus(logits), mul(logits, target)), r);
 }
 
-Tensor nll_loss(const Tensor& logp, const Tensor& labels, Reduction r) {
-  detail::check_float(logp, "nll_loss", "input");
-  detail::check_defined(labels, "nll_loss", "target");
-  NABLA_CHECK(logp.dim() == 2, "nll_loss: input has shape {}, expected [batch, classes]", shape_str(logp.shape()));
-  NABLA_CHECK(labels.device() == logp.device(), "nll_loss: input is on {} but target is on {}", logp.device(),
+namespace {
+
+// nll_loss, with errors naming `op` (nll_loss, or cross_entropy that calls it).
+Tensor nll_impl(const Tensor& logp, const Tensor& labels, Reduction r, const char* op) {
+  detail::check_float(logp, op, "input");
+  detail::check_defined(labels, op, "target");
+  NABLA_CHECK(logp.dim() == 2, "{}: input has shape {}, expected [batch, classes]", op, shape_str(logp.shape()));
+  NABLA_CHECK(labels.device() == logp.device(), "{}: input is on {} but target is on {}", op, logp.device(),
               labels.device());
   const int64_t n = logp.shape()[0], c = logp.shape()[1];
-  Tensor l = checked_labels(labels, n, c, "nll_loss");
+  Tensor l = checked_labels(labels, logp, op);
   Tensor x = logp.contiguous();
   Tensor out = Tensor::empty({n}, x.options());
   if (n > 0) be(x).nll(x.dtype(), out.data_ptr(), x.data_ptr(), l.data<int64_t>(), n, c);
@@ -98,12 +103,16 @@ Tensor nll_loss(const Tensor& logp, const Tensor& labels, Reduction r) {
   return reduce(out, r);
 }
 
+}  // namespace
+
+Tensor nll_loss(const Tensor& logp, const Tensor& labels, Reduction r) { return nll_impl(logp, labels, r, "nll_loss"); }
+
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction r) {
   detail::check_float(logits, "cross_entropy", "input");
   detail::check_defined(target, "cross_entropy", "target");
   NABLA_CHECK(logits.dim() == 2, "cross_entropy: input has shape {}, expected [batch, classes]",
               shape_str(logits.shape()));
-  if (!is_floating(target.dtype())) return nll_loss(log_softmax(logits, 1), target, r);
+  if (!is_floating(target.dtype())) return nll_impl(log_softmax(logits, 1), target, r, "cross_entropy");
   // Probability targets: -sum_c t[i, c] log softmax(x)[i, c].
   detail::check_same(logits, target, "cross_entropy", "input", "target");
   NABLA_CHECK(target.shape() == logits.shape(),
