@@ -198,8 +198,10 @@ Tensor Tensor::view(const Shape& shape) const {
 }
 
 Tensor Tensor::reshape(const Shape& shape) const {
-  if (is_contiguous()) return view(shape);
-  return contiguous().view(shape);
+  // Checked here so that a bad shape is reported as reshape's, not view's.
+  const Shape s = infer_shape(shape, numel(), this->shape(), "reshape");
+  if (is_contiguous()) return view(s);
+  return contiguous().view(s);
 }
 
 Tensor Tensor::flatten(int64_t start, int64_t end) const {

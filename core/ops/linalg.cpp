@@ -137,8 +137,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const c
   NABLA_CHECK(weight.dim() == 2, "{}: weight has shape {}, expected [out_features, in_features]", name,
               shape_str(weight.shape()));
   const int64_t in = weight.shape()[1], outf = weight.shape()[0];
-  NABLA_CHECK(x.dim() >= 1 && x.shape().back() == in, "{}: input has shape {}, expected [*, {}]", name,
-              shape_str(x.shape()), in);
+  NABLA_CHECK(x.dim() >= 1 && x.shape().back() == in, "{}: input has shape {}, expected [*, {}] for weight {}", name,
+              shape_str(x.shape()), in, shape_str(weight.shape()));
   if (bias.defined()) {
     detail::check_same(x, bias, name, "input", "bias");
     NABLA_CHECK(bias.shape() == Shape{outf}, "{}: bias has shape {}, expected [{}]", name, shape_str(bias.shape()),
