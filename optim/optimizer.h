@@ -1,5 +1,6 @@
-// Optimizers: each reads its parameters' .grad() and updates them in place, one update kernel
-// per parameter tensor (core/ops/optim.h). Formulas and defaults are torch.optim's.
+// Optimizers: each reads its parameters' .grad() and updates them in place, all the parameters
+// that have a gradient in one call of core/ops/optim.h (one kernel launch per device and dtype).
+// Formulas and defaults are torch.optim's.
 //
 //   nabla::Adam opt(model.parameters(), {.lr = 1e-3});
 //   opt.zero_grad(); loss.backward(); opt.step();

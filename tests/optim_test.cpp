@@ -1,0 +1,659 @@
+// Optimizers (optim/): the first three steps of each variant against torch.optim's documented
+// algorithm, written out below per element in plain double arithmetic; then per-parameter state
+// and step counts, skipped parameters, zero_grad, set_lr, the constructors' checks, float32, a
+// device or dtype change before the first step, and a quadratic that each optimizer minimizes.
+#include <nabla/nabla.h>
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace nb = nabla;
+
+namespace {
+
+using Vec = std::vector<double>;
+
+// A parameter of five elements and the gradients of its first three steps, set by hand: signs
+// vary, one gradient is exactly zero, and every step differs.
+const Vec kInit = {0.5, -1.25, 2.0, 0.0, -0.3};
+const Vec kGrads[3] = {{0.1, -0.4, 1.5, -2.0, 0.05}, {-0.3, 0.2, 0.7, -1.0, 0.0}, {0.25, -0.6, -0.9, 0.4, 0.8}};
+
+// ---- references: torch.optim's algorithm boxes, one element at a time ------------------------
+// Each keeps its state by name (as Optimizer::state() names it) and its own step count t.
+
+struct Reference {
+  std::map<std::string, Vec> state;
+  int64_t t = 0;
+  Vec& buffer(const std::string& name, size_t n, double init = 0) {
+    auto it = state.find(name);
+    if (it == state.end()) it = state.emplace(name, Vec(n, init)).first;
+    return it->second;
+  }
+};
+
+// SGD: g += wd*p; b = t > 1 ? mu*b + (1 - dampening)*g : g; g = nesterov ? g + mu*b : b; p -= lr*g.
+struct SgdRef : Reference {
+  nb::SGDOptions o;
+  explicit SgdRef(nb::SGDOptions opts) : o(opts) {}
+  void step(Vec& p, const Vec& grad) {
+    ++t;
+    for (size_t i = 0; i < p.size(); ++i) {
+      double g = grad[i];
+      if (o.weight_decay != 0) g += o.weight_decay * p[i];
+      if (o.momentum != 0) {
+        Vec& b = buffer("momentum_buffer", p.size());
+        b[i] = t > 1 ? o.momentum * b[i] + (1 - o.dampening) * g : g;
+        g = o.nesterov ? g + o.momentum * b[i] : b[i];
+      }
+      p[i] -= o.lr * g;
+    }
+  }
+};
+
+// Adam: g += wd*p (AdamW instead: p *= 1 - lr*wd); m = b1*m + (1 - b1)*g; v = b2*v + (1 - b2)*g^2;
+// p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+struct AdamRef : Reference {
+  nb::AdamOptions o;
+  bool decoupled;
+  AdamRef(nb::AdamOptions opts, bool adamw) : o(opts), decoupled(adamw) {}
+  void step(Vec& p, const Vec& grad) {
+    ++t;
+    Vec& m = buffer("exp_avg", p.size());
+    Vec& v = buffer("exp_avg_sq", p.size());
+    for (size_t i = 0; i < p.size(); ++i) {
+      double g = grad[i];
+      if (decoupled)
+        p[i] *= 1 - o.lr * o.weight_decay;
+      else
+        g += o.weight_decay * p[i];
+      m[i] = o.beta1 * m[i] + (1 - o.beta1) * g;
+      v[i] = o.beta2 * v[i] + (1 - o.beta2) * g * g;
+      const double m_hat = m[i] / (1 - std::pow(o.beta1, double(t)));
+      const double v_hat = v[i] / (1 - std::pow(o.beta2, double(t)));
+      p[i] -= o.lr * m_hat / (std::sqrt(v_hat) + o.eps);
+    }
+  }
+};
+nb::AdamOptions adam_options(const nb::AdamWOptions& o) { return {o.lr, o.beta1, o.beta2, o.eps, o.weight_decay}; }
+
+// Adagrad: lr_t = lr / (1 + (t - 1)*lr_decay); g += wd*p; sum += g^2 (sum starts at
+// initial_accumulator_value); p -= lr_t * g / (sqrt(sum) + eps).
+struct AdagradRef : Reference {
+  nb::AdagradOptions o;
+  explicit AdagradRef(nb::AdagradOptions opts) : o(opts) {}
+  void step(Vec& p, const Vec& grad) {
+    ++t;
+    Vec& sum = buffer("sum", p.size(), o.initial_accumulator_value);
+    const double clr = o.lr / (1 + double(t - 1) * o.lr_decay);
+    for (size_t i = 0; i < p.size(); ++i) {
+      const double g = grad[i] + o.weight_decay * p[i];
+      sum[i] += g * g;
+      p[i] -= clr * g / (std::sqrt(sum[i]) + o.eps);
+    }
+  }
+};
+
+// RMSprop: g += wd*p; v = alpha*v + (1 - alpha)*g^2; centered: ga = alpha*ga + (1 - alpha)*g and
+// v~ = v - ga^2; momentum: b = mu*b + g / (sqrt(v~) + eps), p -= lr*b; else p -= lr*g / (sqrt(v~) + eps).
+struct RmspropRef : Reference {
+  nb::RMSpropOptions o;
+  explicit RmspropRef(nb::RMSpropOptions opts) : o(opts) {}
+  void step(Vec& p, const Vec& grad) {
+    ++t;
+    Vec& v = buffer("square_avg", p.size());
+    for (size_t i = 0; i < p.size(); ++i) {
+      const double g = grad[i] + o.weight_decay * p[i];
+      v[i] = o.alpha * v[i] + (1 - o.alpha) * g * g;
+      double v_tilde = v[i];
+      if (o.centered) {
+        Vec& ga = buffer("grad_avg", p.size());
+        ga[i] = o.alpha * ga[i] + (1 - o.alpha) * g;
+        v_tilde -= ga[i] * ga[i];
+      }
+      if (o.momentum > 0) {
+        Vec& b = buffer("momentum_buffer", p.size());
+        b[i] = o.momentum * b[i] + g / (std::sqrt(v_tilde) + o.eps);
+        p[i] -= o.lr * b[i];
+      } else {
+        p[i] -= o.lr * g / (std::sqrt(v_tilde) + o.eps);
+      }
+    }
+  }
+};
+
+// ---- helpers -------------------------------------------------------------------------------------
+
+using MakeOptimizer = std::function<std::unique_ptr<nb::Optimizer>(std::vector<nb::Tensor>)>;
+
+nb::Tensor tensor(const Vec& v, nb::DType dtype = nb::DType::float64, nb::Shape shape = {}) {
+  return nb::from_vector(v, shape, {.dtype = dtype});
+}
+
+nb::Tensor parameter(const Vec& v, nb::DType dtype = nb::DType::float64, nb::Shape shape = {}) {
+  nb::Tensor p = tensor(v, dtype, shape);
+  p.requires_grad_();
+  return p;
+}
+
+// |got - want| <= tol * (1 + |want|) elementwise.
+void expect_close(const Vec& got, const Vec& want, double tol, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_NEAR(got[i], want[i], tol * (1 + std::abs(want[i]))) << what << ", element " << i;
+}
+
+std::map<std::string, nb::Tensor> state_map(const nb::Optimizer& opt) {
+  std::map<std::string, nb::Tensor> out;
+  for (auto& [name, t] : opt.state()) out.emplace(name, t);
+  return out;
+}
+
+// Three steps of the optimizer on one parameter made from kInit, against the reference after
+// every step: the parameter, then (after the last step) every named state tensor and the count.
+// float64 is held to 1e-10, well inside the 1e-6 the optimizers must meet; float32 to 1e-5.
+template <typename Ref>
+void expect_three_steps_match(const MakeOptimizer& make, Ref ref, nb::DType dtype = nb::DType::float64) {
+  const double tol = dtype == nb::DType::float64 ? 1e-10 : 1e-5;
+  nb::Tensor p = parameter(kInit, dtype);
+  auto opt = make({p});
+  EXPECT_TRUE(opt->state().empty()) << "state before the first step";
+  Vec want = kInit;
+  for (int s = 0; s < 3; ++s) {
+    p.set_grad(tensor(kGrads[s], dtype));
+    opt->step();
+    ref.step(want, kGrads[s]);
+    expect_close(p.to_vector<double>(), want, tol, fmt::format("{}: parameter after step {}", opt->name(), s + 1));
+  }
+  auto state = state_map(*opt);
+  ASSERT_TRUE(state.count("0.step")) << opt->name();
+  EXPECT_EQ(state.at("0.step").dtype(), nb::DType::int64);
+  EXPECT_EQ(state.at("0.step").item<int64_t>(), 3);
+  EXPECT_EQ(state.size(), ref.state.size() + 1) << opt->name() << ": named state entries";
+  for (auto& [name, values] : ref.state) {
+    ASSERT_TRUE(state.count("0." + name)) << opt->name() << " lacks state 0." << name;
+    const nb::Tensor& t = state.at("0." + name);
+    EXPECT_EQ(t.dtype(), dtype);
+    expect_close(t.to_vector<double>(), values, tol, fmt::format("{}: state {}", opt->name(), name));
+  }
+}
+
+template <typename Opt, typename Options>
+MakeOptimizer maker(Options o) {
+  return [o](std::vector<nb::Tensor> params) { return std::make_unique<Opt>(std::move(params), o); };
+}
+
+// Runs f, which must throw nabla::Error with every one of `parts` in its message.
+template <typename F>
+void expect_error(F&& f, std::initializer_list<std::string> parts) {
+  try {
+    f();
+    ADD_FAILURE() << "no nabla::Error thrown; expected one mentioning " << *parts.begin();
+  } catch (const nb::Error& e) {
+    const std::string msg = e.what();
+    for (const std::string& s : parts) EXPECT_NE(msg.find(s), std::string::npos) << "'" << msg << "' lacks '" << s << "'";
+  }
+}
+
+}  // namespace
+
+// ---- three steps against the documented algorithm, float64 ----------------------------------------
+
+TEST(OptimSGD, ThreeSteps_lr0p1) {
+  nb::SGDOptions o{.lr = 0.1};
+  expect_three_steps_match(maker<nb::SGD>(o), SgdRef(o));
+}
+TEST(OptimSGD, ThreeSteps_defaults_lr0p01) {
+  nb::SGDOptions o{};
+  expect_three_steps_match(maker<nb::SGD>(o), SgdRef(o));
+}
+TEST(OptimSGD, ThreeSteps_lr0p1_momentum0p9) {
+  nb::SGDOptions o{.lr = 0.1, .momentum = 0.9};
+  expect_three_steps_match(maker<nb::SGD>(o), SgdRef(o));
+}
+TEST(OptimSGD, ThreeSteps_lr0p1_momentum0p9_dampening0p5) {
+  nb::SGDOptions o{.lr = 0.1, .momentum = 0.9, .dampening = 0.5};
+  expect_three_steps_match(maker<nb::SGD>(o), SgdRef(o));
+}
+TEST(OptimSGD, ThreeSteps_lr0p1_momentum0p9_nesterov) {
+  nb::SGDOptions o{.lr = 0.1, .momentum = 0.9, .nesterov = true};
+  expect_three_steps_match(maker<nb::SGD>(o), SgdRef(o));
+}
+TEST(OptimSGD, ThreeSteps_lr0p1_weightdecay0p2) {
+  nb::SGDOptions o{.lr = 0.1, .weight_decay = 0.2};
+  expect_three_steps_match(maker<nb::SGD>(o), SgdRef(o));
+}
+TEST(OptimSGD, ThreeSteps_lr0p05_momentum0p8_weightdecay0p1_nesterov) {
+  nb::SGDOptions o{.lr = 0.05, .momentum = 0.8, .weight_decay = 0.1, .nesterov = true};
+  expect_three_steps_match(maker<nb::SGD>(o), SgdRef(o));
+}
+
+TEST(OptimAdam, ThreeSteps_defaults_lr1em3) {
+  nb::AdamOptions o{};
+  expect_three_steps_match(maker<nb::Adam>(o), AdamRef(o, false));
+}
+TEST(OptimAdam, ThreeSteps_lr0p1) {
+  nb::AdamOptions o{.lr = 0.1};
+  expect_three_steps_match(maker<nb::Adam>(o), AdamRef(o, false));
+}
+TEST(OptimAdam, ThreeSteps_lr0p1_weightdecay0p1) {
+  nb::AdamOptions o{.lr = 0.1, .weight_decay = 0.1};
+  expect_three_steps_match(maker<nb::Adam>(o), AdamRef(o, false));
+}
+// A large eps tells eps outside the square root (torch) from eps inside it.
+TEST(OptimAdam, ThreeSteps_lr0p05_beta1_0p5_beta2_0p8_eps0p1_weightdecay0p3) {
+  nb::AdamOptions o{.lr = 0.05, .beta1 = 0.5, .beta2 = 0.8, .eps = 0.1, .weight_decay = 0.3};
+  expect_three_steps_match(maker<nb::Adam>(o), AdamRef(o, false));
+}
+
+TEST(OptimAdamW, ThreeSteps_lr0p1_defaults_weightdecay0p01) {
+  nb::AdamWOptions o{.lr = 0.1};
+  expect_three_steps_match(maker<nb::AdamW>(o), AdamRef(adam_options(o), true));
+}
+TEST(OptimAdamW, ThreeSteps_lr0p05_beta1_0p5_beta2_0p8_eps0p1_weightdecay0p5) {
+  nb::AdamWOptions o{.lr = 0.05, .beta1 = 0.5, .beta2 = 0.8, .eps = 0.1, .weight_decay = 0.5};
+  expect_three_steps_match(maker<nb::AdamW>(o), AdamRef(adam_options(o), true));
+}
+TEST(OptimAdamW, ZeroWeightDecayEqualsAdam_lr0p1) {
+  nb::AdamWOptions o{.lr = 0.1, .weight_decay = 0};
+  expect_three_steps_match(maker<nb::AdamW>(o), AdamRef(adam_options(o), false));
+}
+
+TEST(OptimAdagrad, ThreeSteps_lr0p1) {
+  nb::AdagradOptions o{.lr = 0.1};
+  expect_three_steps_match(maker<nb::Adagrad>(o), AdagradRef(o));
+}
+TEST(OptimAdagrad, ThreeSteps_lr0p1_lrdecay0p5_initialaccumulator0p3) {
+  nb::AdagradOptions o{.lr = 0.1, .lr_decay = 0.5, .initial_accumulator_value = 0.3};
+  expect_three_steps_match(maker<nb::Adagrad>(o), AdagradRef(o));
+}
+TEST(OptimAdagrad, ThreeSteps_lr0p2_weightdecay0p2_eps0p1) {
+  nb::AdagradOptions o{.lr = 0.2, .weight_decay = 0.2, .eps = 0.1};
+  expect_three_steps_match(maker<nb::Adagrad>(o), AdagradRef(o));
+}
+
+TEST(OptimRMSprop, ThreeSteps_defaults_lr0p01) {
+  nb::RMSpropOptions o{};
+  expect_three_steps_match(maker<nb::RMSprop>(o), RmspropRef(o));
+}
+TEST(OptimRMSprop, ThreeSteps_lr0p01_momentum0p9) {
+  nb::RMSpropOptions o{.momentum = 0.9};
+  expect_three_steps_match(maker<nb::RMSprop>(o), RmspropRef(o));
+}
+TEST(OptimRMSprop, ThreeSteps_lr0p01_centered) {
+  nb::RMSpropOptions o{.centered = true};
+  expect_three_steps_match(maker<nb::RMSprop>(o), RmspropRef(o));
+}
+TEST(OptimRMSprop, ThreeSteps_lr0p01_centered_momentum0p5) {
+  nb::RMSpropOptions o{.momentum = 0.5, .centered = true};
+  expect_three_steps_match(maker<nb::RMSprop>(o), RmspropRef(o));
+}
+TEST(OptimRMSprop, ThreeSteps_lr0p01_weightdecay0p1) {
+  nb::RMSpropOptions o{.weight_decay = 0.1};
+  expect_three_steps_match(maker<nb::RMSprop>(o), RmspropRef(o));
+}
+TEST(OptimRMSprop, ThreeSteps_lr0p05_alpha0p5_eps0p1) {
+  nb::RMSpropOptions o{.lr = 0.05, .alpha = 0.5, .eps = 0.1};
+  expect_three_steps_match(maker<nb::RMSprop>(o), RmspropRef(o));
+}
+
+// ---- float32 ---------------------------------------------------------------------------------------
+
+TEST(OptimFloat32, ThreeStepsOfEachMatchTheDoubleReference) {
+  nb::SGDOptions sgd{.lr = 0.1, .momentum = 0.9, .weight_decay = 0.1, .nesterov = true};
+  expect_three_steps_match(maker<nb::SGD>(sgd), SgdRef(sgd), nb::DType::float32);
+  nb::AdamOptions adam{.lr = 0.1, .weight_decay = 0.1};
+  expect_three_steps_match(maker<nb::Adam>(adam), AdamRef(adam, false), nb::DType::float32);
+  nb::AdamWOptions adamw{.lr = 0.1, .weight_decay = 0.1};
+  expect_three_steps_match(maker<nb::AdamW>(adamw), AdamRef(adam_options(adamw), true), nb::DType::float32);
+  nb::AdagradOptions adagrad{.lr = 0.1, .lr_decay = 0.5, .initial_accumulator_value = 0.3};
+  expect_three_steps_match(maker<nb::Adagrad>(adagrad), AdagradRef(adagrad), nb::DType::float32);
+  nb::RMSpropOptions rmsprop{.momentum = 0.5, .centered = true};
+  expect_three_steps_match(maker<nb::RMSprop>(rmsprop), RmspropRef(rmsprop), nb::DType::float32);
+}
+
+// ---- several parameters, skipped parameters ---------------------------------------------------------
+
+// a [5] and b [2, 3] in one Adam; b has no gradient at the second step. b must stay bitwise
+// unchanged then, and its third-step update is its second (bias corrections with t = 2).
+TEST(OptimState, SkippedParameterIsUnchangedAndItsStepDoesNotAdvance_adam_a5_b2x3) {
+  const Vec b_init = {1.0, -2.0, 0.5, 0.25, -0.75, 3.0};
+  const Vec b_grads[2] = {{0.3, 0.1, -0.2, 0.5, -1.0, 0.7}, {-0.4, 0.9, 0.2, -0.1, 0.6, 0.05}};
+  nb::Tensor a = parameter(kInit), b = parameter(b_init, nb::DType::float64, {2, 3});
+  nb::AdamOptions o{.lr = 0.1, .weight_decay = 0.05};
+  nb::Adam opt({a, b}, o);
+  AdamRef ref_a(o, false), ref_b(o, false);
+  Vec want_a = kInit, want_b = b_init;
+
+  a.set_grad(tensor(kGrads[0]));
+  b.set_grad(tensor(b_grads[0], nb::DType::float64, {2, 3}));
+  opt.step();
+  ref_a.step(want_a, kGrads[0]);
+  ref_b.step(want_b, b_grads[0]);
+
+  b.zero_grad();  // set to none: b sits this step out
+  a.set_grad(tensor(kGrads[1]));
+  const Vec b_before = b.to_vector<double>();
+  opt.step();
+  ref_a.step(want_a, kGrads[1]);
+  EXPECT_EQ(b.to_vector<double>(), b_before);
+  EXPECT_EQ(state_map(opt).at("1.step").item<int64_t>(), 1);
+
+  a.set_grad(tensor(kGrads[2]));
+  b.set_grad(tensor(b_grads[1], nb::DType::float64, {2, 3}));
+  opt.step();
+  ref_a.step(want_a, kGrads[2]);
+  ref_b.step(want_b, b_grads[1]);
+
+  expect_close(a.to_vector<double>(), want_a, 1e-10, "a");
+  expect_close(b.to_vector<double>(), want_b, 1e-10, "b");
+  auto state = state_map(opt);
+  EXPECT_EQ(state.at("0.step").item<int64_t>(), 3);
+  EXPECT_EQ(state.at("1.step").item<int64_t>(), 2);
+  EXPECT_EQ(state.at("1.exp_avg").shape(), (nb::Shape{2, 3}));
+  expect_close(state.at("1.exp_avg_sq").to_vector<double>(), ref_b.state.at("exp_avg_sq"), 1e-10, "b exp_avg_sq");
+}
+
+// SGD with momentum: a parameter's first update takes its buffer from the gradient; one that joins
+// late must do that at its own first update, not at the optimizer's.
+TEST(OptimState, ParameterJoiningLateStartsItsOwnMomentumBuffer_sgd_momentum0p9) {
+  nb::Tensor a = parameter(kInit), b = parameter({1, 2, 3, 4, 5});
+  nb::SGDOptions o{.lr = 0.1, .momentum = 0.9};
+  nb::SGD opt({a, b}, o);
+  SgdRef ref_b(o);
+  Vec want_b = {1, 2, 3, 4, 5};
+  for (int s = 0; s < 3; ++s) {
+    a.set_grad(tensor(kGrads[s]));
+    if (s >= 1) b.set_grad(tensor(kGrads[s]));
+    opt.step();
+    if (s >= 1) ref_b.step(want_b, kGrads[s]);
+  }
+  expect_close(b.to_vector<double>(), want_b, 1e-10, "b");
+  EXPECT_EQ(state_map(opt).at("1.step").item<int64_t>(), 2);
+}
+
+TEST(OptimState, NeverUpdatedParameterHasNoStateAndStepWithoutGradientsIsANoOp) {
+  nb::Tensor a = parameter(kInit), b = parameter({1, 2});
+  nb::RMSprop opt({a, b}, {.momentum = 0.9, .centered = true});
+  opt.step();  // nothing has a gradient yet
+  EXPECT_EQ(a.to_vector<double>(), kInit);
+  EXPECT_TRUE(opt.state().empty());
+  a.set_grad(tensor(kGrads[0]));
+  opt.step();
+  auto state = state_map(opt);
+  EXPECT_EQ(state.count("1.step"), 0u);
+  EXPECT_EQ(state.count("1.square_avg"), 0u);
+  EXPECT_EQ(state.count("0.momentum_buffer"), 1u);
+  EXPECT_EQ(state.count("0.grad_avg"), 1u);
+  EXPECT_EQ(b.to_vector<double>(), (Vec{1, 2}));
+}
+
+TEST(OptimState, UnusedBuffersAreNotNamed_sgd_without_momentum_rmsprop_plain) {
+  nb::Tensor a = parameter(kInit), b = parameter(kInit);
+  nb::SGD sgd({a});
+  nb::RMSprop rmsprop({b});
+  a.set_grad(tensor(kGrads[0]));
+  b.set_grad(tensor(kGrads[0]));
+  sgd.step();
+  rmsprop.step();
+  auto s = state_map(sgd);
+  EXPECT_EQ(s.size(), 1u);
+  EXPECT_EQ(s.count("0.step"), 1u);
+  auto r = state_map(rmsprop);
+  EXPECT_EQ(r.size(), 2u);
+  EXPECT_EQ(r.count("0.square_avg"), 1u);
+}
+
+// State is made at a parameter's first update, like the parameter: a model converted (here to
+// float32; on a GPU machine, moved) after its optimizer was made still trains.
+TEST(OptimState, StateFollowsAParameterConvertedBeforeTheFirstStep_float64_to_float32) {
+  nb::Tensor p = parameter(kInit);
+  nb::AdamOptions o{.lr = 0.1};
+  nb::Adam opt({p}, o);
+  p.set_data(p.detach().to(nb::DType::float32));
+  AdamRef ref(o, false);
+  Vec want = kInit;
+  for (int s = 0; s < 3; ++s) {
+    p.set_grad(tensor(kGrads[s], nb::DType::float32));
+    opt.step();
+    ref.step(want, kGrads[s]);
+  }
+  expect_close(p.to_vector<double>(), want, 1e-5, "p");
+  EXPECT_EQ(state_map(opt).at("0.exp_avg").dtype(), nb::DType::float32);
+}
+
+TEST(OptimState, StateFollowsAParameterMovedToCudaBeforeTheFirstStep) {
+  if (!nb::Device::best().is_cuda()) GTEST_SKIP() << "no CUDA device";
+  nb::Tensor p = parameter(kInit, nb::DType::float32);
+  nb::RMSpropOptions o{.momentum = 0.9, .centered = true};
+  nb::RMSprop opt({p}, o);
+  p.set_data(p.detach().to(nb::Device::cuda()));
+  RmspropRef ref(o);
+  Vec want = kInit;
+  for (int s = 0; s < 3; ++s) {
+    p.set_grad(tensor(kGrads[s], nb::DType::float32).to(nb::Device::cuda()));
+    opt.step();
+    ref.step(want, kGrads[s]);
+  }
+  expect_close(p.to_vector<double>(), want, 1e-5, "p");
+  for (auto& [name, t] : opt.state()) EXPECT_TRUE(name == "0.step" || t.device().is_cuda()) << name;
+}
+
+// ---- zero_grad, set_lr, accessors ------------------------------------------------------------------
+
+TEST(OptimZeroGrad, SetToNoneLeavesGradientsUndefined) {
+  nb::Tensor a = parameter(kInit), b = parameter({1, 2});
+  nb::SGD opt({a, b});
+  a.set_grad(tensor(kGrads[0]));
+  b.set_grad(tensor({3, 4}));
+  opt.zero_grad();
+  EXPECT_FALSE(a.grad().defined());
+  EXPECT_FALSE(b.grad().defined());
+  opt.step();  // nothing to do
+  EXPECT_EQ(a.to_vector<double>(), kInit);
+}
+
+TEST(OptimZeroGrad, ZeroFillKeepsGradientsAsZeros) {
+  nb::Tensor a = parameter(kInit), b = parameter({1, 2});
+  nb::Adam opt({a, b});
+  a.set_grad(tensor(kGrads[0]));
+  opt.zero_grad(false);
+  ASSERT_TRUE(a.grad().defined());
+  EXPECT_EQ(a.grad().to_vector<double>(), Vec(5, 0.0));
+  EXPECT_FALSE(b.grad().defined()) << "a parameter without a gradient keeps none";
+  // A zero gradient is still a gradient: Adam steps (and a stays put, since m = 0).
+  opt.step();
+  EXPECT_EQ(state_map(opt).at("0.step").item<int64_t>(), 1);
+  EXPECT_EQ(a.to_vector<double>(), kInit);
+}
+
+TEST(OptimZeroGrad, BackwardAfterZeroGradStartsFromZero) {
+  nb::Tensor w = parameter({1, 2, 3});
+  nb::SGD opt({w}, {.lr = 0.1});
+  for (int i = 0; i < 2; ++i) {
+    opt.zero_grad(i == 0);
+    nb::sum(nb::mul(w, w)).backward();
+    EXPECT_EQ(w.grad().to_vector<double>(), (Vec{2, 4, 6})) << "round " << i;
+  }
+}
+
+TEST(OptimLr, SetLrTakesEffectAtTheNextStep_sgd_lr0p1_then_0p01_adam_lr0p1_then_0) {
+  nb::SGDOptions so{.lr = 0.1, .momentum = 0.9};
+  nb::Tensor p = parameter(kInit);
+  nb::SGD sgd({p}, so);
+  SgdRef ref(so);
+  Vec want = kInit;
+  EXPECT_EQ(sgd.lr(), 0.1);
+  for (int s = 0; s < 3; ++s) {
+    if (s == 1) {
+      sgd.set_lr(0.01);
+      ref.o.lr = 0.01;
+    }
+    p.set_grad(tensor(kGrads[s]));
+    sgd.step();
+    ref.step(want, kGrads[s]);
+    expect_close(p.to_vector<double>(), want, 1e-10, fmt::format("SGD step {}", s + 1));
+  }
+  EXPECT_EQ(sgd.lr(), 0.01);
+
+  nb::Tensor q = parameter(kInit);
+  nb::Adam adam({q}, {.lr = 0.1});
+  q.set_grad(tensor(kGrads[0]));
+  adam.step();
+  const Vec after_one = q.to_vector<double>();
+  adam.set_lr(0);
+  q.set_grad(tensor(kGrads[1]));
+  adam.step();
+  EXPECT_EQ(q.to_vector<double>(), after_one) << "lr 0 leaves the parameter";
+  EXPECT_EQ(state_map(adam).at("0.step").item<int64_t>(), 2) << "but the moments and count advance";
+}
+
+TEST(OptimAccessors, NameParamsLr) {
+  nb::Tensor a = parameter(kInit), b = parameter({1});
+  nb::AdamW adamw({a, b});
+  EXPECT_STREQ(adamw.name(), "AdamW");
+  EXPECT_EQ(adamw.lr(), 1e-3);
+  ASSERT_EQ(adamw.params().size(), 2u);
+  EXPECT_EQ(adamw.params()[1].impl(), b.impl()) << "the optimizer holds the parameters themselves";
+  EXPECT_STREQ(nb::SGD({a}).name(), "SGD");
+  EXPECT_STREQ(nb::Adam({a}).name(), "Adam");
+  EXPECT_STREQ(nb::Adagrad({a}).name(), "Adagrad");
+  EXPECT_STREQ(nb::RMSprop({a}).name(), "RMSprop");
+  EXPECT_EQ(nb::SGD({a}).lr(), 0.01);
+  EXPECT_EQ(nb::Adagrad({a}).lr(), 0.01);
+  EXPECT_EQ(nb::RMSprop({a}).lr(), 0.01);
+}
+
+// ---- errors -----------------------------------------------------------------------------------------
+
+TEST(OptimErrors, ParameterListChecksNameTheOptimizer) {
+  nb::Tensor p = parameter(kInit);
+  expect_error([] { nb::SGD({}); }, {"SGD", "empty"});
+  expect_error([] { nb::Adam({nb::Tensor()}); }, {"Adam", "parameter 0", "undefined"});
+  expect_error([&] { nb::Adagrad({p, nb::zeros({3, 2})}); }, {"Adagrad", "parameter 1", "[3, 2]", "require"});
+  expect_error([&] { nb::RMSprop({nb::mul(p, p)}); }, {"RMSprop", "leaf"});
+  expect_error([&] { nb::AdamW({p, nb::Tensor()}); }, {"AdamW", "parameter 1", "undefined"});
+}
+
+TEST(OptimErrors, OptionChecksNameTheOptimizerAndTheValue) {
+  nb::Tensor p = parameter(kInit);
+  std::vector<nb::Tensor> ps{p};
+  // learning rate, in every optimizer and in set_lr
+  expect_error([&] { nb::SGD(ps, {.lr = -0.5}); }, {"SGD", "-0.5"});
+  expect_error([&] { nb::Adam(ps, {.lr = -0.5}); }, {"Adam", "-0.5"});
+  expect_error([&] { nb::AdamW(ps, {.lr = -0.5}); }, {"AdamW", "-0.5"});
+  expect_error([&] { nb::Adagrad(ps, {.lr = -0.5}); }, {"Adagrad", "-0.5"});
+  expect_error([&] { nb::RMSprop(ps, {.lr = -0.5}); }, {"RMSprop", "-0.5"});
+  expect_error([&] { nb::SGD(ps).set_lr(-2); }, {"SGD", "-2"});
+  expect_error([&] { nb::Adam(ps).set_lr(std::nan("")); }, {"Adam", "nan"});
+  // SGD
+  expect_error([&] { nb::SGD(ps, {.momentum = -0.1}); }, {"SGD", "momentum", "-0.1"});
+  expect_error([&] { nb::SGD(ps, {.weight_decay = -0.25}); }, {"SGD", "weight_decay", "-0.25"});
+  expect_error([&] { nb::SGD(ps, {.nesterov = true}); }, {"SGD", "nesterov", "momentum 0"});
+  expect_error([&] { nb::SGD(ps, {.momentum = 0.9, .dampening = 0.1, .nesterov = true}); },
+               {"SGD", "nesterov", "dampening 0.1"});
+  // Adam, AdamW
+  expect_error([&] { nb::Adam(ps, {.beta1 = 1}); }, {"Adam", "beta1", "1"});
+  expect_error([&] { nb::Adam(ps, {.beta1 = -0.1}); }, {"Adam", "beta1", "-0.1"});
+  expect_error([&] { nb::Adam(ps, {.beta2 = 1.5}); }, {"Adam", "beta2", "1.5"});
+  expect_error([&] { nb::AdamW(ps, {.beta2 = 1}); }, {"AdamW", "beta2", "1"});
+  expect_error([&] { nb::Adam(ps, {.eps = -1e-8}); }, {"Adam", "eps", "-1e-08"});
+  expect_error([&] { nb::AdamW(ps, {.eps = -1}); }, {"AdamW", "eps", "-1"});
+  expect_error([&] { nb::Adam(ps, {.weight_decay = -0.01}); }, {"Adam", "weight_decay", "-0.01"});
+  expect_error([&] { nb::AdamW(ps, {.weight_decay = -0.01}); }, {"AdamW", "weight_decay", "-0.01"});
+  // Adagrad
+  expect_error([&] { nb::Adagrad(ps, {.lr_decay = -0.5}); }, {"Adagrad", "lr_decay", "-0.5"});
+  expect_error([&] { nb::Adagrad(ps, {.weight_decay = -0.5}); }, {"Adagrad", "weight_decay", "-0.5"});
+  expect_error([&] { nb::Adagrad(ps, {.eps = -0.5}); }, {"Adagrad", "eps", "-0.5"});
+  expect_error([&] { nb::Adagrad(ps, {.initial_accumulator_value = -0.5}); },
+               {"Adagrad", "initial_accumulator_value", "-0.5"});
+  // RMSprop
+  expect_error([&] { nb::RMSprop(ps, {.alpha = -0.5}); }, {"RMSprop", "alpha", "-0.5"});
+  expect_error([&] { nb::RMSprop(ps, {.eps = -0.5}); }, {"RMSprop", "eps", "-0.5"});
+  expect_error([&] { nb::RMSprop(ps, {.weight_decay = -0.5}); }, {"RMSprop", "weight_decay", "-0.5"});
+  expect_error([&] { nb::RMSprop(ps, {.momentum = -0.5}); }, {"RMSprop", "momentum", "-0.5"});
+}
+
+// set_grad refuses a mismatched gradient, so these tests put one in place behind its back, as a
+// buggy layer could. The step must fail naming the optimizer and change nothing: not the
+// parameter with a good gradient before it, not any step count.
+TEST(OptimErrors, MismatchedGradientFailsTheStepNamingTheOptimizerAndChangesNothing) {
+  struct Case {
+    MakeOptimizer make;
+    std::string name;
+  };
+  const Case cases[] = {{maker<nb::SGD>(nb::SGDOptions{.momentum = 0.9}), "SGD"},
+                        {maker<nb::Adam>(nb::AdamOptions{}), "Adam"},
+                        {maker<nb::AdamW>(nb::AdamWOptions{}), "AdamW"},
+                        {maker<nb::Adagrad>(nb::AdagradOptions{.initial_accumulator_value = 0.1}), "Adagrad"},
+                        {maker<nb::RMSprop>(nb::RMSpropOptions{.centered = true}), "RMSprop"}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    nb::Tensor good = parameter(kInit), bad = parameter(kInit);
+    auto opt = c.make({good, bad});
+    good.set_grad(tensor(kGrads[0]));
+    bad.impl()->grad = nb::zeros({4}, {.dtype = nb::DType::float64}).impl_ptr();
+    expect_error([&] { opt->step(); }, {c.name + ":", "parameter 1", "[4]", "[5]"});
+    bad.impl()->grad = nb::zeros({5}, {.dtype = nb::DType::float32}).impl_ptr();
+    expect_error([&] { opt->step(); }, {c.name + ":", "float32", "float64"});
+    EXPECT_EQ(good.to_vector<double>(), kInit);
+    EXPECT_TRUE(opt->state().empty());
+    // Once the gradient is right, the first step is a first step.
+    bad.set_grad(tensor(kGrads[0]));
+    opt->step();
+    EXPECT_EQ(state_map(*opt).at("1.step").item<int64_t>(), 1);
+  }
+}
+
+// ---- end to end: loss = sum((w - target)^2) through autograd -----------------------------------------
+
+TEST(OptimQuadratic, EachOptimizerDecreasesTheLossOver50Steps_float32_n5) {
+  struct Case {
+    MakeOptimizer make;
+    std::string name;
+    double max_ratio;  // final loss / initial loss must stay below this
+  };
+  const Case cases[] = {
+      {maker<nb::SGD>(nb::SGDOptions{.lr = 0.1}), "SGD lr 0.1", 1e-6},
+      {maker<nb::SGD>(nb::SGDOptions{.lr = 0.05, .momentum = 0.5, .nesterov = true}), "SGD nesterov", 1e-6},
+      {maker<nb::Adam>(nb::AdamOptions{.lr = 0.1}), "Adam lr 0.1", 0.01},
+      {maker<nb::AdamW>(nb::AdamWOptions{.lr = 0.1}), "AdamW lr 0.1", 0.01},
+      {maker<nb::Adagrad>(nb::AdagradOptions{.lr = 0.5}), "Adagrad lr 0.5", 1e-3},
+      {maker<nb::RMSprop>(nb::RMSpropOptions{.lr = 0.05}), "RMSprop lr 0.05", 1e-3},
+  };
+  const Vec target = {0.5, 1.0, -0.5, 2.0, 0.0};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    nb::Tensor w = parameter({1.0, -2.0, 0.5, 3.0, -1.0}, nb::DType::float32);
+    const nb::Tensor t = tensor(target, nb::DType::float32);
+    auto opt = c.make({w});
+    auto loss_value = [&] {
+      nb::NoGrad no_grad;
+      nb::Tensor d = nb::sub(w, t);
+      return nb::sum(nb::mul(d, d)).item();
+    };
+    const double initial = loss_value();
+    EXPECT_NEAR(initial, 12.25, 1e-6);
+    double previous = initial;
+    int increases = 0;
+    for (int step = 0; step < 50; ++step) {
+      opt->zero_grad();
+      nb::Tensor d = nb::sub(w, t);
+      nb::Tensor loss = nb::sum(nb::mul(d, d));
+      const double now = loss.item();
+      increases += now > previous;
+      previous = now;
+      loss.backward();
+      opt->step();
+    }
+    const double final_loss = loss_value();
+    EXPECT_LT(final_loss, c.max_ratio * initial) << "from " << initial << " to " << final_loss;
+    EXPECT_LE(increases, 10) << "the loss should mostly go down";
+    EXPECT_EQ(nb::tape_size(), 0u);
+  }
+}
