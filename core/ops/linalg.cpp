@@ -7,6 +7,8 @@
 #include <nabla/core/ops/reduce.h>
 #include <nabla/core/ops/util.h>
 
+#include <algorithm>
+
 namespace nabla {
 
 using detail::be;
@@ -123,6 +125,16 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   detail::check_same(a, b, "matmul");
   NABLA_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: operands must have at least one axis, got a {} and b {}",
               shape_str(a.shape()), shape_str(b.shape()));
+  // Checked here, on the shapes the user passed (not the unsqueezed or reshaped ones below).
+  const int64_t ka = a.shape().back(), kb = b.dim() == 1 ? b.shape()[0] : b.shape()[b.dim() - 2];
+  NABLA_CHECK(ka == kb, "matmul: inner dimensions differ: a {} has {} columns, b {} has {} rows",
+              shape_str(a.shape()), ka, shape_str(b.shape()), kb);
+  const int64_t na = std::max<int64_t>(a.dim() - 2, 0), nbat = std::max<int64_t>(b.dim() - 2, 0);
+  for (int64_t i = 1; i <= std::min(na, nbat); ++i) {
+    const int64_t da = a.shape()[na - i], db = b.shape()[nbat - i];
+    NABLA_CHECK(da == db || da == 1 || db == 1, "matmul: batch axes of a {} and b {} do not broadcast ({} vs {})",
+                shape_str(a.shape()), shape_str(b.shape()), da, db);
+  }
   // A 1-D a is a row, dropped from the result: axis -2, or the only axis left when b is 1-D too
   // (vector . vector gives a 0-d tensor).
   if (a.dim() == 1) return matmul(a.unsqueeze(0), b).squeeze(b.dim() == 1 ? -1 : -2);
