@@ -102,7 +102,7 @@ class Tensor {
   Tensor flatten(int64_t start = 0, int64_t end = -1) const;
   Tensor contiguous() const;
   Tensor transpose(int64_t a, int64_t b) const;
-  Tensor t() const { return transpose(-2, -1); }
+  Tensor t() const { return dim() < 2 ? *this : transpose(-2, -1); }  // 0-d and 1-D: unchanged
   Tensor slice(int64_t axis, int64_t start, int64_t end, int64_t step = 1) const;
   Tensor unsqueeze(int64_t axis) const;
   Tensor squeeze(int64_t axis) const;
