@@ -52,6 +52,33 @@ void accumulate_leaf(const Tensor& t, Tensor g) {
                               detail::make_layout(acc.shape(), acc.strides(), acc.strides(), g.strides()));
 }
 
+// Frees a tape node without recursion. Releasing a node's inputs can release the nodes that
+// produced them, and so on down the graph: dropping the result of a long loop (10^5 ops, say a
+// running total of losses) without calling backward would recurse once per op through the
+// destructors and overflow the stack. Nodes whose last owner is being released go to an explicit
+// stack instead.
+void release_node(Node* node) {
+  std::vector<std::shared_ptr<Node>> stack;
+  auto release_inputs = [&stack](Node& n) {
+    // First the backward function: what it captures is among the inputs (or detached), so this
+    // frees no node, and the inputs' use counts below are then exact.
+    n.backward = nullptr;
+    for (Tensor& t : n.inputs) {
+      TensorImpl* impl = t.impl();
+      if (impl && t.impl_ptr().use_count() == 1 && impl->grad_fn && impl->grad_fn.use_count() == 1)
+        stack.push_back(std::move(impl->grad_fn));
+    }
+    n.inputs.clear();
+  };
+  release_inputs(*node);
+  delete node;
+  while (!stack.empty()) {
+    std::shared_ptr<Node> n = std::move(stack.back());
+    stack.pop_back();
+    release_inputs(*n);
+  }  // each n is deleted here, with no inputs left to recurse into
+}
+
 }  // namespace
 
 bool grad_enabled() { return t_grad_enabled; }
@@ -72,7 +99,7 @@ bool needs_grad(const std::vector<Tensor>& inputs) {
 }
 
 void record(const char* op, std::vector<Tensor> inputs, std::vector<Tensor*> outputs, BackwardFn backward) {
-  auto node = std::make_shared<Node>();
+  std::shared_ptr<Node> node(new Node, release_node);
   node->op = op;
   node->inputs = std::move(inputs);
   node->backward = std::move(backward);
