@@ -1,0 +1,410 @@
+// Tensor basics: factories, random numbers, host access, dtype conversions, printing, layout
+// (contiguity, slices), in-place copy_/fill_, set_data, and their errors.
+#include "test_util.h"
+
+#include <cmath>
+#include <numeric>
+#include <sstream>
+
+namespace nb = nabla;
+using nb::Device;
+using nb::DType;
+using nb::Shape;
+using nb::Tensor;
+using namespace nb::test;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+namespace {
+
+const DType kAllDtypes[] = {DType::float32, DType::float64, DType::int32, DType::int64};
+
+// ---- factories ---------------------------------------------------------------------------------
+
+TEST(TensorFactories, ZerosOnesFull_2x3) {
+  Tensor z = nb::zeros({2, 3});
+  EXPECT_EQ(z.shape(), (Shape{2, 3}));
+  EXPECT_EQ(z.dtype(), DType::float32);  // the default
+  EXPECT_EQ(z.device(), Device::cpu());
+  EXPECT_EQ(z.numel(), 6);
+  EXPECT_EQ(z.dim(), 2);
+  EXPECT_TRUE(z.is_contiguous());
+  EXPECT_FALSE(z.requires_grad());
+  EXPECT_TRUE(near(z, std::vector<double>(6, 0), {2, 3}));
+  EXPECT_TRUE(near(nb::ones({2, 3}, kF64), std::vector<double>(6, 1), {2, 3}));
+  EXPECT_TRUE(near(nb::full({4}, -2.5, kF64), {-2.5, -2.5, -2.5, -2.5}, {4}));
+  Tensor fi = nb::full({2}, 7.9, {.dtype = DType::int32});
+  EXPECT_EQ(fi.dtype(), DType::int32);
+  EXPECT_EQ(fi.to_vector<int32_t>(), (std::vector<int32_t>{7, 7}));
+  EXPECT_TRUE(nb::zeros({3}, {.dtype = DType::float64, .requires_grad = true}).requires_grad());
+}
+
+TEST(TensorFactories, LikeAndScalar) {
+  Tensor x = nb::full({2, 2}, 3, kF64);
+  Tensor z = nb::zeros_like(x), o = nb::ones_like(x);
+  EXPECT_EQ(z.shape(), x.shape());
+  EXPECT_EQ(o.dtype(), DType::float64);
+  EXPECT_TRUE(near(o, {1, 1, 1, 1}, {2, 2}));
+  Tensor s = nb::scalar(4.5, kF64);
+  EXPECT_EQ(s.dim(), 0);
+  EXPECT_EQ(s.numel(), 1);
+  EXPECT_EQ(s.shape(), Shape{});
+  EXPECT_EQ(s.item(), 4.5);
+}
+
+TEST(TensorFactories, EmptyShapesAndZeroSizes) {
+  Tensor e = Tensor::empty({0, 3});
+  EXPECT_EQ(e.numel(), 0);
+  EXPECT_EQ(e.to_vector<float>().size(), 0u);
+  EXPECT_EQ(nb::zeros({2, 0, 3}).numel(), 0);
+  EXPECT_THAT(error_of([] { Tensor::empty({2, -1}); }), AllOf(HasSubstr("empty"), HasSubstr("[2, -1]")));
+}
+
+TEST(TensorFactories, ArangeFloat) {
+  EXPECT_TRUE(near(nb::arange(0.0, 1.0, 0.25, kF64), {0, 0.25, 0.5, 0.75}, {4}));
+  EXPECT_TRUE(near(nb::arange(5.0, 0.0, -2.0, kF64), {5, 3, 1}, {3}));
+  EXPECT_TRUE(near(nb::arange(0.0, 1.0, 0.3, kF64), {0, 0.3, 0.6, 0.9}, {4}, 1e-15));
+  EXPECT_EQ(nb::arange(1.0, 1.0).numel(), 0);
+  EXPECT_EQ(nb::arange(1.0, 0.0).numel(), 0);  // wrong direction: empty
+  EXPECT_EQ(nb::arange(0.0, 3.0).dtype(), DType::float32);
+  EXPECT_THAT(error_of([] { nb::arange(0.0, 1.0, 0.0); }), AllOf(HasSubstr("arange"), HasSubstr("step")));
+}
+
+TEST(TensorFactories, ArangeInt) {
+  Tensor a = nb::arange(int64_t{5});
+  EXPECT_EQ(a.dtype(), DType::int64);
+  EXPECT_EQ(a.to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 2, 3, 4}));
+  Tensor b = nb::arange(2.0, 11.0, 3.0, {.dtype = DType::int32});
+  EXPECT_EQ(b.dtype(), DType::int32);
+  EXPECT_EQ(b.to_vector<int32_t>(), (std::vector<int32_t>{2, 5, 8}));
+  EXPECT_EQ(nb::arange(int64_t{0}).numel(), 0);
+  EXPECT_EQ(nb::arange(5).dtype(), DType::int64);  // an int literal picks the integer overload
+  EXPECT_EQ(nb::arange(int64_t{3}, kF64).to_vector<double>(), (std::vector<double>{0, 1, 2}));
+}
+
+TEST(TensorFactories, FromVectorShapesAndDtypes) {
+  Tensor a = nb::from_vector(std::vector<double>{1, 2, 3, 4, 5, 6}, {2, 3});
+  EXPECT_EQ(a.dtype(), DType::float64);  // from the element type
+  EXPECT_EQ(a.shape(), (Shape{2, 3}));
+  EXPECT_TRUE(near(a, {1, 2, 3, 4, 5, 6}, {2, 3}));
+  Tensor b = nb::from_vector(std::vector<int64_t>{1, -2, 3});
+  EXPECT_EQ(b.dtype(), DType::int64);
+  EXPECT_EQ(b.shape(), (Shape{3}));  // 1-D by default
+  Tensor c = nb::from_vector(std::vector<int64_t>{1, -2, 3}, {3, 1}, {.dtype = DType::float32});
+  EXPECT_EQ(c.dtype(), DType::float32);
+  EXPECT_EQ(c.to_vector<float>(), (std::vector<float>{1, -2, 3}));
+  Tensor d = nb::from_vector(std::vector<double>{1.9, -1.9}, {2}, {.dtype = DType::int32});
+  EXPECT_EQ(d.to_vector<int32_t>(), (std::vector<int32_t>{1, -1}));  // truncation toward zero
+  Tensor e = nb::from_vector({0.5, 1.5}, {1, 2});  // initializer list: float32 by default
+  EXPECT_EQ(e.dtype(), DType::float32);
+  EXPECT_EQ(e.shape(), (Shape{1, 2}));
+  Tensor f = nb::from_vector(std::vector<float>{0.5f}, {1}, {.dtype = DType::float64, .requires_grad = true});
+  EXPECT_TRUE(f.requires_grad());
+  EXPECT_TRUE(f.is_leaf());
+  EXPECT_EQ(nb::from_vector(std::vector<int32_t>{}).shape(), (Shape{0}));
+}
+
+TEST(TensorFactories, FromVectorWrongSize) {
+  std::string msg = error_of([] { nb::from_vector(std::vector<double>{1, 2, 3}, {2, 2}); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("from_vector"), HasSubstr("3 values"), HasSubstr("[2, 2]"), HasSubstr("4")));
+}
+
+// ---- random numbers --------------------------------------------------------------------------------
+
+TEST(TensorRandom, SeededIsReproducibleAndMoreDrawsDiffer_1000) {
+  nb::manual_seed(42);
+  auto a = nb::rand({1000}, kF64).to_vector<double>();
+  auto b = nb::rand({1000}, kF64).to_vector<double>();
+  nb::manual_seed(42);
+  auto c = nb::rand({1000}, kF64).to_vector<double>();
+  EXPECT_EQ(a, c);
+  EXPECT_NE(a, b);
+  nb::manual_seed(43);
+  EXPECT_NE(nb::rand({1000}, kF64).to_vector<double>(), a);
+  nb::manual_seed(42);
+  auto n1 = nb::randn({1000}, kF64).to_vector<double>();
+  nb::manual_seed(42);
+  EXPECT_EQ(nb::randn({1000}, kF64).to_vector<double>(), n1);
+}
+
+TEST(TensorRandom, RngStateSaveRestore) {
+  nb::manual_seed(7);
+  nb::rand({5});
+  const nb::RngState s = nb::rng_state();
+  auto a = nb::randn({17}, kF64).to_vector<double>();
+  nb::rand({3});
+  nb::set_rng_state(s);
+  EXPECT_EQ(nb::randn({17}, kF64).to_vector<double>(), a);
+}
+
+TEST(TensorRandom, UniformRangeAndMoments_100000) {
+  nb::manual_seed(1);
+  auto v = nb::rand({100000}, kF64, -2, 3).to_vector<double>();
+  double sum = 0, sq = 0;
+  for (double x : v) {
+    ASSERT_GE(x, -2);
+    ASSERT_LT(x, 3);
+    sum += x;
+    sq += x * x;
+  }
+  const double mean = sum / v.size(), var = sq / v.size() - mean * mean;
+  EXPECT_NEAR(mean, 0.5, 0.02);               // sd of the mean: 5/sqrt(12)/316 = 0.0046
+  EXPECT_NEAR(var, 25.0 / 12, 0.05);
+  auto f = nb::rand({1000}, kF32).to_vector<float>();
+  for (float x : f) ASSERT_TRUE(x >= 0.0f && x < 1.0f) << x;
+}
+
+TEST(TensorRandom, NormalMoments_100000) {
+  nb::manual_seed(2);
+  auto v = nb::randn({100000}, kF64, 1.5, 2).to_vector<double>();
+  double sum = 0, sq = 0;
+  for (double x : v) {
+    ASSERT_TRUE(std::isfinite(x));
+    sum += x;
+    sq += x * x;
+  }
+  const double mean = sum / v.size(), sd = std::sqrt(sq / v.size() - mean * mean);
+  EXPECT_NEAR(mean, 1.5, 0.03);  // sd of the mean: 2/316 = 0.0063
+  EXPECT_NEAR(sd, 2.0, 0.03);
+}
+
+TEST(TensorRandom, Errors) {
+  EXPECT_THAT(error_of([] { nb::rand({2}, {.dtype = DType::int64}); }), AllOf(HasSubstr("rand"), HasSubstr("int64")));
+  EXPECT_THAT(error_of([] { nb::randn({2}, {.dtype = DType::int32}); }), AllOf(HasSubstr("randn"), HasSubstr("int32")));
+  EXPECT_THAT(error_of([] { nb::rand({2}, kF64, 1, 0); }), HasSubstr("rand"));
+  EXPECT_THAT(error_of([] { nb::randn({2}, kF64, 0, -1); }), HasSubstr("randn"));
+}
+
+// ---- host access -----------------------------------------------------------------------------------
+
+TEST(TensorHost, Item) {
+  EXPECT_EQ(nb::scalar(2.5).item(), 2.5);
+  EXPECT_EQ(f64({7}, {1, 1}).item(), 7);
+  EXPECT_EQ(i64({-3}).item<int64_t>(), -3);
+  EXPECT_EQ(nb::full({}, 9, {.dtype = DType::int32}).item<int32_t>(), 9);
+  std::string msg = error_of([] { nb::zeros({2, 3}).item(); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("item"), HasSubstr("[2, 3]"), HasSubstr("6 elements")));
+}
+
+TEST(TensorHost, ToVectorOfViewsAndConversions) {
+  Tensor x = f64({1, 2, 3, 4, 5, 6}, {2, 3});
+  EXPECT_EQ(x.t().to_vector<double>(), (std::vector<double>{1, 4, 2, 5, 3, 6}));
+  EXPECT_EQ(x.slice(1, 1, 3).to_vector<int64_t>(), (std::vector<int64_t>{2, 3, 5, 6}));
+  EXPECT_EQ(x.slice(0, 1, 2).expand({3, 3}).to_vector<float>(), (std::vector<float>{4, 5, 6, 4, 5, 6, 4, 5, 6}));
+  EXPECT_THAT(error_of([&] { x.data<float>(); }), AllOf(HasSubstr("data<float32>"), HasSubstr("float64")));
+  EXPECT_EQ(x.data<double>()[4], 5);
+}
+
+// ---- dtype round trips ----------------------------------------------------------------------------
+
+class TensorDtypeRoundTrip : public ::testing::TestWithParam<std::tuple<DType, DType>> {};
+
+TEST_P(TensorDtypeRoundTrip, ExactValuesSurvive) {
+  const auto [from, to] = GetParam();
+  // values every dtype holds exactly
+  const std::vector<double> v = {-3, 0, 7, 100, -65536, 16777216};
+  Tensor a = nb::from_vector(v, {2, 3}, {.dtype = from});
+  Tensor b = a.to(to);
+  EXPECT_EQ(b.dtype(), to);
+  EXPECT_EQ(b.shape(), (Shape{2, 3}));
+  EXPECT_EQ(b.to_vector<double>(), v);
+  Tensor c = b.to(from);
+  EXPECT_EQ(c.dtype(), from);
+  EXPECT_EQ(c.to_vector<double>(), v);
+  // from a non-contiguous view, in logical order
+  EXPECT_EQ(a.t().to(to).to_vector<double>(), (std::vector<double>{-3, 100, 0, -65536, 7, 16777216}));
+}
+
+std::string round_trip_name(const ::testing::TestParamInfo<std::tuple<DType, DType>>& info) {
+  return std::string(nb::dtype_name(std::get<0>(info.param))) + "_to_" + nb::dtype_name(std::get<1>(info.param));
+}
+
+INSTANTIATE_TEST_SUITE_P(AllPairs, TensorDtypeRoundTrip,
+                         ::testing::Combine(::testing::ValuesIn(kAllDtypes), ::testing::ValuesIn(kAllDtypes)),
+                         round_trip_name);
+
+TEST(TensorDtype, FractionsAndRounding) {
+  Tensor x = f64({0.1, -2.75, 1e10});
+  EXPECT_EQ(x.to(DType::float32).to_vector<float>(), (std::vector<float>{0.1f, -2.75f, 1e10f}));
+  EXPECT_EQ(x.to(DType::int64).to_vector<int64_t>(), (std::vector<int64_t>{0, -2, 10000000000}));
+  EXPECT_EQ(nb::dtype_size(DType::float32), 4u);
+  EXPECT_EQ(nb::dtype_size(DType::int64), 8u);
+  EXPECT_STREQ(nb::dtype_name(DType::int32), "int32");
+}
+
+// ---- printing --------------------------------------------------------------------------------------
+
+TEST(TensorPrint, ShapeDtypeDeviceAndValues_2x3) {
+  Tensor x = f32({1.5, 2, -3, 4, 5, 6.25}, {2, 3});
+  const std::string s = x.to_string();
+  EXPECT_THAT(s, AllOf(HasSubstr("shape=[2, 3]"), HasSubstr("dtype=float32"), HasSubstr("device=cpu"),
+                       HasSubstr("1.5"), HasSubstr("-3"), HasSubstr("6.25")));
+  EXPECT_THAT(s, HasSubstr("[[1.5, 2, -3],\n [4, 5, 6.25]]"));
+  EXPECT_THAT(s, Not(HasSubstr("requires_grad")));
+  std::ostringstream os;
+  os << x;
+  EXPECT_EQ(os.str(), s);
+}
+
+TEST(TensorPrint, IntegersRequiresGradScalarEmptyUndefined) {
+  EXPECT_THAT(i64({3, -4}).to_string(), AllOf(HasSubstr("dtype=int64"), HasSubstr("[3, -4]")));
+  EXPECT_THAT(f64({1}).requires_grad_().to_string(), AllOf(HasSubstr("float64"), HasSubstr("requires_grad")));
+  EXPECT_THAT(nb::scalar(2.5).to_string(), AllOf(HasSubstr("shape=[]"), HasSubstr("2.5")));
+  EXPECT_THAT(nb::zeros({0, 2}).to_string(), AllOf(HasSubstr("shape=[0, 2]"), HasSubstr("[]")));
+  EXPECT_EQ(Tensor().to_string(), "Tensor(undefined)");
+}
+
+TEST(TensorPrint, LongDimensionsAreElided_100_and_20x20) {
+  const std::string s = nb::arange(0.0, 100.0, 1.0, kF64).to_string();
+  EXPECT_THAT(s, HasSubstr("[0, 1, 2, ..., 97, 98, 99]"));
+  EXPECT_THAT(s, Not(HasSubstr(" 50,")));
+  const std::string m = nb::arange(0.0, 400.0, 1.0, kF64).reshape({20, 20}).to_string(4);
+  EXPECT_THAT(m, AllOf(HasSubstr("shape=[20, 20]"), HasSubstr("[[0, 1, ..., 18, 19]"), HasSubstr("..."),
+                       HasSubstr("[380, 381, ..., 398, 399]]")));
+  EXPECT_THAT(m, Not(HasSubstr("200")));
+  EXPECT_LT(m.size(), 400u);
+}
+
+TEST(TensorPrint, NonContiguousViewPrintsLogicalOrder_2x3T) {
+  EXPECT_THAT(f64({1, 2, 3, 4, 5, 6}, {2, 3}).t().to_string(), HasSubstr("[[1, 4],\n [2, 5],\n [3, 6]]"));
+}
+
+// ---- layout ----------------------------------------------------------------------------------------
+
+TEST(TensorLayout, ContiguityDetection) {
+  Tensor x = nb::zeros({3, 4});
+  EXPECT_TRUE(x.is_contiguous());
+  EXPECT_EQ(x.strides(), (Shape{4, 1}));
+  EXPECT_FALSE(x.t().is_contiguous());
+  EXPECT_TRUE(x.t().t().is_contiguous());
+  EXPECT_TRUE(x.slice(0, 1, 3).is_contiguous());       // whole rows
+  EXPECT_FALSE(x.slice(1, 0, 2).is_contiguous());      // part of each row
+  EXPECT_FALSE(x.slice(0, 0, 3, 2).is_contiguous());   // every other row
+  EXPECT_FALSE(x.slice(0, 0, 1).expand({5, 4}).is_contiguous());
+  EXPECT_TRUE(nb::zeros({3, 1}).t().is_contiguous());  // size-1 axes do not matter
+  EXPECT_TRUE(x.unsqueeze(1).is_contiguous());
+  EXPECT_TRUE(x.slice(1, 1, 2).slice(0, 1, 2).is_contiguous());  // one element
+  EXPECT_EQ(x.slice(0, 1, 3).offset(), 4);
+}
+
+TEST(TensorLayout, SizeAndOptions) {
+  Tensor x = nb::zeros({2, 3, 4}, kF64);
+  EXPECT_EQ(x.size(0), 2);
+  EXPECT_EQ(x.size(-1), 4);
+  EXPECT_THAT(error_of([&] { x.size(3); }), HasSubstr("axis 3"));
+  EXPECT_EQ(x.options().dtype, DType::float64);
+  EXPECT_FALSE(Tensor().defined());
+  EXPECT_THAT(error_of([] { Tensor().shape(); }), HasSubstr("undefined"));
+}
+
+TEST(TensorLayout, SliceNegativeIndicesAndStep_int64_12) {
+  Tensor x = nb::arange(int64_t{12});
+  EXPECT_EQ(x.slice(0, -4, 12).to_vector<int64_t>(), (std::vector<int64_t>{8, 9, 10, 11}));
+  EXPECT_EQ(x.slice(0, 1, -1, 4).to_vector<int64_t>(), (std::vector<int64_t>{1, 5, 9}));
+  EXPECT_EQ(x.slice(0, -1, 12).to_vector<int64_t>(), (std::vector<int64_t>{11}));
+  EXPECT_EQ(x.slice(0, 0, -12).numel(), 0);
+  Tensor m = x.reshape({3, 4});
+  Tensor s = m.slice(1, -3, 4, 2);  // columns 1 and 3
+  EXPECT_EQ(s.shape(), (Shape{3, 2}));
+  EXPECT_EQ(s.strides(), (Shape{4, 2}));
+  EXPECT_EQ(s.offset(), 1);
+  EXPECT_EQ(s.to_vector<int64_t>(), (std::vector<int64_t>{1, 3, 5, 7, 9, 11}));
+  EXPECT_EQ(s.slice(0, -1, 3).to_vector<int64_t>(), (std::vector<int64_t>{9, 11}));
+}
+
+// ---- in place ----------------------------------------------------------------------------------------
+
+TEST(TensorInPlace, CopyWithBroadcastingAndConversion_2x3) {
+  Tensor x = nb::zeros({2, 3}, kF64);
+  x.copy_(f64({1, 2, 3}));
+  EXPECT_TRUE(near(x, {1, 2, 3, 1, 2, 3}, {2, 3}));
+  x.copy_(f64({10, 20}, {2, 1}));
+  EXPECT_TRUE(near(x, {10, 10, 10, 20, 20, 20}, {2, 3}));
+  x.copy_(nb::scalar(-1, kF64));
+  EXPECT_TRUE(near(x, std::vector<double>(6, -1), {2, 3}));
+  x.copy_(i64({1, 2, 3, 4, 5, 6}, {2, 3}));  // int64 source into float64
+  EXPECT_TRUE(near(x, {1, 2, 3, 4, 5, 6}, {2, 3}));
+  Tensor y = nb::zeros({3, 2}, kF64);
+  y.copy_(x.t());  // a transposed source
+  EXPECT_TRUE(near(y, {1, 4, 2, 5, 3, 6}, {3, 2}));
+  Tensor i = nb::zeros({3}, {.dtype = DType::int32});
+  i.copy_(f64({1.7, -2.2, 3}));
+  EXPECT_EQ(i.to_vector<int32_t>(), (std::vector<int32_t>{1, -2, 3}));
+}
+
+TEST(TensorInPlace, CopyIntoANonContiguousView_3x4) {
+  Tensor x = nb::zeros({3, 4}, kF64);
+  x.t().copy_(nb::arange(0.0, 12.0, 1.0, kF64).reshape({4, 3}));  // x[j, i] = 3i + j
+  EXPECT_TRUE(near(x, {0, 3, 6, 9, 1, 4, 7, 10, 2, 5, 8, 11}, {3, 4}));
+  x.slice(1, 0, 4, 2).copy_(f64({-1, -2}));
+  EXPECT_TRUE(near(x, {-1, 3, -2, 9, -1, 4, -2, 10, -1, 5, -2, 11}, {3, 4}));
+}
+
+TEST(TensorInPlace, CopyErrorsNameShapes) {
+  std::string msg = error_of([] { nb::zeros({2, 3}).copy_(nb::zeros({4})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("copy_"), HasSubstr("[4]"), HasSubstr("[2, 3]")));
+  msg = error_of([] { nb::zeros({3}).copy_(nb::zeros({2, 3})); });  // copy_ never reduces
+  EXPECT_THAT(msg, AllOf(HasSubstr("copy_"), HasSubstr("[2, 3]"), HasSubstr("[3]")));
+  msg = error_of([] { nb::zeros({3}).copy_(Tensor()); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("copy_"), HasSubstr("undefined")));
+}
+
+TEST(TensorInPlace, CopyIsNotRecorded) {
+  Tensor src = f64({1, 2}).requires_grad_();
+  Tensor dst = nb::zeros({2}, kF64);
+  const size_t before = nb::tape_size();
+  dst.copy_(src * 2.0);
+  EXPECT_FALSE(dst.requires_grad());
+  EXPECT_EQ(nb::tape_size(), before);
+  EXPECT_TRUE(near(dst, {2, 4}, {2}));
+}
+
+TEST(TensorInPlace, FillOnNonContiguousViews_3x4) {
+  Tensor x = nb::zeros({3, 4}, kF64);
+  x.slice(1, 1, 4, 2).fill_(5);  // columns 1 and 3
+  EXPECT_TRUE(near(x, {0, 5, 0, 5, 0, 5, 0, 5, 0, 5, 0, 5}, {3, 4}));
+  x.t().slice(0, 0, 1).fill_(-1);  // column 0 through a transposed view
+  EXPECT_TRUE(near(x, {-1, 5, 0, 5, -1, 5, 0, 5, -1, 5, 0, 5}, {3, 4}));
+  x.slice(0, 1, 2).fill_(2);  // a contiguous row in the middle
+  EXPECT_TRUE(near(x, {-1, 5, 0, 5, 2, 2, 2, 2, -1, 5, 0, 5}, {3, 4}));
+  Tensor i = nb::zeros({4}, {.dtype = DType::int64});
+  i.slice(0, 0, 4, 3).fill_(7);
+  EXPECT_EQ(i.to_vector<int64_t>(), (std::vector<int64_t>{7, 0, 0, 7}));
+}
+
+TEST(TensorInPlace, SetDataKeepsIdentity) {
+  Tensor p = f64({1, 2}).requires_grad_();
+  Tensor alias = p;  // e.g. an optimizer holding the parameter
+  nb::TensorImpl* impl = p.impl();
+  p.set_grad(f64({0.5, 0.5}));
+  p.set_data(f32({7, 8, 9}, {3}));
+  EXPECT_EQ(p.impl(), impl);
+  EXPECT_EQ(alias.shape(), (Shape{3}));
+  EXPECT_EQ(alias.dtype(), DType::float32);
+  EXPECT_TRUE(near(alias, {7, 8, 9}, {3}));
+  EXPECT_TRUE(alias.requires_grad());
+  Tensor q = f64({1, 2}).requires_grad_();
+  q.set_grad(f64({0.5, 0.25}));
+  Tensor other = f32({3, 4});
+  q.set_data(other);
+  EXPECT_EQ(q.data_ptr(), other.data_ptr());  // shares the new data
+  EXPECT_EQ(q.grad().dtype(), DType::float32);  // the gradient follows the dtype
+  EXPECT_TRUE(near(q.grad(), {0.5, 0.25}, {2}));
+  EXPECT_THAT(error_of([&] { q.set_data(Tensor()); }), AllOf(HasSubstr("set_data"), HasSubstr("undefined")));
+}
+
+// ---- devices -----------------------------------------------------------------------------------------
+
+TEST(TensorDevice, ParseAndNames) {
+  EXPECT_EQ(Device::parse("cpu"), Device::cpu());
+  EXPECT_EQ(Device::parse("cuda"), Device::cuda(0));
+  EXPECT_EQ(Device::parse("cuda:1"), Device::cuda(1));
+  EXPECT_EQ(Device::cuda(2).str(), "cuda:2");
+  EXPECT_THAT(error_of([] { Device::parse("gpu"); }), AllOf(HasSubstr("Device"), HasSubstr("gpu")));
+  EXPECT_THAT(error_of([] { Device::parse("cuda:x"); }), HasSubstr("cuda:x"));
+  Tensor x = f64({1, 2});
+  EXPECT_EQ(x.to(Device::cpu()).data_ptr(), x.data_ptr());  // same device: no copy
+}
+
+}  // namespace
