@@ -132,8 +132,10 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   const int64_t na = std::max<int64_t>(a.dim() - 2, 0), nbat = std::max<int64_t>(b.dim() - 2, 0);
   for (int64_t i = 1; i <= std::min(na, nbat); ++i) {
     const int64_t da = a.shape()[na - i], db = b.shape()[nbat - i];
-    NABLA_CHECK(da == db || da == 1 || db == 1, "matmul: batch axes of a {} and b {} do not broadcast ({} vs {})",
-                shape_str(a.shape()), shape_str(b.shape()), da, db);
+    NABLA_CHECK(da == db || da == 1 || db == 1,
+                "matmul (batch axes): a {} and b {} have batch shapes {} and {}, which do not broadcast",
+                shape_str(a.shape()), shape_str(b.shape()), shape_str(Shape(a.shape().begin(), a.shape().begin() + na)),
+                shape_str(Shape(b.shape().begin(), b.shape().begin() + nbat)));
   }
   // A 1-D a is a row, dropped from the result: axis -2, or the only axis left when b is 1-D too
   // (vector . vector gives a 0-d tensor).
