@@ -83,8 +83,8 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
 
 int64_t normalize_axis(int64_t axis, int64_t ndim, const char* op) {
   int64_t a = axis < 0 ? axis + ndim : axis;
-  NABLA_CHECK(a >= 0 && a < std::max<int64_t>(ndim, 1), "{}: axis {} out of range for a tensor of {} dimensions", op,
-              axis, ndim);
+  // Strict for 0-d tensors too: they have no axis, and callers index the shape with the result.
+  NABLA_CHECK(a >= 0 && a < ndim, "{}: axis {} out of range for a tensor of {} dimensions", op, axis, ndim);
   return a;
 }
 

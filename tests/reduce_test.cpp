@@ -260,6 +260,17 @@ TEST(ReduceErrors, AxisOutOfRange_2x3_axis3) {
   EXPECT_THAT(error_of([] { nb::argmax(nb::zeros({2, 3}, kF64), 2); }), HasSubstr("argmax: axis 2"));
 }
 
+TEST(ReduceErrors, AxisOfA0dTensor) {
+  // a 0-d tensor has no axis 0: an error, not an out-of-bounds read of its empty shape
+  for (ReduceFn fn : {ReduceFn(nb::sum), ReduceFn(nb::mean), ReduceFn(nb::max), ReduceFn(nb::min)}) {
+    for (bool keepdim : {false, true}) {
+      std::string msg = error_of([fn, keepdim] { fn(nb::scalar(2, kF64), {0}, keepdim); });
+      EXPECT_THAT(msg, AllOf(HasSubstr("axis 0"), HasSubstr("0 dimensions")));
+    }
+  }
+  EXPECT_THAT(error_of([] { nb::sum(nb::scalar(2, kF64), {-1}); }), HasSubstr("sum: axis -1"));
+}
+
 TEST(ReduceErrors, DuplicateAxis_2x3) {
   EXPECT_THAT(error_of([] { nb::sum(nb::zeros({2, 3}, kF64), {1, -1}); }),
               AllOf(HasSubstr("sum"), HasSubstr("twice")));

@@ -294,6 +294,13 @@ TEST(TensorLayout, SizeAndOptions) {
   EXPECT_EQ(x.size(-1), 4);
   EXPECT_THAT(error_of([&] { x.size(3); }), HasSubstr("axis 3"));
   EXPECT_EQ(x.options().dtype, DType::float64);
+  // a 0-d tensor has no axis: errors, not reads past its empty shape
+  Tensor s = nb::scalar(1, kF64);
+  EXPECT_THAT(error_of([&] { s.size(0); }), AllOf(HasSubstr("size"), HasSubstr("axis 0"), HasSubstr("0 dimensions")));
+  EXPECT_THAT(error_of([&] { s.size(-1); }), HasSubstr("axis -1"));
+  EXPECT_THAT(error_of([&] { s.squeeze(0); }), AllOf(HasSubstr("squeeze"), HasSubstr("axis 0")));
+  EXPECT_EQ(s.unsqueeze(0).shape(), (Shape{1}));
+  EXPECT_EQ(s.unsqueeze(-1).shape(), (Shape{1}));
   EXPECT_FALSE(Tensor().defined());
   EXPECT_THAT(error_of([] { Tensor().shape(); }), HasSubstr("undefined"));
 }
