@@ -11,6 +11,7 @@ namespace {
 struct Registry {
   std::mutex mu;
   std::array<BackendFactory, 2> factories;
+  std::array<std::function<int()>, 2> counts;
 };
 Registry& registry() {
   static Registry r;
@@ -19,10 +20,21 @@ Registry& registry() {
 size_t slot(Device::Kind k) { return k == Device::Kind::CPU ? 0 : 1; }
 }  // namespace
 
-void register_backend(Device::Kind kind, BackendFactory factory) {
+void register_backend(Device::Kind kind, BackendFactory factory, std::function<int()> device_count) {
   auto& r = registry();
   std::lock_guard<std::mutex> lock(r.mu);
   r.factories[slot(kind)] = std::move(factory);
+  r.counts[slot(kind)] = std::move(device_count);
+}
+
+int device_count(Device::Kind kind) {
+  std::function<int()> count;
+  {
+    auto& r = registry();
+    std::lock_guard<std::mutex> lock(r.mu);
+    count = r.counts[slot(kind)];
+  }
+  return count ? count() : 0;
 }
 
 bool has_backend(Device::Kind kind) {

@@ -162,10 +162,13 @@ class Backend {
                             double weight_decay, double momentum, bool centered) = 0;
 };
 
-// Backends register themselves when the library loads (cpu/ always, cuda/ when built).
+// Backends register themselves when the library loads (cpu/ always, cuda/ when built), with a
+// factory for device `index` and a count of the devices present (which must not throw).
 using BackendFactory = std::function<Backend&(int index)>;
-void register_backend(Device::Kind kind, BackendFactory factory);
+void register_backend(Device::Kind kind, BackendFactory factory, std::function<int()> device_count);
 bool has_backend(Device::Kind kind);
+// Devices of this kind present; 0 when no backend is registered for it.
+int device_count(Device::Kind kind);
 Backend& backend_for(Device::Kind kind, int index = 0);
 inline Backend& backend(Device d) { return backend_for(d.kind, d.index); }
 

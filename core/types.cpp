@@ -26,7 +26,7 @@ const char* dtype_name(DType t) {
 }
 
 Device Device::best() {
-  if (has_backend(Kind::CUDA) && backend_for(Kind::CUDA).device_count() > 0) return cuda(0);
+  if (device_count(Kind::CUDA) > 0) return cuda(0);
   return cpu();
 }
 

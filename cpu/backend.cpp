@@ -50,7 +50,7 @@ struct Registration {
                   index);
       static CpuBackend backend;
       return backend;
-    });
+    }, [] { return 1; });
   }
 };
 const Registration registration;

@@ -1,0 +1,209 @@
+// CudaBackend: construction, stream-ordered memory, copies, synchronization, registration.
+#include <nabla/core/error.h>
+#include <nabla/cuda/cuda_backend.h>
+#include <nabla/cuda/device.h>
+
+#include <atomic>
+#include <cstdio>
+#include <limits>
+#include <memory>
+#include <vector>
+
+namespace nabla::cuda {
+
+void throw_cublas_error(cublasStatus_t status, const char* call, const char* file, int line) {
+  fail("{} failed: {} (at {}:{})", call, cublasGetStatusName(status), file, line);
+}
+
+DeviceGuard::DeviceGuard(int device) {
+  NABLA_CUDA_CHECK(cudaGetDevice(&previous_));
+  if (previous_ != device) {
+    NABLA_CUDA_CHECK(cudaSetDevice(device));
+    switched_ = true;
+  }
+}
+
+DeviceGuard::~DeviceGuard() {
+  if (switched_ && cudaSetDevice(previous_) != cudaSuccess) cudaGetLastError();
+}
+
+CudaBackend::CudaBackend(int device) : device_(device) {
+  DeviceGuard guard(device);
+  NABLA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  // Freed blocks stay in the pool for reuse (threshold: never release), so a training step
+  // allocates without calling the driver or synchronizing.
+  NABLA_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool_, device));
+  uint64_t keep = std::numeric_limits<uint64_t>::max();
+  NABLA_CUDA_CHECK(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &keep));
+  int sms = 0;
+  NABLA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  max_blocks_ = std::max<int64_t>(1, int64_t{sms} * (2048 / kBlock));
+  NABLA_CUDA_CHECK(cudaMalloc(&flags_, kFlagsSize * sizeof(int64_t)));
+  reset_flags();
+}
+
+// Backends live until the process ends (see backend_of): the CUDA runtime may already be torn
+// down when static destructors run, so nothing is released here.
+CudaBackend::~CudaBackend() = default;
+
+cublasHandle_t CudaBackend::cublas() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!cublas_) {
+    DeviceGuard guard(device_);
+    NABLA_CUBLAS_CHECK(cublasCreate(&cublas_));
+    NABLA_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+  }
+  return cublas_;
+}
+
+int CudaBackend::device_count() const { return nabla::cuda::device_count(); }
+
+namespace {
+std::atomic<bool> g_poison{false};
+}  // namespace
+
+void set_poison_allocations(bool on) { g_poison.store(on); }
+
+void* CudaBackend::allocate(size_t nbytes) {
+  if (nbytes == 0) return nullptr;
+  DeviceGuard guard(device_);
+  void* p = nullptr;
+  cudaError_t err = cudaMallocAsync(&p, nbytes, stream_);
+  if (err == cudaErrorMemoryAllocation) {
+    // Give the pool's cached blocks back to the device and try once more.
+    cudaGetLastError();
+    NABLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    NABLA_CUDA_CHECK(cudaMemPoolTrimTo(pool_, 0));
+    err = cudaMallocAsync(&p, nbytes, stream_);
+    if (err == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      size_t free_bytes = 0, total = 0;
+      NABLA_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
+      fail("cuda:{}: out of memory allocating {} bytes ({:.1f} MiB); {} bytes ({:.1f} MiB) free of {:.1f} GiB",
+           device_, nbytes, nbytes / 1048576.0, free_bytes, free_bytes / 1048576.0, total / 1073741824.0);
+    }
+  }
+  check(err, "cudaMallocAsync(&p, nbytes, stream_)", __FILE__, __LINE__);
+  if (g_poison.load(std::memory_order_relaxed)) NABLA_CUDA_CHECK(cudaMemsetAsync(p, 0xFF, nbytes, stream_));
+  return p;
+}
+
+void CudaBackend::deallocate(void* p, size_t) noexcept {
+  if (!p) return;
+  cudaError_t err = cudaFreeAsync(p, stream_);
+  if (err != cudaSuccess && err != cudaErrorCudartUnloading) {
+    std::fprintf(stderr, "nabla: cudaFreeAsync failed: %s\n", cudaGetErrorString(err));
+    cudaGetLastError();
+  }
+}
+
+void CudaBackend::copy(void* dst, const void* src, size_t nbytes) {
+  if (nbytes == 0) return;
+  NABLA_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, stream_));
+}
+
+void CudaBackend::copy_from_host(void* dst, const void* host_src, size_t nbytes) {
+  if (nbytes == 0) return;
+  // From pageable memory the runtime stages the data before returning, so the caller may free
+  // host_src at once.
+  NABLA_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, nbytes, cudaMemcpyHostToDevice, stream_));
+}
+
+void CudaBackend::copy_to_host(void* host_dst, const void* src, size_t nbytes) {
+  if (nbytes > 0) NABLA_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, nbytes, cudaMemcpyDeviceToHost, stream_));
+  synchronize();
+}
+
+void CudaBackend::synchronize() {
+  NABLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  throw_pending_check_failure();
+}
+
+// Label checks run on the device and leave their verdict in flags_ (see kFlag*): the first
+// failing check records the count of bad labels in its batch, the first bad index, that label,
+// the class count and the op's name (a string literal, so its address stays valid); checks
+// after a recorded failure do nothing. Nothing is read back until the next synchronization.
+namespace {
+constexpr int kFlagCount = 0, kFlagIndex = 1, kFlagValue = 2, kFlagClasses = 3, kFlagOp = 4;
+
+__global__ void check_labels_kernel(int64_t* flags, const int64_t* labels, int64_t n, int64_t c) {
+  if (flags[kFlagClasses] != 0) return;  // an earlier check already failed
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t l = labels[i];
+    if (l < 0 || l >= c) {
+      atomicAdd(reinterpret_cast<unsigned long long*>(flags + kFlagCount), 1ull);
+      atomicMin(reinterpret_cast<long long*>(flags + kFlagIndex), static_cast<long long>(i));
+    }
+  }
+}
+
+__global__ void record_label_failure(int64_t* flags, const int64_t* labels, int64_t c, int64_t op) {
+  if (flags[kFlagCount] > 0 && flags[kFlagClasses] == 0) {
+    flags[kFlagValue] = labels[flags[kFlagIndex]];
+    flags[kFlagClasses] = c;
+    flags[kFlagOp] = op;
+  }
+}
+}  // namespace
+
+void CudaBackend::check_labels(const int64_t* labels, int64_t n, int64_t c, const char* op) {
+  if (n == 0) return;
+  DeviceGuard guard(device_);
+  check_labels_kernel<<<grid(n), kBlock, 0, stream_>>>(flags_, labels, n, c);
+  NABLA_CUDA_CHECK_LAUNCH();
+  record_label_failure<<<1, 1, 0, stream_>>>(flags_, labels, c, static_cast<int64_t>(reinterpret_cast<intptr_t>(op)));
+  NABLA_CUDA_CHECK_LAUNCH();
+  std::lock_guard<std::mutex> lock(mu_);
+  checks_pending_ = true;
+}
+
+void CudaBackend::throw_pending_check_failure() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!checks_pending_) return;
+    checks_pending_ = false;
+  }
+  int64_t f[kFlagsSize];
+  NABLA_CUDA_CHECK(cudaMemcpy(f, flags_, sizeof(f), cudaMemcpyDeviceToHost));
+  if (f[kFlagCount] == 0) return;
+  reset_flags();
+  const char* op = reinterpret_cast<const char*>(static_cast<intptr_t>(f[kFlagOp]));
+  fail("{}: label {} at index {} is out of range for {} classes (expected 0..{}); {} bad labels in that batch "
+       "(found on cuda:{}, reported at the next synchronization)",
+       op, f[kFlagValue], f[kFlagIndex], f[kFlagClasses], f[kFlagClasses] - 1, f[kFlagCount], device_);
+}
+
+void CudaBackend::reset_flags() {
+  int64_t init[kFlagsSize] = {};
+  init[kFlagIndex] = std::numeric_limits<int64_t>::max();
+  NABLA_CUDA_CHECK(cudaMemcpy(flags_, init, sizeof(init), cudaMemcpyHostToDevice));
+}
+
+CudaBackend& backend_of(int index) {
+  static std::mutex mu;
+  static std::vector<CudaBackend*> backends;  // never freed: see ~CudaBackend
+  std::lock_guard<std::mutex> lock(mu);
+  const int n = nabla::cuda::device_count();
+  NABLA_CHECK(index >= 0 && index < n, "cuda:{} requested, but {} CUDA device{} present", index, n,
+              n == 1 ? " is" : "s are");
+  if (backends.size() < static_cast<size_t>(n)) backends.resize(n, nullptr);
+  if (!backends[index]) backends[index] = new CudaBackend(index);
+  return *backends[index];
+}
+
+void synchronize() {
+  const int n = device_count();
+  for (int i = 0; i < n; ++i) backend_of(i).synchronize();
+}
+
+namespace {
+struct Registration {
+  Registration() {
+    register_backend(
+        Device::Kind::CUDA, [](int index) -> Backend& { return backend_of(index); },
+        [] { return nabla::cuda::device_count(); });
+  }
+} registration;
+}  // namespace
+
+}  // namespace nabla::cuda
