@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <vector>
@@ -102,16 +103,54 @@ void CudaBackend::copy(void* dst, const void* src, size_t nbytes) {
   NABLA_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, stream_));
 }
 
+// Host transfers go through two pinned staging buffers used in turn (DMA straight from pinned
+// memory, so a host-to-device copy runs asynchronously once the bytes are staged). Before a
+// buffer is refilled, the copy that last read it must have finished: that wait is on one
+// transfer's event, not on the device's other work.
 void CudaBackend::copy_from_host(void* dst, const void* host_src, size_t nbytes) {
   if (nbytes == 0) return;
-  // From pageable memory the runtime stages the data before returning, so the caller may free
-  // host_src at once.
-  NABLA_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, nbytes, cudaMemcpyHostToDevice, stream_));
+  DeviceGuard guard(device_);
+  std::lock_guard<std::mutex> lock(staging_mu_);
+  for (size_t done = 0; done < nbytes;) {
+    Staging& s = staging_[next_staging_];
+    next_staging_ = 1 - next_staging_;
+    const size_t chunk = std::min(nbytes - done, kStagingBytes);
+    if (!s.host) {
+      NABLA_CUDA_CHECK(cudaMallocHost(&s.host, kStagingBytes));
+      NABLA_CUDA_CHECK(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
+    } else {
+      NABLA_CUDA_CHECK(cudaEventSynchronize(s.done));
+    }
+    std::memcpy(s.host, static_cast<const char*>(host_src) + done, chunk);
+    NABLA_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + done, s.host, chunk, cudaMemcpyHostToDevice, stream_));
+    NABLA_CUDA_CHECK(cudaEventRecord(s.done, stream_));
+    done += chunk;
+  }
 }
 
 void CudaBackend::copy_to_host(void* host_dst, const void* src, size_t nbytes) {
-  if (nbytes > 0) NABLA_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, nbytes, cudaMemcpyDeviceToHost, stream_));
-  synchronize();
+  if (nbytes == 0) {
+    synchronize();
+    return;
+  }
+  DeviceGuard guard(device_);
+  std::unique_lock<std::mutex> lock(staging_mu_);
+  for (size_t done = 0; done < nbytes;) {
+    Staging& s = staging_[next_staging_];
+    next_staging_ = 1 - next_staging_;
+    const size_t chunk = std::min(nbytes - done, kStagingBytes);
+    if (!s.host) {
+      NABLA_CUDA_CHECK(cudaMallocHost(&s.host, kStagingBytes));
+      NABLA_CUDA_CHECK(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
+    }
+    NABLA_CUDA_CHECK(cudaMemcpyAsync(s.host, static_cast<const char*>(src) + done, chunk, cudaMemcpyDeviceToHost, stream_));
+    NABLA_CUDA_CHECK(cudaEventRecord(s.done, stream_));
+    NABLA_CUDA_CHECK(cudaEventSynchronize(s.done));
+    std::memcpy(static_cast<char*>(host_dst) + done, s.host, chunk);
+    done += chunk;
+  }
+  lock.unlock();
+  synchronize();  // reports errors found on the device (e.g. bad labels)
 }
 
 void CudaBackend::synchronize() {

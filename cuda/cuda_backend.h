@@ -126,6 +126,16 @@ class CudaBackend final : public Backend {
   int64_t* flags_ = nullptr;
   std::mutex mu_;
   bool checks_pending_ = false;  // label checks enqueued since the last synchronization
+
+  // Pinned buffers for host transfers (backend.cu), allocated at the first transfer.
+  static constexpr size_t kStagingBytes = size_t{8} << 20;
+  struct Staging {
+    void* host = nullptr;
+    cudaEvent_t done = nullptr;  // the last copy that used `host`
+  };
+  std::mutex staging_mu_;
+  Staging staging_[2];
+  int next_staging_ = 0;
 };
 
 // Registered backend of device `index` (created at first use).
