@@ -405,10 +405,12 @@ std::string Tensor::to_string(int64_t max_per_dim) const {
     }
     body += "[";
     const int64_t n = s[d];
+    // At least the first and the last element stay visible, even for max_per_dim < 2.
+    const int64_t half = std::max<int64_t>(max_per_dim / 2, 1);
     for (int64_t i = 0; i < n; ++i) {
-      if (n > max_per_dim && i == max_per_dim / 2) {
+      if (n > std::max(max_per_dim, 2 * half) && i == half) {
         body += "..., ";
-        i = n - max_per_dim / 2 - 1;
+        i = n - half - 1;
         continue;
       }
       rec(d + 1, base + i * st[d]);
