@@ -269,6 +269,9 @@ TEST(ElementwiseForward, SoftmaxLogSoftmax_3_and_2x2) {
   // shifted for stability: huge equal logits give a uniform distribution, not NaN
   EXPECT_TRUE(near(nb::softmax(f64({1000, 1000})), {0.5, 0.5}, {2}));
   EXPECT_TRUE(near(nb::log_softmax(f64({1000, 0})), {0, -1000}, {2}));
+  // masked entries (-inf) get probability 0
+  EXPECT_TRUE(near(nb::softmax(f64({0, -kInf, 0})), {0.5, 0, 0.5}, {3}));
+  EXPECT_TRUE(near(nb::log_softmax(f64({0, -kInf})), {0, -kInf}, {2}));
 }
 
 TEST(ElementwiseForward, Float32Values) {
@@ -286,6 +289,36 @@ TEST(ElementwiseForward, NonContiguousInputs_transposed2x3) {
   EXPECT_TRUE(near(nb::neg(at), {-1, -4, -2, -5, -3, -6}, {3, 2}));
   EXPECT_TRUE(near(at + f64({10, 20}), {11, 24, 12, 25, 13, 26}, {3, 2}));
   EXPECT_TRUE(near(nb::softmax(at, 0), nb::softmax(at.contiguous(), 0).to_vector<double>(), {3, 2}));
+}
+
+// Sizes large enough to be split across threads, against std:: on the host.
+TEST(ElementwiseForward, LargeUnaryAndBroadcastBinary_300x257) {
+  nb::manual_seed(17);
+  Tensor x = nb::rand({300, 257}, kF64, -3, 3), b = nb::rand({257}, kF64, 0.5, 2);
+  const auto xv = x.to_vector<double>(), bv = b.to_vector<double>();
+  std::vector<double> e_tanh(xv.size()), e_div(xv.size()), e_sig(xv.size());
+  for (size_t i = 0; i < xv.size(); ++i) {
+    e_tanh[i] = std::tanh(xv[i]);
+    e_div[i] = xv[i] / bv[i % 257];
+    e_sig[i] = 1 / (1 + std::exp(-xv[i]));
+  }
+  EXPECT_TRUE(near(nb::tanh(x), e_tanh, {300, 257}, 1e-15, 1e-14));
+  EXPECT_TRUE(near(x / b, e_div, {300, 257}, 0, 1e-15));
+  EXPECT_TRUE(near(nb::sigmoid(x.t()).t(), e_sig, {300, 257}, 1e-15, 1e-14));
+  // a transposed operand against a broadcast column
+  Tensor y = x.t() * b.unsqueeze(1);  // [257, 300] * [257, 1]
+  std::vector<double> e_mul(xv.size());
+  for (int64_t i = 0; i < 257; ++i)
+    for (int64_t j = 0; j < 300; ++j) e_mul[i * 300 + j] = xv[j * 257 + i] * bv[i];
+  EXPECT_TRUE(near(y, e_mul, {257, 300}, 0, 1e-15));
+}
+
+TEST(ElementwiseForward, LargeSoftmaxRowsSumToOne_64x1000_and_axis0) {
+  nb::manual_seed(19);
+  Tensor x = nb::rand({64, 1000}, kF64, -10, 10);
+  EXPECT_TRUE(near(nb::sum(nb::softmax(x), {1}), std::vector<double>(64, 1), {64}, 1e-12));
+  EXPECT_TRUE(near(nb::sum(nb::softmax(x, 0), {0}), std::vector<double>(1000, 1), {1000}, 1e-12));
+  EXPECT_TRUE(near(nb::exp(nb::log_softmax(x)), nb::softmax(x).to_vector<double>(), {64, 1000}, 1e-15, 1e-12));
 }
 
 // ---- gradients at kinks and ties (chosen conventions) ---------------------------------------------

@@ -113,6 +113,21 @@ TEST(LinalgGradPartial, OnlyBRequiresGrad_2x3_3x2) {
   EXPECT_FALSE(a.grad().defined());
 }
 
+// A frozen input (data, not a parameter): only weight and bias get gradients.
+TEST(LinalgGradPartial, LinearInputNeedsNoGrad_x2x2_w3x2_b3) {
+  Tensor x = f64({1, 2, 3, 4}, {2, 2});
+  Tensor w = f64({1, 0, 0, 1, 1, 1}, {3, 2}).requires_grad_();
+  Tensor b = f64({0.5, -0.5, 1}).requires_grad_();
+  nb::linear(x, w, b).backward(f64({1, 2, 3, 4, 5, 6}, {2, 3}));
+  EXPECT_TRUE(near(w.grad(), {13, 18, 17, 24, 21, 30}, {3, 2}));
+  EXPECT_TRUE(near(b.grad(), {5, 7, 9}, {3}));
+  EXPECT_FALSE(x.grad().defined());
+  // and only the input: a frozen layer
+  Tensor x2 = f64({1, 2, 3, 4}, {2, 2}).requires_grad_();
+  nb::linear(x2, w.detach(), b.detach()).backward(f64({1, 2, 3, 4, 5, 6}, {2, 3}));
+  EXPECT_TRUE(near(x2.grad(), {4, 5, 10, 11}, {2, 2}));
+}
+
 // ---- forward values ------------------------------------------------------------------------------
 
 TEST(LinalgForward, Matmul_2x2_2x2) {

@@ -227,6 +227,59 @@ TEST(ReduceForward, SumTo_2x3x4) {
   EXPECT_TRUE(near(nb::sum_to(f64({1, 2}), {2}), {1, 2}, {2}));
 }
 
+// Shapes large enough for the kernels' parallel and blocked paths (rows longer than one chunk,
+// more columns than one block), against a naive loop over a [outer, r, inner] view.
+class ReduceLarge : public ::testing::TestWithParam<std::tuple<Shape, int64_t>> {};
+
+TEST_P(ReduceLarge, SumMeanMaxMinArgmaxMatchNaiveLoops) {
+  const auto [shape, axis] = GetParam();
+  nb::manual_seed(31);
+  Tensor x = nb::rand(shape, kF64, -1, 1);
+  const std::vector<double> v = x.to_vector<double>();
+  int64_t outer = 1, inner = 1;
+  for (int64_t i = 0; i < axis; ++i) outer *= shape[i];
+  for (size_t i = axis + 1; i < shape.size(); ++i) inner *= shape[i];
+  const int64_t r = shape[axis];
+  std::vector<double> es(outer * inner, 0.0), emax(outer * inner, -2), emin(outer * inner, 2);
+  std::vector<int64_t> earg(outer * inner, 0);
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t k = 0; k < r; ++k)
+      for (int64_t i = 0; i < inner; ++i) {
+        const double e = v[(o * r + k) * inner + i];
+        const int64_t j = o * inner + i;
+        es[j] += e;
+        if (e > emax[j]) {
+          emax[j] = e;
+          earg[j] = k;
+        }
+        emin[j] = std::min(emin[j], e);
+      }
+  Shape out_shape = shape;
+  out_shape.erase(out_shape.begin() + axis);
+  std::vector<double> emean = es;
+  for (double& m : emean) m /= static_cast<double>(r);
+  EXPECT_TRUE(near(nb::sum(x, {axis}), es, out_shape, 1e-10, 1e-12));
+  EXPECT_TRUE(near(nb::mean(x, {axis}), emean, out_shape, 1e-12, 1e-12));
+  EXPECT_TRUE(near(nb::max(x, {axis}), emax, out_shape, 0, 0));
+  EXPECT_TRUE(near(nb::min(x, {axis}), emin, out_shape, 0, 0));
+  EXPECT_EQ(nb::argmax(x, axis).to_vector<int64_t>(), earg);
+  // float32: sums accumulate accurately enough for a loose relative check
+  EXPECT_TRUE(near(nb::sum(x.to(DType::float32), {axis}), es, out_shape, 1e-3, 1e-4));
+}
+
+std::string large_name(const ::testing::TestParamInfo<std::tuple<Shape, int64_t>>& info) {
+  return shape_name(std::get<0>(info.param)) + "_axis" + std::to_string(std::get<1>(info.param));
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, ReduceLarge,
+                         ::testing::Values(std::tuple<Shape, int64_t>{{70001}, 0},
+                                           std::tuple<Shape, int64_t>{{3, 40000}, 1},
+                                           std::tuple<Shape, int64_t>{{40000, 3}, 0},
+                                           std::tuple<Shape, int64_t>{{3, 7, 600}, 1},
+                                           std::tuple<Shape, int64_t>{{5, 300, 33}, 2},
+                                           std::tuple<Shape, int64_t>{{2000, 40}, 1}),
+                         large_name);
+
 // ---- gradient conventions -----------------------------------------------------------------------
 
 TEST(ReduceGradValues, MaxTiesShareTheGradientEqually_3) {
