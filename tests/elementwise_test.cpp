@@ -122,6 +122,12 @@ TEST_P(ElementwiseGrad, CentralDifferenceFloat64) {
   EXPECT_TRUE(gradcheck(c.f, c.make_inputs(), c.options));
 }
 
+TEST_P(ElementwiseGrad, Float32AgreesWithFloat64) {
+  const GradCase& c = GetParam();
+  nb::manual_seed(42);
+  EXPECT_TRUE(float32_agrees(c.f, c.make_inputs()));
+}
+
 INSTANTIATE_TEST_SUITE_P(Binary, ElementwiseGrad, ::testing::ValuesIn(binary_cases()), grad_case_name);
 INSTANTIATE_TEST_SUITE_P(Unary, ElementwiseGrad, ::testing::ValuesIn(unary_cases()), grad_case_name);
 INSTANTIATE_TEST_SUITE_P(Composite, ElementwiseGrad, ::testing::ValuesIn(composite_cases()), grad_case_name);

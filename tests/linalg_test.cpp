@@ -100,6 +100,12 @@ TEST_P(LinalgGrad, CentralDifferenceFloat64) {
   EXPECT_TRUE(gradcheck(c.f, c.make_inputs(), c.options));
 }
 
+TEST_P(LinalgGrad, Float32AgreesWithFloat64) {
+  const GradCase& c = GetParam();
+  nb::manual_seed(3);
+  EXPECT_TRUE(float32_agrees(c.f, c.make_inputs()));
+}
+
 INSTANTIATE_TEST_SUITE_P(Matmul, LinalgGrad, ::testing::ValuesIn(matmul_cases()), grad_case_name);
 INSTANTIATE_TEST_SUITE_P(Linear, LinalgGrad, ::testing::ValuesIn(linear_cases()), grad_case_name);
 

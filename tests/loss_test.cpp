@@ -88,6 +88,12 @@ TEST_P(LossGrad, CentralDifferenceFloat64) {
   EXPECT_TRUE(gradcheck(c.f, c.make_inputs(), c.options));
 }
 
+TEST_P(LossGrad, Float32AgreesWithFloat64) {
+  const GradCase& c = GetParam();
+  nb::manual_seed(5);
+  EXPECT_TRUE(float32_agrees(c.f, c.make_inputs()));
+}
+
 INSTANTIATE_TEST_SUITE_P(Losses, LossGrad, ::testing::ValuesIn(loss_cases()), grad_case_name);
 
 // ---- forward values ------------------------------------------------------------------------------

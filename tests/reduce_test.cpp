@@ -95,6 +95,12 @@ TEST_P(ReduceGrad, CentralDifferenceFloat64) {
   EXPECT_TRUE(gradcheck(c.f, c.make_inputs(), c.options));
 }
 
+TEST_P(ReduceGrad, Float32AgreesWithFloat64) {
+  const GradCase& c = GetParam();
+  nb::manual_seed(7);
+  EXPECT_TRUE(float32_agrees(c.f, c.make_inputs()));
+}
+
 INSTANTIATE_TEST_SUITE_P(Reduce, ReduceGrad, ::testing::ValuesIn(reduce_cases()), grad_case_name);
 INSTANTIATE_TEST_SUITE_P(SumTo, ReduceGrad, ::testing::ValuesIn(sum_to_cases()), grad_case_name);
 

@@ -63,7 +63,8 @@ std::vector<GradCase> view_cases() {
       {"contiguous_of_transposed_3x4", [](const Tensors& x) { return x[0].t().contiguous(); }, one({3, 4})},
       {"clone_3x4", [](const Tensors& x) { return x[0].clone() * x[0]; }, one({3, 4})},
       {"clone_of_slice_4x6", [](const Tensors& x) { return x[0].slice(1, 0, 6, 2).clone(); }, one({4, 6})},
-      {"to_float64_identity_3", [](const Tensors& x) { return x[0].to(DType::float64); }, one({3})},
+      {"to_float64_and_back_3", [](const Tensors& x) { return x[0].to(DType::float64).to(x[0].dtype()) * x[0]; },
+       one({3})},
       {"view_chain_2x3x4", [](const Tensors& x) {
          return x[0].t().slice(1, 1, 4, 2).unsqueeze(0).expand({2, 2, 2, 3}).reshape({4, 6});
        },
@@ -87,7 +88,7 @@ std::vector<GradCase> concat_cases() {
        [] { return Tensors{input({2, 2}), input({4, 2})}; }},
       {"concat_transposed_views_3x2T_2x2_axis1", [](const Tensors& x) { return nb::concat({x[0].t(), x[1]}, 1); },
        [] { return Tensors{input({3, 2}), input({2, 2})}; }},
-      {"concat_with_constant_2x2", [](const Tensors& x) { return nb::concat({x[0], nb::ones({1, 2}, kF64)}, 0); },
+      {"concat_with_constant_2x2", [](const Tensors& x) { return nb::concat({x[0], nb::ones({1, 2}, x[0].options())}, 0); },
        [] { return Tensors{input({2, 2})}; }},
   };
 }
@@ -98,6 +99,12 @@ TEST_P(ShapeGrad, CentralDifferenceFloat64) {
   const GradCase& c = GetParam();
   nb::manual_seed(9);
   EXPECT_TRUE(gradcheck(c.f, c.make_inputs(), c.options));
+}
+
+TEST_P(ShapeGrad, Float32AgreesWithFloat64) {
+  const GradCase& c = GetParam();
+  nb::manual_seed(9);
+  EXPECT_TRUE(float32_agrees(c.f, c.make_inputs()));
 }
 
 INSTANTIATE_TEST_SUITE_P(Views, ShapeGrad, ::testing::ValuesIn(view_cases()), grad_case_name);
@@ -290,7 +297,9 @@ TEST(ShapeDropout, GradientEqualsTheMask_p05_4x250) {
     const bool keep = yv[i] != 0;
     kept += keep;
     ASSERT_NEAR(gv[i], 1.0 + (keep ? 2.0 : 0.0), 1e-12) << i;
-    if (keep) ASSERT_NEAR(yv[i], 2 * xv[i], 1e-12) << i;
+    if (keep) {
+      ASSERT_NEAR(yv[i], 2 * xv[i], 1e-12) << i;
+    }
   }
   EXPECT_GT(kept, 400);
   EXPECT_LT(kept, 600);

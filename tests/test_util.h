@@ -137,6 +137,52 @@ inline ::testing::AssertionResult gradcheck(const Fn& f, std::vector<Tensor> inp
   return ::testing::AssertionSuccess();
 }
 
+// Runs f on float32 copies of the float64 inputs and checks that the float32 forward values and
+// gradients (of the same weighted sum as gradcheck) agree with float64 to |d| <= tol*(1 + |ref|):
+// catches float32-only kernel paths that the float64 gradient check cannot see.
+inline ::testing::AssertionResult float32_agrees(const Fn& f, const std::vector<Tensor>& inputs, double tol = 1e-4,
+                                                 uint64_t seed = 20240611) {
+  const RngState saved = rng_state();
+  manual_seed(seed);
+  std::vector<Tensor> x64(inputs.size()), x32(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].dtype() == DType::float64) {
+      x64[i] = inputs[i].detach().clone().requires_grad_(true);
+      x32[i] = inputs[i].detach().to(DType::float32).requires_grad_(true);
+    } else {
+      x64[i] = x32[i] = inputs[i];
+    }
+  }
+  Tensor o64 = f(x64), o32 = f(x32);
+  if (o32.dtype() != DType::float32)
+    return ::testing::AssertionFailure() << "float32 inputs gave a " << dtype_name(o32.dtype()) << " output";
+  if (o32.shape() != o64.shape())
+    return ::testing::AssertionFailure() << "float32 output " << shape_str(o32.shape()) << " vs float64 "
+                                         << shape_str(o64.shape());
+  Tensor w = rand(o64.shape(), kF64, 0.5, 1.5);
+  set_rng_state(saved);
+  sum(mul(o64, w)).backward();
+  sum(mul(o32, w.to(DType::float32))).backward();
+  auto compare = [tol](const Tensor& a, const Tensor& ref, const std::string& what) -> ::testing::AssertionResult {
+    const auto av = a.to_vector<double>(), rv = ref.to_vector<double>();
+    for (size_t j = 0; j < rv.size(); ++j)
+      if (!(std::abs(av[j] - rv[j]) <= tol * (1 + std::abs(rv[j]))))
+        return ::testing::AssertionFailure() << what << " at " << index_str(ref.shape(), static_cast<int64_t>(j))
+                                             << ": float32 " << av[j] << ", float64 " << rv[j];
+    return ::testing::AssertionSuccess();
+  };
+  if (auto r = compare(o32, o64, "forward"); !r) return r;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].dtype() != DType::float64) continue;
+    if (!x32[i].grad().defined()) return ::testing::AssertionFailure() << "float32 input " << i << " got no gradient";
+    if (x32[i].grad().dtype() != DType::float32)
+      return ::testing::AssertionFailure() << "float32 input " << i << " got a " << dtype_name(x32[i].grad().dtype())
+                                           << " gradient";
+    if (auto r = compare(x32[i].grad(), x64[i].grad(), "gradient of input " + std::to_string(i)); !r) return r;
+  }
+  return ::testing::AssertionSuccess();
+}
+
 // Element-wise |actual - expected| <= atol + rtol*|expected|, with shapes equal.
 inline ::testing::AssertionResult near(const Tensor& actual, const std::vector<double>& expected,
                                        const Shape& shape, double atol = 1e-6, double rtol = 1e-6) {
