@@ -328,7 +328,9 @@ TEST(AutogradLifetime, ManyDroppedGraphsDoNotGrowTheTape_5000) {
   const size_t before = nb::tape_size();
   for (int i = 0; i < 5000; ++i) {
     Tensor y = nb::sum(x * 2.0);
-    if (i % 1000 == 0) EXPECT_EQ(nb::tape_size(), before + 2);
+    if (i % 1000 == 0) {
+      EXPECT_EQ(nb::tape_size(), before + 2);
+    }
   }
   EXPECT_EQ(nb::tape_size(), before);
   nb::sum(x * 3.0).backward();  // the tape still works after compaction
