@@ -5,6 +5,7 @@
 // addcdiv's value * (a / b)). Per-call scalars such as 1 - beta2 or the bias corrections are
 // computed in double, as Python computes them, and only then rounded to the parameter's
 // dtype: in float32, T(1) - T(0.999) differs from T(1 - 0.999) by 1e-5 relative.
+#include <nabla/core/flags.h>
 #include <nabla/cpu/cpu_backend.h>
 
 #include <cmath>
@@ -20,19 +21,6 @@ T lerp(T a, T b, T w) {
   return std::abs(w) < T(0.5) ? a + w * (b - a) : b - (b - a) * (T(1) - w);
 }
 
-// Calls f(std::bool_constant<flag>...) so that per-call options become compile-time
-// constants and the element loops have no branches.
-template <typename F>
-void with_flags(F&& f) {
-  f();
-}
-template <typename F, typename... Rest>
-void with_flags(F&& f, bool flag, Rest... rest) {
-  if (flag)
-    with_flags([&](auto... fs) { f(std::true_type{}, fs...); }, rest...);
-  else
-    with_flags([&](auto... fs) { f(std::false_type{}, fs...); }, rest...);
-}
 
 // Element loops take their scalars by value, as locals: captured by reference they would
 // have to be reloaded after every store through a T*.

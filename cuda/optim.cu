@@ -14,6 +14,7 @@
 // previous chunk's tensor, so the grid is sized by the device, never by the tensors, and any
 // sizes fit in one launch. A group of up to kMaxTensors tensors is one launch; a larger one
 // takes ceil(count / kMaxTensors) launches, in stream order. Nothing is allocated, nothing waits.
+#include <nabla/core/flags.h>
 #include <nabla/cuda/cuda_backend.h>
 
 #include <algorithm>
@@ -149,19 +150,6 @@ void check_group(const ParamGroup& g, bool uses_steps, bool uses0, bool uses1, b
   }
 }
 
-// Calls f(std::bool_constant<flag>...) so that per-call options become compile-time constants
-// of the kernel (as cpu/optim.cpp does).
-template <typename F>
-void with_flags(F&& f) {
-  f();
-}
-template <typename F, typename... Rest>
-void with_flags(F&& f, bool flag, Rest... rest) {
-  if (flag)
-    with_flags([&](auto... fs) { f(std::true_type{}, fs...); }, rest...);
-  else
-    with_flags([&](auto... fs) { f(std::false_type{}, fs...); }, rest...);
-}
 
 // ---- device arithmetic ------------------------------------------------------------------------
 
