@@ -70,6 +70,32 @@ struct ParamGroup {
   const int64_t* steps = nullptr;
 };
 
+// Shapes of one 2-D convolution (NCHW, row-major, contiguous buffers), as the core op computed
+// and checked them: x (n, c, h, w), weight (k, c / groups, kh, kw), y (n, k, oh, ow) with
+// oh = (h + 2 pad_h - dil_h (kh - 1) - 1) / stride_h + 1 (ow likewise) and oh, ow >= 1.
+// Padding is symmetric (an asymmetric "same" is padded explicitly by the core op). Channels
+// split into `groups` equal groups; group g of y reads group g of x.
+struct Conv2dShape {
+  int64_t n = 0, c = 0, h = 0, w = 0;  // input
+  int64_t k = 0, kh = 0, kw = 0;       // output channels and kernel size
+  int64_t oh = 0, ow = 0;              // output size
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_h = 0, pad_w = 0;
+  int64_t dil_h = 1, dil_w = 1;
+  int64_t groups = 1;
+};
+
+// Shapes of one 2-D pooling (NCHW, contiguous): x (n, c, h, w), y (n, c, oh, ow) with
+// oh = (h + 2 pad_h - kh) / stride_h + 1 (ow likewise), pad_h <= kh / 2, pad_w <= kw / 2, so that
+// every window holds at least one element of x.
+struct Pool2dShape {
+  int64_t n = 0, c = 0, h = 0, w = 0;
+  int64_t oh = 0, ow = 0;
+  int64_t kh = 0, kw = 0;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_h = 0, pad_w = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -144,6 +170,58 @@ class Backend {
   // records the failure on the device and throws at its next synchronizing call (copy_to_host,
   // synchronize), so that checking never stalls a training step.
   virtual void check_labels(const int64_t* labels, int64_t n, int64_t c, const char* op) = 0;
+
+  // ---- convolution (see Conv2dShape) --------------------------------------------------------
+  // y = conv(x, weight) + bias; bias: (k) or null.
+  virtual void conv2d_forward(DType dtype, void* y, const void* x, const void* weight,
+                              const void* bias, const Conv2dShape& s) = 0;
+  // dx (n, c, h, w) = gradient of the forward with respect to x, from dy (n, k, oh, ow).
+  virtual void conv2d_backward_data(DType dtype, void* dx, const void* dy, const void* weight,
+                                    const Conv2dShape& s) = 0;
+  // dweight (k, c / groups, kh, kw) from dy and x.
+  virtual void conv2d_backward_weight(DType dtype, void* dweight, const void* dy, const void* x,
+                                      const Conv2dShape& s) = 0;
+  // dbias (k) = sum of dy over n, oh, ow.
+  virtual void conv2d_backward_bias(DType dtype, void* dbias, const void* dy,
+                                    const Conv2dShape& s) = 0;
+
+  // ---- pooling (see Pool2dShape) ------------------------------------------------------------
+  // y = maximum of each window; indices (n, c, oh, ow) = its position iy * w + ix in the (h, w)
+  // plane (the first maximum in row-major window order; padding never wins). NaN propagates: a
+  // window holding a NaN gives NaN, at the first NaN's index.
+  virtual void max_pool2d_forward(DType dtype, void* y, int64_t* indices, const void* x,
+                                  const Pool2dShape& s) = 0;
+  // dx[n, c, indices[...]] gets the sum of the dy of the windows whose maximum it is; every other
+  // element of dx is 0. Deterministic (no floating atomics).
+  virtual void max_pool2d_backward(DType dtype, void* dx, const void* dy, const int64_t* indices,
+                                   const Pool2dShape& s) = 0;
+  // y = mean of each window: the sum over the window's elements of x divided by kh * kw when
+  // count_include_pad (padding counts as zeros), else by the number of elements inside x.
+  virtual void avg_pool2d_forward(DType dtype, void* y, const void* x, const Pool2dShape& s,
+                                  bool count_include_pad) = 0;
+  virtual void avg_pool2d_backward(DType dtype, void* dx, const void* dy, const Pool2dShape& s,
+                                   bool count_include_pad) = 0;
+
+  // ---- batch normalization: x, y (n, c, m) contiguous, statistics per channel over n and m ----
+  // Training: save_mean (c) = batch mean, save_invstd (c) = 1 / sqrt(biased batch variance + eps),
+  // y = (x - mean) * invstd * weight + bias (weight, bias: (c), null meaning 1 and 0). When
+  // running_mean / running_var (c) are not null they are updated in place:
+  // r = (1 - momentum) * r + momentum * batch statistic, the variance unbiased (n m / (n m - 1)).
+  // Requires n * m >= 1; with n * m == 1 the running variance is left unchanged.
+  virtual void batch_norm_forward_train(DType dtype, void* y, void* save_mean, void* save_invstd,
+                                        void* running_mean, void* running_var, const void* x,
+                                        const void* weight, const void* bias, int64_t n,
+                                        int64_t c, int64_t m, double momentum, double eps) = 0;
+  // Evaluation: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias.
+  virtual void batch_norm_forward_eval(DType dtype, void* y, const void* x,
+                                       const void* running_mean, const void* running_var,
+                                       const void* weight, const void* bias, int64_t n, int64_t c,
+                                       int64_t m, double eps) = 0;
+  // Backward of the training forward: dx (n, c, m) and, when not null, dweight and dbias (c).
+  virtual void batch_norm_backward(DType dtype, void* dx, void* dweight, void* dbias,
+                                   const void* dy, const void* x, const void* save_mean,
+                                   const void* save_invstd, const void* weight, int64_t n,
+                                   int64_t c, int64_t m) = 0;
 
   // ---- optimizer updates --------------------------------------------------------------------
   // In place, over every tensor of a ParamGroup in one call (one kernel launch on a GPU).

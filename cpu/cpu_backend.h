@@ -2,7 +2,7 @@
 //
 // Internal to cpu/: nothing outside this folder includes it. The methods are defined one op
 // family per file (backend.cpp, elementwise.cpp, reduce.cpp, gemm.cpp, softmax.cpp, optim.cpp,
-// random.cpp); the semantics of each are in core/backend.h.
+// random.cpp, conv.cpp, pool.cpp, norm.cpp); the semantics of each are in core/backend.h.
 #pragma once
 
 #include <nabla/core/backend.h>
@@ -62,6 +62,34 @@ class CpuBackend final : public Backend {
   void nll_backward(DType dtype, void* dlogp, const void* dloss, const int64_t* labels, int64_t n,
                     int64_t c) override;
   void check_labels(const int64_t* labels, int64_t n, int64_t c, const char* op) override;
+
+  void conv2d_forward(DType dtype, void* y, const void* x, const void* weight, const void* bias,
+                      const Conv2dShape& s) override;
+  void conv2d_backward_data(DType dtype, void* dx, const void* dy, const void* weight,
+                            const Conv2dShape& s) override;
+  void conv2d_backward_weight(DType dtype, void* dweight, const void* dy, const void* x,
+                              const Conv2dShape& s) override;
+  void conv2d_backward_bias(DType dtype, void* dbias, const void* dy, const Conv2dShape& s) override;
+
+  void max_pool2d_forward(DType dtype, void* y, int64_t* indices, const void* x,
+                          const Pool2dShape& s) override;
+  void max_pool2d_backward(DType dtype, void* dx, const void* dy, const int64_t* indices,
+                           const Pool2dShape& s) override;
+  void avg_pool2d_forward(DType dtype, void* y, const void* x, const Pool2dShape& s,
+                          bool count_include_pad) override;
+  void avg_pool2d_backward(DType dtype, void* dx, const void* dy, const Pool2dShape& s,
+                           bool count_include_pad) override;
+
+  void batch_norm_forward_train(DType dtype, void* y, void* save_mean, void* save_invstd,
+                                void* running_mean, void* running_var, const void* x,
+                                const void* weight, const void* bias, int64_t n, int64_t c,
+                                int64_t m, double momentum, double eps) override;
+  void batch_norm_forward_eval(DType dtype, void* y, const void* x, const void* running_mean,
+                               const void* running_var, const void* weight, const void* bias,
+                               int64_t n, int64_t c, int64_t m, double eps) override;
+  void batch_norm_backward(DType dtype, void* dx, void* dweight, void* dbias, const void* dy,
+                           const void* x, const void* save_mean, const void* save_invstd,
+                           const void* weight, int64_t n, int64_t c, int64_t m) override;
 
   void sgd_step(DType dtype, const ParamGroup& g, double lr, double momentum, double dampening,
                 double weight_decay, bool nesterov) override;
