@@ -96,6 +96,27 @@ struct Pool2dShape {
   int64_t pad_h = 0, pad_w = 0;
 };
 
+// What Backend::check_indices checks, for its message.
+enum class IndexKind : uint8_t { label, row };
+
+// One recurrent layer over a whole sequence, in PyTorch's (and cuDNN's) equations.
+//   LSTM, gates (i, f, g, o):  G = 4
+//     [i f g o] = x W_ih^T + b_ih + h W_hh^T + b_hh;  i, f, o = sigmoid, g = tanh
+//     c' = f c + i g;  h' = o tanh(c')
+//   GRU, gates (r, z, n):  G = 3
+//     r = sigmoid(x W_ir^T + b_ir + h W_hr^T + b_hr), z likewise,
+//     n = tanh(x W_in^T + b_in + r (h W_hn^T + b_hn));  h' = (1 - z) n + z h
+// Weights per direction: w_ih (G hidden, input), w_hh (G hidden, hidden), b_ih, b_hh (G hidden),
+// gate blocks in the order above. Direction 1 (when directions == 2) runs from the last step to
+// the first.
+enum class RnnCell : uint8_t { lstm, gru };
+struct RnnShape {
+  RnnCell cell = RnnCell::lstm;
+  int64_t seq = 0, batch = 0, input = 0, hidden = 0;
+  int64_t directions = 1;
+  int64_t gates() const { return cell == RnnCell::lstm ? 4 : 3; }
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -165,11 +186,47 @@ class Backend {
   // dlogp[i, j] = j == labels[i] ? -dloss[i] : 0.
   virtual void nll_backward(DType dtype, void* dlogp, const void* dloss, const int64_t* labels,
                             int64_t n, int64_t c) = 0;
-  // Checks that every label lies in [0, c); a bad one is a nabla::Error naming `op` (a string
-  // literal), the first bad index and its value. The CPU throws at once; an asynchronous device
+  // Checks that every index lies in [0, limit); a bad one is a nabla::Error naming `op` (a
+  // string literal), the first bad position and its value, worded for `kind` (class labels of a
+  // loss, or row indices of an embedding table). The CPU throws at once; an asynchronous device
   // records the failure on the device and throws at its next synchronizing call (copy_to_host,
   // synchronize), so that checking never stalls a training step.
-  virtual void check_labels(const int64_t* labels, int64_t n, int64_t c, const char* op) = 0;
+  virtual void check_indices(const int64_t* indices, int64_t n, int64_t limit, const char* op,
+                             IndexKind kind) = 0;
+  void check_labels(const int64_t* labels, int64_t n, int64_t c, const char* op) {
+    check_indices(labels, n, c, op, IndexKind::label);
+  }
+
+  // ---- embedding ------------------------------------------------------------------------------
+  // y (n, dim) = weight[indices[i]] rows; weight (num, dim); indices each in [0, num) (checked by
+  // the caller).
+  virtual void embedding_forward(DType dtype, void* y, const void* weight, const int64_t* indices,
+                                 int64_t n, int64_t num, int64_t dim) = 0;
+  // dweight (num, dim) = sum over i with indices[i] == r of dy[i] (0 for rows never indexed, and
+  // for padding_idx when it is >= 0). Deterministic: the same sums in the same order every run.
+  virtual void embedding_backward(DType dtype, void* dweight, const void* dy, const int64_t* indices,
+                                  int64_t n, int64_t num, int64_t dim, int64_t padding_idx) = 0;
+
+  // ---- recurrent layers (one layer, one or two directions; see RnnShape) ------------------------
+  // Element offsets of the parameters in this backend's packed weight buffer, for direction d
+  // and j in (w_ih, w_hh, b_ih, b_hh): offsets[4 d + j]; returns the buffer's element count.
+  // Each parameter is contiguous (row-major) at its offset.
+  virtual int64_t rnn_weight_layout(DType dtype, const RnnShape& s, int64_t* offsets) = 0;
+  // Bytes of the buffer that a training forward fills for the backward.
+  virtual size_t rnn_reserve_bytes(DType dtype, const RnnShape& s) = 0;
+  // x (seq, batch, input); hx, cx (directions, batch, hidden) or null for zeros (cx: LSTM only);
+  // w: packed (rnn_weight_layout). Writes y (seq, batch, directions * hidden), direction d in
+  // columns [d hidden, (d + 1) hidden), and hy, cy (directions, batch, hidden; cy: LSTM only,
+  // either may be null). reserve: rnn_reserve_bytes bytes for the backward, or null (inference).
+  virtual void rnn_forward(DType dtype, const RnnShape& s, void* y, void* hy, void* cy, void* reserve,
+                           const void* x, const void* hx, const void* cx, const void* w) = 0;
+  // Backward of a training forward, given its inputs, its output y and its reserve (which it may
+  // overwrite). dy (like y) is required; dhy, dcy may be null (zeros). Writes dx, dhx, dcx (each
+  // may be null when not needed) and dw (packed like w).
+  virtual void rnn_backward(DType dtype, const RnnShape& s, void* dx, void* dhx, void* dcx, void* dw,
+                            const void* dy, const void* dhy, const void* dcy, const void* x,
+                            const void* hx, const void* cx, const void* w, const void* y,
+                            void* reserve) = 0;
 
   // ---- convolution (see Conv2dShape) --------------------------------------------------------
   // y = conv(x, weight) + bias; bias: (k) or null.

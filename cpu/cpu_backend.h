@@ -2,7 +2,7 @@
 //
 // Internal to cpu/: nothing outside this folder includes it. The methods are defined one op
 // family per file (backend.cpp, elementwise.cpp, reduce.cpp, gemm.cpp, softmax.cpp, optim.cpp,
-// random.cpp, conv.cpp, pool.cpp, norm.cpp); the semantics of each are in core/backend.h.
+// random.cpp, conv.cpp, pool.cpp, norm.cpp, embedding.cpp, rnn.cpp); the semantics of each are in core/backend.h.
 #pragma once
 
 #include <nabla/core/backend.h>
@@ -61,7 +61,20 @@ class CpuBackend final : public Backend {
            int64_t c) override;
   void nll_backward(DType dtype, void* dlogp, const void* dloss, const int64_t* labels, int64_t n,
                     int64_t c) override;
-  void check_labels(const int64_t* labels, int64_t n, int64_t c, const char* op) override;
+  void check_indices(const int64_t* indices, int64_t n, int64_t limit, const char* op, IndexKind kind) override;
+
+  void embedding_forward(DType dtype, void* y, const void* weight, const int64_t* indices, int64_t n, int64_t num,
+                         int64_t dim) override;
+  void embedding_backward(DType dtype, void* dweight, const void* dy, const int64_t* indices, int64_t n, int64_t num,
+                          int64_t dim, int64_t padding_idx) override;
+
+  int64_t rnn_weight_layout(DType dtype, const RnnShape& s, int64_t* offsets) override;
+  size_t rnn_reserve_bytes(DType dtype, const RnnShape& s) override;
+  void rnn_forward(DType dtype, const RnnShape& s, void* y, void* hy, void* cy, void* reserve, const void* x,
+                   const void* hx, const void* cx, const void* w) override;
+  void rnn_backward(DType dtype, const RnnShape& s, void* dx, void* dhx, void* dcx, void* dw, const void* dy,
+                    const void* dhy, const void* dcy, const void* x, const void* hx, const void* cx, const void* w,
+                    const void* y, void* reserve) override;
 
   void conv2d_forward(DType dtype, void* y, const void* x, const void* weight, const void* bias,
                       const Conv2dShape& s) override;

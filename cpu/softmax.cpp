@@ -180,13 +180,16 @@ void CpuBackend::nll_backward(DType dtype, void* dlogp, const void* dloss, const
   });
 }
 
-void CpuBackend::check_labels(const int64_t* labels, int64_t n, int64_t c, const char* op) {
+void CpuBackend::check_indices(const int64_t* indices, int64_t n, int64_t limit, const char* op, IndexKind kind) {
   for (int64_t i = 0; i < n; ++i) {
-    if (labels[i] < 0 || labels[i] >= c) {
+    if (indices[i] < 0 || indices[i] >= limit) {
       int64_t bad = 0;
-      for (int64_t j = i; j < n; ++j) bad += labels[j] < 0 || labels[j] >= c;
-      fail("{}: label {} at index {} is out of range for {} classes (expected 0..{}); {} bad labels in all", op,
-           labels[i], i, c, c - 1, bad);
+      for (int64_t j = i; j < n; ++j) bad += indices[j] < 0 || indices[j] >= limit;
+      if (kind == IndexKind::label)
+        fail("{}: label {} at index {} is out of range for {} classes (expected 0..{}); {} bad labels in all", op,
+             indices[i], i, limit, limit - 1, bad);
+      fail("{}: index {} at position {} is out of range for {} rows (expected 0..{}); {} bad indices in all", op,
+           indices[i], i, limit, limit - 1, bad);
     }
   }
 }

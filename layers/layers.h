@@ -4,9 +4,11 @@
 #include <nabla/layers/activation.h>
 #include <nabla/layers/conv.h>
 #include <nabla/layers/dense.h>
+#include <nabla/layers/embedding.h>
 #include <nabla/layers/init.h>
 #include <nabla/layers/module.h>
 #include <nabla/layers/norm.h>
 #include <nabla/layers/pool.h>
 #include <nabla/layers/progress.h>
+#include <nabla/layers/rnn.h>
 #include <nabla/layers/sequential.h>
