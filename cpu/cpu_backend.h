@@ -126,6 +126,23 @@ void parallel_for(int64_t count, int64_t work_per_item, Body&& body) {
   }
 }
 
+// Whether OpenBLAS runs on our OpenMP threads. Its OpenMP build shares our pool and runs a call
+// made inside a parallel region on the calling thread, so many small products can be spread over
+// our threads; the pthread build would start threads of its own from inside each of ours.
+#ifdef NABLA_OPENBLAS_PTHREAD
+constexpr bool kBlasSharesOurThreads = false;
+#else
+constexpr bool kBlasSharesOurThreads = true;
+#endif
+
+// One row-major product through CBLAS (gemm.cpp): C[m, n] = alpha op(A) op(B) + beta C. Sizes
+// must fit BLAS's index type (checked by the callers).
+void blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+               int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+void blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
+               const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c,
+               int64_t ldc);
+
 // Calls f(T{}) with T the C++ type of a floating dtype; other dtypes are an error naming the
 // kernel.
 template <typename F>

@@ -12,30 +12,26 @@
 
 namespace nabla::cpu {
 
-namespace {
+void blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+               int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+              blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c,
+              blasint(ldc));
+}
 
-// The pthread build of OpenBLAS would start threads of its own from inside each of ours.
-#ifdef NABLA_OPENBLAS_PTHREAD
-constexpr bool kBlasSharesOurThreads = false;
-#else
-constexpr bool kBlasSharesOurThreads = true;
-#endif
+void blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
+               const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c,
+               int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+              blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c,
+              blasint(ldc));
+}
+
+namespace {
 
 // Below this many multiply-adds one product is too small for OpenBLAS to thread well, so a
 // batch of them is worth spreading over threads.
 constexpr int64_t kSmallProduct = int64_t{1} << 18;
-
-void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k, float alpha,
-               const float* a, blasint lda, const float* b, blasint ldb, float beta, float* c,
-               blasint ldc) {
-  cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-
-void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k,
-               double alpha, const double* a, blasint lda, const double* b, blasint ldb,
-               double beta, double* c, blasint ldc) {
-  cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
 
 // C = beta * C, for k == 0 where BLAS may reject the leading dimensions. beta == 0 writes
 // zeros without reading C, as BLAS does.
@@ -63,11 +59,9 @@ void gemm_impl(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T al
   if (m > kMaxInt || n > kMaxInt || k > kMaxInt || lda > kMaxInt || ldb > kMaxInt || ldc > kMaxInt)
     fail("cpu gemm: sizes m={} n={} k={} (lda={} ldb={} ldc={}) exceed the {}-bit BLAS index", m, n,
          k, lda, ldb, ldc, 8 * sizeof(blasint));
-  const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
-  const CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
   auto item = [&](int64_t i) {
-    blas_gemm(ta, tb, blasint(m), blasint(n), blasint(k), alpha, a + i * stride_a, blasint(lda),
-              b + i * stride_b, blasint(ldb), beta, c + i * stride_c, blasint(ldc));
+    blas_gemm(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta,
+              c + i * stride_c, ldc);
   };
   const int64_t flops = m * n * k;
   // stride_c == 0 would have the items race on one C.

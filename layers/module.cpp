@@ -20,14 +20,36 @@ void Module::register_module(const std::string& name, std::shared_ptr<Module> m)
   children_.emplace_back(name, std::move(m));
 }
 
-void Module::collect(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out) const {
-  for (const auto& [n, p] : params_) out.emplace_back(prefix + n, p);
-  for (const auto& [n, c] : children_) c->collect(prefix + n + ".", out);
+Tensor Module::register_buffer(const std::string& name, Tensor t) {
+  NABLA_CHECK(t.defined(), "{}: buffer '{}' is undefined", type_name(), name);
+  for (const auto& [n, b] : buffers_) NABLA_CHECK(n != name, "{}: buffer '{}' registered twice", type_name(), name);
+  for (const auto& [n, p] : params_)
+    NABLA_CHECK(n != name, "{}: buffer '{}' has the name of a parameter", type_name(), name);
+  buffers_.emplace_back(name, t);
+  return t;
+}
+
+void Module::collect(const std::string& prefix, bool buffers,
+                     std::vector<std::pair<std::string, Tensor>>& out) const {
+  for (const auto& [n, p] : buffers ? buffers_ : params_) out.emplace_back(prefix + n, p);
+  for (const auto& [n, c] : children_) c->collect(prefix + n + ".", buffers, out);
 }
 
 std::vector<std::pair<std::string, Tensor>> Module::named_parameters() const {
   std::vector<std::pair<std::string, Tensor>> out;
-  collect("", out);
+  collect("", false, out);
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor>> Module::named_buffers() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  collect("", true, out);
+  return out;
+}
+
+std::vector<Tensor> Module::buffers() const {
+  std::vector<Tensor> out;
+  for (auto& [n, b] : named_buffers()) out.push_back(b);
   return out;
 }
 
@@ -50,12 +72,15 @@ void Module::train(bool on) {
 
 Module& Module::to(Device device) {
   for (Tensor& p : parameters()) p.set_data(p.detach().to(device));
+  for (Tensor& b : buffers()) b.set_data(b.to(device));
   return *this;
 }
 
 Module& Module::to(DType dtype) {
   NABLA_CHECK(is_floating(dtype), "{}: parameters must be float32 or float64, asked for {}", type_name(), dtype);
   for (Tensor& p : parameters()) p.set_data(p.detach().to(dtype));
+  for (Tensor& b : buffers())
+    if (is_floating(b.dtype())) b.set_data(b.to(dtype));
   return *this;
 }
 

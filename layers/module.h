@@ -32,6 +32,10 @@ class Module {
   std::vector<Tensor> parameters() const;
   std::vector<std::pair<std::string, Tensor>> named_parameters() const;
   int64_t num_parameters() const;
+  // Buffers: state that is saved and moved with the module but not trained (BatchNorm's running
+  // statistics), named like parameters ("1.running_mean"), in registration order.
+  std::vector<Tensor> buffers() const;
+  std::vector<std::pair<std::string, Tensor>> named_buffers() const;
   const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const { return children_; }
 
   // Training mode (the default) versus evaluation mode (Dropout off, …), recursively.
@@ -39,8 +43,9 @@ class Module {
   void eval() { train(false); }
   bool is_training() const { return training_; }
 
-  // Moves (or converts) every parameter in place: tensors keep their identity, so an
-  // optimizer created before the move still updates them.
+  // Moves (or converts) every parameter and buffer in place: tensors keep their identity, so an
+  // optimizer created before the move still updates them. Converting the dtype leaves integer
+  // buffers (counters) as they are.
   Module& to(Device device);
   Module& to(DType dtype);
   void zero_grad(bool set_to_none = true);
@@ -55,11 +60,14 @@ class Module {
   // Registers t (made to require grad) under `name`; returns it.
   Tensor register_parameter(const std::string& name, Tensor t);
   void register_module(const std::string& name, std::shared_ptr<Module> m);
+  // Registers a buffer (never requires grad) under `name`; returns it.
+  Tensor register_buffer(const std::string& name, Tensor t);
 
  private:
-  void collect(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out) const;
+  void collect(const std::string& prefix, bool buffers, std::vector<std::pair<std::string, Tensor>>& out) const;
 
   std::vector<std::pair<std::string, Tensor>> params_;
+  std::vector<std::pair<std::string, Tensor>> buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
 };

@@ -5,7 +5,10 @@
 
 #include <nabla/core/tensor.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <string>
+#include <string_view>
 
 namespace nabla {
 
@@ -28,7 +31,11 @@ struct Padding {
 
   Padding(int64_t v) : h(v), w(v) {}  // NOLINT
   Padding(int64_t h_, int64_t w_) : h(h_), w(w_) {}
-  Padding(const char* mode);  // NOLINT: "same" or "valid"; anything else throws
+  // "same" or "valid"; anything else throws. Literals convert implicitly ({.padding = "same"});
+  // the array form keeps a literal 0 meaning "no padding" rather than a null string.
+  template <size_t N>
+  Padding(const char (&mode)[N]) : Padding(std::string_view(mode, N - 1)) {}  // NOLINT
+  explicit Padding(std::string_view mode);
   static Padding same() { return Padding("same"); }
   static Padding valid() { return Padding("valid"); }
   std::string str() const;  // "1", "(1, 2)", "same", "valid"

@@ -1,0 +1,488 @@
+// conv2d, conv1d, max/avg/global pooling and batch_norm on the CPU: forward values against naive
+// float64 loops, float64 gradient checks (stride, padding, "same", dilation, groups, odd sizes),
+// float32 against float64, batch-norm train/eval behaviour and running statistics, shape errors,
+// and the layers (Conv2d, Conv1d, MaxPool2d, AvgPool2d, GlobalAvgPool2d, BatchNorm1d/2d).
+#include "test_util.h"
+
+#include <nabla/layers/layers.h>
+
+#include <cmath>
+#include <limits>
+
+namespace nb = nabla;
+using nb::DType;
+using nb::Shape;
+using nb::Tensor;
+using namespace nb::test;
+using ::testing::HasSubstr;
+
+namespace {
+
+// ---- naive references (float64, straight from the definitions) ------------------------------
+
+struct ConvCfg {
+  int64_t n, c, h, w, k, kh, kw;
+  nb::Conv2dParams p;
+};
+
+// y[n, o, oy, ox] = b[o] + sum_{ci in group, r, q} x[n, ci, oy*sh - ph + r*dh, ox*sw - pw + q*dw] w[o, ci', r, q]
+// with explicit symmetric padding (ph, pw) and optional extra zeros at the end (eh, ew).
+std::vector<double> naive_conv(const std::vector<double>& x, const std::vector<double>& w, const std::vector<double>* b,
+                               int64_t n, int64_t c, int64_t h, int64_t wd, int64_t k, int64_t kh, int64_t kw,
+                               int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t g,
+                               int64_t eh, int64_t ew, int64_t* oh_out, int64_t* ow_out) {
+  const int64_t hp = h + 2 * ph + eh, wp = wd + 2 * pw + ew;
+  const int64_t oh = (hp - (dh * (kh - 1) + 1)) / sh + 1, ow = (wp - (dw * (kw - 1) + 1)) / sw + 1;
+  *oh_out = oh;
+  *ow_out = ow;
+  const int64_t cg = c / g, kg = k / g;
+  std::vector<double> y(size_t(n * k * oh * ow));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t o = 0; o < k; ++o)
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          double acc = b ? (*b)[size_t(o)] : 0.0;
+          const int64_t grp = o / kg;
+          for (int64_t ci = 0; ci < cg; ++ci)
+            for (int64_t r = 0; r < kh; ++r)
+              for (int64_t q = 0; q < kw; ++q) {
+                const int64_t iy = oy * sh - ph + r * dh, ix = ox * sw - pw + q * dw;
+                if (iy < 0 || iy >= h || ix < 0 || ix >= wd) continue;
+                acc += x[size_t(((i * c + grp * cg + ci) * h + iy) * wd + ix)] *
+                       w[size_t(((o * cg + ci) * kh + r) * kw + q)];
+              }
+          y[size_t(((i * k + o) * oh + oy) * ow + ox)] = acc;
+        }
+  return y;
+}
+
+// ---- forward values -------------------------------------------------------------------------
+
+struct ConvValueCase {
+  std::string name;
+  int64_t n, c, h, w, k, kh, kw, sh, sw, ph, pw, dh, dw, g;
+  bool bias;
+};
+
+class ConvValues : public ::testing::TestWithParam<ConvValueCase> {};
+
+TEST_P(ConvValues, MatchesNaiveLoops) {
+  const auto& t = GetParam();
+  nb::manual_seed(7);
+  Tensor x = input({t.n, t.c, t.h, t.w}), w = input({t.k, t.c / t.g, t.kh, t.kw}), b = input({t.k});
+  nb::Conv2dParams p{.stride = {t.sh, t.sw}, .padding = {t.ph, t.pw}, .dilation = {t.dh, t.dw}, .groups = t.g};
+  Tensor y = nb::conv2d(x, w, t.bias ? b : Tensor(), p);
+  const auto bv = b.to_vector<double>();
+  int64_t oh = 0, ow = 0;
+  auto ref = naive_conv(x.to_vector<double>(), w.to_vector<double>(), t.bias ? &bv : nullptr, t.n, t.c, t.h, t.w, t.k,
+                        t.kh, t.kw, t.sh, t.sw, t.ph, t.pw, t.dh, t.dw, t.g, 0, 0, &oh, &ow);
+  EXPECT_TRUE(near(y, ref, {t.n, t.k, oh, ow}, 1e-12, 1e-12));
+  // float32 through the same kernels
+  Tensor y32 = nb::conv2d(x.to(DType::float32), w.to(DType::float32), t.bias ? b.to(DType::float32) : Tensor(), p);
+  EXPECT_EQ(y32.dtype(), DType::float32);
+  EXPECT_TRUE(near(y32, ref, {t.n, t.k, oh, ow}, 1e-4, 1e-4));
+}
+
+std::vector<ConvValueCase> conv_value_cases() {
+  return {
+      {"3x3_pad1", 2, 3, 6, 5, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
+      {"3x3_valid_nobias", 2, 3, 6, 5, 4, 3, 3, 1, 1, 0, 0, 1, 1, 1, false},
+      {"1x1_direct", 3, 5, 4, 4, 6, 1, 1, 1, 1, 0, 0, 1, 1, 1, true},
+      {"1x1_stride2", 2, 3, 5, 5, 2, 1, 1, 2, 2, 0, 0, 1, 1, 1, true},
+      {"5x5_stride2_pad2", 2, 2, 9, 11, 3, 5, 5, 2, 2, 2, 2, 1, 1, 1, true},
+      {"3x2_stride_2x1_pad_1x0", 2, 2, 7, 6, 3, 3, 2, 2, 1, 1, 0, 1, 1, 1, true},
+      {"dilation2", 2, 2, 9, 8, 3, 3, 3, 1, 1, 2, 2, 2, 2, 1, true},
+      {"groups2", 2, 4, 6, 6, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2, true},
+      {"depthwise", 2, 4, 5, 7, 4, 3, 3, 1, 1, 1, 1, 1, 1, 4, true},
+      {"depthwise_multiplier2", 2, 3, 5, 5, 6, 3, 3, 2, 2, 1, 1, 1, 1, 3, false},
+      {"kernel_equals_input", 2, 2, 4, 3, 5, 4, 3, 1, 1, 0, 0, 1, 1, 1, true},
+      {"wide_pad", 1, 1, 3, 3, 2, 3, 3, 1, 1, 3, 2, 1, 1, 1, true},
+      {"batch1", 1, 3, 8, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
+      // enough images for the batch to be spread over threads
+      {"batch64_threads", 64, 3, 12, 12, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, true},
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(Conv2d, ConvValues, ::testing::ValuesIn(conv_value_cases()),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(Conv2dValues, HandComputed) {
+  // x = 1..9 in a 3x3 plane, w = [[1, 0], [0, -1]]: y[i, j] = x[i, j] - x[i+1, j+1] = -4.
+  Tensor x = f64({1, 2, 3, 4, 5, 6, 7, 8, 9}, {1, 1, 3, 3}), w = f64({1, 0, 0, -1}, {1, 1, 2, 2});
+  EXPECT_TRUE(near(nb::conv2d(x, w), {-4, -4, -4, -4}, {1, 1, 2, 2}));
+  // padding 1, stride 2: windows at (-1,-1), (-1,1), (1,-1), (1,1)
+  EXPECT_TRUE(near(nb::conv2d(x, w, f64({10}), {.stride = 2, .padding = 1}), {10 - 1, 10 - 3, 10 - 7, 10 + 5 - 9},
+                   {1, 1, 2, 2}));
+}
+
+TEST(Conv2dValues, SamePaddingKeepsSizeAndPadsTheExtraAtTheEnd) {
+  nb::manual_seed(3);
+  for (int64_t kk : {2, 3, 4, 5}) {
+    Tensor x = input({2, 2, 7, 6}), w = input({3, 2, kk, kk});
+    Tensor y = nb::conv2d(x, w, {}, {.padding = "same"});
+    EXPECT_EQ(y.shape(), (Shape{2, 3, 7, 6})) << "kernel " << kk;
+    // The reference pads (kk-1)/2 before and kk-1-(kk-1)/2 after.
+    const int64_t total = kk - 1, before = total / 2, extra = total - 2 * before;
+    int64_t oh = 0, ow = 0;
+    auto ref = naive_conv(x.to_vector<double>(), w.to_vector<double>(), nullptr, 2, 2, 7, 6, 3, kk, kk, 1, 1, before,
+                          before, 1, 1, 1, extra, extra, &oh, &ow);
+    EXPECT_TRUE(near(y, ref, {2, 3, oh, ow}, 1e-12, 1e-12)) << "kernel " << kk;
+  }
+  // stride 2: ceil(7 / 2) = 4, ceil(6 / 2) = 3
+  Tensor y = nb::conv2d(input({1, 1, 7, 6}), input({1, 1, 3, 3}), {}, {.stride = 2, .padding = "same"});
+  EXPECT_EQ(y.shape(), (Shape{1, 1, 4, 3}));
+  // "valid" is no padding
+  EXPECT_EQ(nb::conv2d(input({1, 1, 7, 6}), input({1, 1, 3, 3}), {}, {.padding = "valid"}).shape(),
+            (Shape{1, 1, 5, 4}));
+}
+
+TEST(Conv2dValues, NonContiguousInputIsReadCorrectly) {
+  nb::manual_seed(5);
+  Tensor base = input({2, 3, 6, 5});
+  Tensor xt = base.transpose(2, 3);  // (2, 3, 5, 6), not contiguous
+  Tensor w = input({4, 3, 3, 3});
+  EXPECT_TRUE(near(nb::conv2d(xt, w, {}, {.padding = 1}), nb::conv2d(xt.contiguous(), w, {}, {.padding = 1})
+                                                              .to_vector<double>(),
+                   {2, 4, 5, 6}, 0, 0));
+}
+
+TEST(Conv2dValues, EmptyBatch) {
+  Tensor y = nb::conv2d(nb::zeros({0, 2, 5, 5}, kF64), input({3, 2, 3, 3}));
+  EXPECT_EQ(y.shape(), (Shape{0, 3, 3, 3}));
+}
+
+TEST(Conv1dValues, MatchesConv2dOnAHeightOfOne) {
+  nb::manual_seed(11);
+  Tensor x = input({3, 4, 17}), w = input({6, 2, 5}), b = input({6});
+  Tensor y = nb::conv1d(x, w, b, {.stride = 2, .padding = 3, .dilation = 2, .groups = 2});
+  const auto bv = b.to_vector<double>();
+  int64_t oh = 0, ow = 0;
+  auto ref = naive_conv(x.to_vector<double>(), w.to_vector<double>(), &bv, 3, 4, 1, 17, 6, 1, 5, 1, 2, 0, 3, 1, 2, 2,
+                        0, 0, &oh, &ow);
+  EXPECT_TRUE(near(y, ref, {3, 6, ow}, 1e-12, 1e-12));
+  EXPECT_EQ(nb::conv1d(x, w.slice(0, 0, 6), {}, {.padding = "same", .groups = 2}).shape(), (Shape{3, 6, 17}));
+}
+
+// ---- gradient checks --------------------------------------------------------------------------
+
+std::vector<GradCase> grad_cases() {
+  std::vector<GradCase> cases;
+  auto conv = [&](std::string name, Shape xs, Shape ws, bool bias, nb::Conv2dParams p) {
+    cases.push_back({"conv2d_" + name,
+                     [bias, p](const Tensors& x) { return nb::conv2d(x[0], x[1], bias ? x[2] : Tensor(), p); },
+                     [xs, ws, bias] {
+                       Tensors in{input(xs), input(ws)};
+                       if (bias) in.push_back(input({ws[0]}));
+                       return in;
+                     }});
+  };
+  conv("3x3_pad1", {2, 3, 5, 6}, {4, 3, 3, 3}, true, {.padding = 1});
+  conv("3x3_valid", {2, 2, 5, 5}, {3, 2, 3, 3}, true, {});
+  conv("stride2_pad1", {2, 2, 7, 6}, {3, 2, 3, 3}, true, {.stride = 2, .padding = 1});
+  conv("stride_2x1_kernel_2x3", {2, 2, 6, 5}, {2, 2, 2, 3}, true, {.stride = {2, 1}});
+  conv("dilation2", {2, 2, 7, 7}, {2, 2, 3, 3}, true, {.padding = 2, .dilation = 2});
+  conv("groups2", {2, 4, 5, 5}, {6, 2, 3, 3}, true, {.padding = 1, .groups = 2});
+  conv("depthwise", {2, 3, 5, 4}, {3, 1, 3, 3}, false, {.padding = 1, .groups = 3});
+  conv("1x1", {2, 3, 4, 3}, {5, 3, 1, 1}, true, {});
+  conv("1x1_stride2", {2, 3, 5, 5}, {2, 3, 1, 1}, false, {.stride = 2});
+  conv("same_even_kernel", {2, 2, 5, 6}, {2, 2, 2, 4}, true, {.padding = "same"});
+  conv("same_stride2_odd", {1, 2, 7, 5}, {2, 2, 3, 3}, true, {.stride = 2, .padding = "same"});
+  conv("odd_sizes_5x5_pad2_stride3", {3, 1, 11, 9}, {2, 1, 5, 5}, true, {.stride = 3, .padding = 2});
+  conv("batch_over_threads", {40, 2, 6, 6}, {2, 2, 3, 3}, true, {.padding = 1});
+  cases.push_back({"conv2d_transposed_input",
+                   [](const Tensors& x) { return nb::conv2d(x[0].transpose(2, 3), x[1], x[2], {.padding = 1}); },
+                   [] { return Tensors{input({2, 2, 4, 5}), input({3, 2, 3, 3}), input({3})}; }});
+  cases.push_back({"conv1d_stride2_pad1",
+                   [](const Tensors& x) { return nb::conv1d(x[0], x[1], x[2], {.stride = 2, .padding = 1}); },
+                   [] { return Tensors{input({2, 3, 9}), input({4, 3, 3}), input({4})}; }});
+  cases.push_back({"conv1d_same_dilation2_groups2",
+                   [](const Tensors& x) {
+                     return nb::conv1d(x[0], x[1], {}, {.padding = "same", .dilation = 2, .groups = 2});
+                   },
+                   [] { return Tensors{input({2, 4, 8}), input({2, 2, 4})}; }});
+
+  auto pool = [&](std::string name, Shape xs, bool max, nb::Size2 k, nb::Pool2dParams p) {
+    cases.push_back({(max ? "max_pool2d_" : "avg_pool2d_") + name,
+                     [max, k, p](const Tensors& x) { return max ? nb::max_pool2d(x[0], k, p) : nb::avg_pool2d(x[0], k, p); },
+                     [xs] { return Tensors{input(xs)}; }});
+  };
+  pool("2x2", {2, 3, 6, 6}, true, 2, {});
+  pool("2x2_odd_input", {2, 2, 7, 5}, true, 2, {});
+  pool("3x3_stride1_pad1_overlap", {2, 2, 5, 5}, true, 3, {.stride = 1, .padding = 1});
+  pool("3x3_stride2_overlap", {2, 2, 7, 7}, true, 3, {.stride = 2});
+  pool("2x3_stride_1x2", {1, 2, 5, 7}, true, {2, 3}, {.stride = {1, 2}});
+  pool("2x2", {2, 3, 6, 6}, false, 2, {});
+  pool("3x3_stride1_pad1", {2, 2, 5, 4}, false, 3, {.stride = 1, .padding = 1});
+  pool("3x3_stride1_pad1_exclude_pad", {2, 2, 5, 4}, false, 3, {.stride = 1, .padding = 1, .count_include_pad = false});
+  pool("3x3_stride2_overlap", {1, 2, 7, 6}, false, 3, {.stride = 2});
+  cases.push_back({"global_avg_pool2d", [](const Tensors& x) { return nb::global_avg_pool2d(x[0]); },
+                   [] { return Tensors{input({3, 4, 5, 2})}; }});
+
+  auto bn = [&](std::string name, Shape xs, bool affine) {
+    cases.push_back({"batch_norm_train_" + name,
+                     [affine](const Tensors& x) {
+                       return nb::batch_norm(x[0], affine ? x[1] : Tensor(), affine ? x[2] : Tensor(), {}, {}, true);
+                     },
+                     [xs, affine] {
+                       Tensors in{input(xs)};
+                       if (affine) {
+                         in.push_back(input({xs[1]}, 0.5, 1.5));
+                         in.push_back(input({xs[1]}));
+                       }
+                       return in;
+                     }});
+  };
+  bn("nchw", {3, 2, 3, 4}, true);
+  bn("nc", {5, 3}, true);
+  bn("ncl", {3, 2, 4}, true);
+  bn("no_affine", {4, 3, 2, 2}, false);
+  cases.push_back({"batch_norm_eval",
+                   [](const Tensors& x) {
+                     Tensor rm = nb::from_vector<double>({0.3, -0.2}, {2}, {.dtype = x[0].dtype()});
+                     Tensor rv = nb::from_vector<double>({1.5, 0.7}, {2}, {.dtype = x[0].dtype()});
+                     return nb::batch_norm(x[0], x[1], x[2], rm, rv, false);
+                   },
+                   [] { return Tensors{input({3, 2, 2, 3}), input({2}, 0.5, 1.5), input({2})}; }});
+  return cases;
+}
+
+class ConvGrad : public ::testing::TestWithParam<GradCase> {};
+
+TEST_P(ConvGrad, Float64GradientAndFloat32Agreement) {
+  nb::manual_seed(20240611);
+  const GradCase& c = GetParam();
+  Tensors inputs = c.make_inputs();
+  EXPECT_TRUE(gradcheck(c.f, inputs, c.options));
+  EXPECT_TRUE(float32_agrees(c.f, inputs, 2e-4));
+}
+
+INSTANTIATE_TEST_SUITE_P(Nn, ConvGrad, ::testing::ValuesIn(grad_cases()), grad_case_name);
+
+// ---- pooling values ---------------------------------------------------------------------------
+
+TEST(PoolValues, MaxAndAvgByHand) {
+  Tensor x = f64({1, 5, 2, 0, 3, 4, 9, 8, 7, 6, -1, -2, 0, 0, 0, 10}, {1, 1, 4, 4});
+  Tensor y = nb::max_pool2d(x, 2);
+  EXPECT_TRUE(near(y, {5, 9, 7, 10}, {1, 1, 2, 2}));
+  EXPECT_TRUE(near(nb::avg_pool2d(x, 2), {13.0 / 4, 19.0 / 4, 13.0 / 4, 7.0 / 4}, {1, 1, 2, 2}));
+  // padding 1, kernel 2, stride 2 -> 3x3; the corner window holds only x[0, 0]
+  EXPECT_TRUE(near(nb::avg_pool2d(x, 2, {.padding = 1}).slice(2, 0, 1).slice(3, 0, 1), {0.25}, {1, 1, 1, 1}));
+  EXPECT_TRUE(near(nb::avg_pool2d(x, 2, {.padding = 1, .count_include_pad = false}).slice(2, 0, 1).slice(3, 0, 1),
+                   {1.0}, {1, 1, 1, 1}));
+  EXPECT_TRUE(near(nb::max_pool2d(x, 2, {.padding = 1}).slice(2, 0, 1).slice(3, 0, 1), {1.0}, {1, 1, 1, 1}));
+  EXPECT_TRUE(near(nb::global_avg_pool2d(x), {(13.0 + 19 + 13 + 7) / 16}, {1, 1}));
+}
+
+TEST(PoolValues, MaxGradientGoesToTheFirstMaximumAndAddsOverOverlaps) {
+  // Overlapping 2x2 windows with stride 1 over a plane whose maximum is at the centre.
+  Tensor x = f64({0, 0, 0, 0, 9, 0, 0, 0, 0}, {1, 1, 3, 3}).requires_grad_(true);
+  Tensor y = nb::max_pool2d(x, 2, {.stride = 1});
+  EXPECT_TRUE(near(y, {9, 9, 9, 9}, {1, 1, 2, 2}));
+  nb::sum(y).backward();
+  EXPECT_TRUE(near(x.grad(), {0, 0, 0, 0, 4, 0, 0, 0, 0}, {1, 1, 3, 3}));
+  // ties: the first in row-major window order takes it
+  Tensor t = f64({2, 2, 2, 2}, {1, 1, 2, 2}).requires_grad_(true);
+  nb::sum(nb::max_pool2d(t, 2)).backward();
+  EXPECT_TRUE(near(t.grad(), {1, 0, 0, 0}, {1, 1, 2, 2}));
+}
+
+TEST(PoolValues, MaxPoolPropagatesNaN) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  Tensor x = f64({1, nan, 3, 4, 5, 6, 7, 8}, {1, 2, 2, 2});
+  auto v = nb::max_pool2d(x, 2).to_vector<double>();
+  EXPECT_TRUE(std::isnan(v[0]));
+  EXPECT_EQ(v[1], 8);
+}
+
+// ---- batch norm behaviour -----------------------------------------------------------------------
+
+TEST(BatchNormValues, TrainNormalizesPerChannelAndUpdatesRunningStats) {
+  nb::manual_seed(1);
+  Tensor x = input({4, 2, 3, 3}, -1, 3);
+  Tensor rm = nb::zeros({2}, kF64), rv = nb::ones({2}, kF64);
+  Tensor y = nb::batch_norm(x, {}, {}, rm, rv, true, 0.1, 1e-5);
+  const auto xv = x.to_vector<double>();
+  const auto yv = y.to_vector<double>();
+  for (int64_t ch = 0; ch < 2; ++ch) {
+    double s = 0, ss = 0, ys = 0, yss = 0;
+    for (int64_t i = 0; i < 4; ++i)
+      for (int64_t j = 0; j < 9; ++j) {
+        const size_t at = size_t((i * 2 + ch) * 9 + j);
+        s += xv[at];
+        ys += yv[at];
+        yss += yv[at] * yv[at];
+      }
+    const double mean = s / 36;
+    for (int64_t i = 0; i < 4; ++i)
+      for (int64_t j = 0; j < 9; ++j) ss += std::pow(xv[size_t((i * 2 + ch) * 9 + j)] - mean, 2);
+    const double var = ss / 36;
+    EXPECT_NEAR(ys / 36, 0, 1e-12);
+    EXPECT_NEAR(yss / 36, var / (var + 1e-5), 1e-9);
+    EXPECT_NEAR(rm.to_vector<double>()[size_t(ch)], 0.1 * mean, 1e-12);
+    EXPECT_NEAR(rv.to_vector<double>()[size_t(ch)], 0.9 + 0.1 * var * 36 / 35, 1e-12);
+  }
+}
+
+TEST(BatchNormValues, EvalUsesRunningStats) {
+  Tensor x = f64({1, 2, 3, 4}, {2, 2});
+  Tensor rm = f64({1, 2}), rv = f64({4, 0.25}), w = f64({2, 1}), b = f64({0, 1});
+  // ch0: (x - 1) / 2 * 2 + 0; ch1: (x - 2) / 0.5 + 1
+  Tensor y2 = nb::batch_norm(x, w, b, rm, rv, false, 0.1, 1e-12);
+  EXPECT_TRUE(near(y2, {0, 1, 2, 5}, {2, 2}, 1e-9, 1e-9));
+  // evaluation never changes the running statistics
+  EXPECT_TRUE(near(rm, {1, 2}, {2}, 0, 0));
+  EXPECT_TRUE(near(rv, {4, 0.25}, {2}, 0, 0));
+}
+
+TEST(BatchNormLayer, TrainAndEvalModesDiffer) {
+  nb::manual_seed(2);
+  nb::BatchNorm2d bn(3, {.momentum = 0.5, .dtype = DType::float64});
+  Tensor x = input({8, 3, 4, 4}, 1, 5);  // mean about 3, far from the initial running mean 0
+  Tensor y_train = bn(x);
+  // a training forward: zero mean per channel
+  EXPECT_NEAR(nb::mean(y_train).item(), 0, 1e-9);
+  EXPECT_EQ(bn.named_buffers().size(), 3u);
+  EXPECT_EQ(bn.named_buffers()[2].first, "num_batches_tracked");
+  EXPECT_EQ(bn.named_buffers()[2].second.item(), 1);
+  for (int i = 0; i < 30; ++i) bn(x);  // running stats converge to the batch's
+  EXPECT_EQ(bn.named_buffers()[2].second.item(), 31);
+  bn.eval();
+  Tensor y_eval = bn(x);
+  EXPECT_EQ(bn.named_buffers()[2].second.item(), 31);  // eval does not count
+  // eval with converged stats ~ train output (unbiased vs biased variance: a small difference)
+  EXPECT_TRUE(near(y_eval, y_train.to_vector<double>(), x.shape(), 2e-2, 2e-2));
+  // but not identical: the running variance is the unbiased one
+  EXPECT_GT(nb::max(nb::abs(nb::sub(y_eval, y_train))).item(), 1e-6);
+  // eval of a shifted input is not renormalized
+  Tensor shifted = nb::affine(x, 1, 10);
+  EXPECT_GT(nb::mean(bn(shifted)).item(), 1);
+  bn.train();
+  EXPECT_NEAR(nb::mean(bn(shifted)).item(), 0, 1e-9);
+}
+
+TEST(BatchNormLayer, NoRunningStatsUsesBatchStatsInEval) {
+  nb::BatchNorm1d bn(4, {.track_running_stats = false, .dtype = DType::float64});
+  EXPECT_TRUE(bn.named_buffers().empty());
+  bn.eval();
+  EXPECT_NEAR(nb::mean(bn(input({6, 4}, 2, 4))).item(), 0, 1e-9);
+}
+
+TEST(BatchNormLayer, ParametersBuffersAndDtype) {
+  nb::BatchNorm2d bn(5);
+  auto names = bn.named_parameters();
+  ASSERT_EQ(names.size(), 2u);
+  EXPECT_EQ(names[0].first, "weight");
+  EXPECT_EQ(names[1].first, "bias");
+  EXPECT_EQ(bn.num_parameters(), 10);
+  bn.to(DType::float64);
+  EXPECT_EQ(bn.running_mean().dtype(), DType::float64);
+  EXPECT_EQ(bn.named_buffers()[2].second.dtype(), DType::int64);  // the counter stays an integer
+  EXPECT_EQ(bn.to_string(), "BatchNorm2d(5)");
+  EXPECT_EQ(nb::BatchNorm1d(3, {.momentum = 0.01, .affine = false}).to_string(),
+            "BatchNorm1d(3, momentum 0.01, no affine)");
+  EXPECT_EQ(nb::BatchNorm1d(3, {.affine = false}).num_parameters(), 0);
+}
+
+// ---- layers ---------------------------------------------------------------------------------
+
+TEST(ConvLayers, ParametersNamesAndStrings) {
+  nb::Conv2d c(3, 8, 5, {.stride = 2, .padding = "same"});
+  EXPECT_EQ(c.weight().shape(), (Shape{8, 3, 5, 5}));
+  EXPECT_EQ(c.bias().shape(), (Shape{8}));
+  EXPECT_EQ(c.num_parameters(), 8 * 3 * 25 + 8);
+  EXPECT_EQ(c.to_string(), "Conv2d(3->8, 5x5, stride 2, padding same)");
+  nb::Conv2d g(4, 8, {3, 1}, {.groups = 2, .bias = false});
+  EXPECT_EQ(g.weight().shape(), (Shape{8, 2, 3, 1}));
+  EXPECT_EQ(g.num_parameters(), 8 * 2 * 3);
+  EXPECT_EQ(g.to_string(), "Conv2d(4->8, 3x1, groups 2, no bias)");
+  nb::Conv1d c1(4, 6, 3, {.padding = 1});
+  EXPECT_EQ(c1.weight().shape(), (Shape{6, 4, 3}));
+  EXPECT_EQ(c1.to_string(), "Conv1d(4->6, 3, padding 1)");
+  // PyTorch's default bound: 1 / sqrt(fan_in), fan_in = 3 * 25
+  const double bound = 1 / std::sqrt(75.0);
+  EXPECT_LE(nb::max(nb::abs(c.weight())).item(), bound);
+  EXPECT_GT(nb::max(nb::abs(c.weight())).item(), 0.8 * bound);
+  EXPECT_EQ(nb::MaxPool2d(2).to_string(), "MaxPool2d(2x2)");
+  EXPECT_EQ(nb::AvgPool2d(3, {.stride = 1, .padding = 1, .count_include_pad = false}).to_string(),
+            "AvgPool2d(3x3, stride (1, 1), padding 1, exclude padding)");
+}
+
+TEST(ConvLayers, SequentialCnnShapesAndBackward) {
+  nb::manual_seed(9);
+  nb::Sequential model{nb::Conv2d(1, 4, 3, {.padding = 1}), nb::BatchNorm2d(4), nb::ReLU(), nb::MaxPool2d(2),
+                       nb::Conv2d(4, 6, 3), nb::ReLU(), nb::AvgPool2d(2), nb::Flatten(), nb::Dense(6 * 2 * 2, 3)};
+  Tensor x = nb::randn({5, 1, 12, 12});
+  Tensor y = model(x);
+  EXPECT_EQ(y.shape(), (Shape{5, 3}));
+  nb::cross_entropy(y, nb::from_vector<int64_t>({0, 1, 2, 0, 1})).backward();
+  for (auto& [name, p] : model.named_parameters()) {
+    ASSERT_TRUE(p.grad().defined()) << name;
+    EXPECT_GT(nb::sum(nb::abs(p.grad())).item(), 0) << name;
+  }
+  EXPECT_EQ(model.named_buffers()[0].first, "1.running_mean");
+  nb::Sequential gap{nb::Conv2d(1, 4, 3), nb::GlobalAvgPool2d(), nb::Dense(4, 2)};
+  EXPECT_EQ(gap(x).shape(), (Shape{5, 2}));
+}
+
+// ---- errors -------------------------------------------------------------------------------------
+
+TEST(ConvErrors, NameTheLayerAndTheShapes) {
+  nb::Conv2d c(3, 8, 3);
+  EXPECT_THAT(error_of([&] { c(nb::zeros({2, 1, 28, 28})); }),
+              HasSubstr("Conv2d(3->8, 3x3): input has 1 channels (shape [2, 1, 28, 28]), expected 3"));
+  EXPECT_THAT(error_of([&] { c(nb::zeros({2, 3, 28})); }),
+              HasSubstr("Conv2d(3->8, 3x3): input has shape [2, 3, 28], expected 4 axes [N, C, H, W]"));
+  EXPECT_THAT(error_of([&] { c(nb::zeros({2, 3, 2, 5})); }),
+              HasSubstr("Conv2d(3->8, 3x3): kernel 3x3 (dilated 3x3) is larger than the input 2x5 padded to 2x5"));
+  EXPECT_THAT(error_of([] { nb::Conv2d(3, 8, 3, {.groups = 2}); }), HasSubstr("groups=2 must divide"));
+  EXPECT_THAT(error_of([] { nb::conv2d(nb::zeros({1, 4, 5, 5}), nb::zeros({6, 2, 3, 3}), {}, {.groups = 3}); }),
+              HasSubstr("groups=3 does not divide the input's 4 channels"));
+  EXPECT_THAT(error_of([] { nb::conv2d(nb::zeros({1, 2, 5, 5}), nb::zeros({4, 2, 3, 3}), nb::zeros({3})); }),
+              HasSubstr("bias has shape [3], expected [4]"));
+  EXPECT_THAT(error_of([] { nb::conv2d(nb::zeros({1, 2, 5, 5}), nb::zeros({4, 2, 3, 3}), {}, {.stride = 0}); }),
+              HasSubstr("stride must be at least 1"));
+  EXPECT_THAT(error_of([] { nb::conv2d(nb::zeros({1, 2, 5, 5}), nb::zeros({4, 2, 3, 3}), {}, {.padding = -1}); }),
+              HasSubstr("padding must not be negative"));
+  EXPECT_THAT(error_of([] { nb::conv2d(nb::zeros({1, 2, 5, 5}), nb::zeros({4, 2, 3, 3}, kF64)); }),
+              HasSubstr("is float32 but 'weight'"));
+  EXPECT_THAT(error_of([] { nb::Padding p("full"); }), HasSubstr("padding: unknown mode 'full'"));
+  EXPECT_THAT(error_of([] { nb::conv2d(nb::zeros({1, 2, 5, 5}, {.dtype = DType::int64}), nb::zeros({4, 2, 3, 3})); }),
+              HasSubstr("expected float32 or float64"));
+  nb::Conv1d c1(2, 4, 5);
+  EXPECT_THAT(error_of([&] { c1(nb::zeros({1, 2, 3})); }),
+              HasSubstr("Conv1d(2->4, 5): kernel 5 (dilated 5) is larger than the input length 3 padded by 0"));
+  EXPECT_THAT(error_of([&] { c1(nb::zeros({1, 3, 9})); }), HasSubstr("Conv1d(2->4, 5): input has 3 channels"));
+}
+
+TEST(PoolErrors, NameTheLayerAndTheShapes) {
+  EXPECT_THAT(error_of([] { nb::MaxPool2d(2)(nb::zeros({2, 3, 8})); }),
+              HasSubstr("MaxPool2d(2x2): input has shape [2, 3, 8], expected 4 axes"));
+  EXPECT_THAT(error_of([] { nb::MaxPool2d(3)(nb::zeros({1, 1, 2, 8})); }),
+              HasSubstr("MaxPool2d(3x3): kernel 3x3 is larger than the input 2x8"));
+  EXPECT_THAT(error_of([] { nb::AvgPool2d(2, {.padding = 2})(nb::zeros({1, 1, 8, 8})); }),
+              HasSubstr("AvgPool2d(2x2): padding 2 must be between 0 and half the kernel 2x2"));
+  EXPECT_THAT(error_of([] { nb::max_pool2d(nb::zeros({1, 1, 8, 8}), 2, {.padding = "same"}); }),
+              HasSubstr("padding \"same\" is not supported for pooling"));
+  EXPECT_THAT(error_of([] { nb::MaxPool2d(0); }), HasSubstr("kernel size must be at least 1"));
+  EXPECT_THAT(error_of([] { nb::GlobalAvgPool2d()(nb::zeros({2, 3})); }),
+              HasSubstr("GlobalAvgPool2d: input has shape [2, 3], expected 4 axes"));
+}
+
+TEST(BatchNormErrors, NameTheLayerAndTheShapes) {
+  nb::BatchNorm2d bn(3);
+  EXPECT_THAT(error_of([&] { bn(nb::zeros({2, 4, 5, 5})); }),
+              HasSubstr("BatchNorm2d(3): input has shape [2, 4, 5, 5], expected [N, 3, H, W]"));
+  EXPECT_THAT(error_of([&] { bn(nb::zeros({2, 3})); }), HasSubstr("expected [N, 3, H, W]"));
+  nb::BatchNorm1d b1(3);
+  EXPECT_THAT(error_of([&] { b1(nb::zeros({1, 3})); }),
+              HasSubstr("BatchNorm1d(3): training needs more than one value per channel, got input [1, 3]"));
+  b1.eval();
+  EXPECT_EQ(b1(nb::zeros({1, 3})).shape(), (Shape{1, 3}));  // evaluation of one sample is fine
+  EXPECT_THAT(error_of([] { nb::batch_norm(nb::zeros({2, 3}), nb::zeros({2}), {}, {}, {}, true); }),
+              HasSubstr("weight has shape [2], expected [3]"));
+  EXPECT_THAT(error_of([] { nb::batch_norm(nb::zeros({2, 3}), {}, {}, {}, {}, false); }),
+              HasSubstr("evaluation mode needs running statistics"));
+  EXPECT_THAT(error_of([] { nb::BatchNorm2d(0); }), HasSubstr("num_features must be positive"));
+}
+
+}  // namespace
