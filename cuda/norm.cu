@@ -9,7 +9,8 @@
 //
 // Numerics: mean and variance by Welford's update per thread, Chan's merge between partials,
 // both in double for either dtype, so neither large means nor long channels lose the variance to
-// cancellation (the textbook E[x^2] - E[x]^2 would). The backward sums (of dy and dy * xhat)
+// cancellation (the textbook E[x^2] - E[x]^2 would). y is formed in double as x * scale + shift
+// from the unrounded statistics, like the CPU. The backward sums (of dy and dy * xhat)
 // accumulate in double too, and dx is formed in double before rounding to the element type.
 //
 // Scratch (partials, per-channel coefficients) comes from the stream-ordered pool and is freed
@@ -26,8 +27,6 @@ namespace {
 
 using channel::Split;
 
-__device__ inline float sqrt_(float v) { return ::sqrtf(v); }
-__device__ inline double sqrt_(double v) { return ::sqrt(v); }
 
 // Mean and sum of squared deviations of the elements seen (Welford / Chan).
 template <typename T>
@@ -74,17 +73,22 @@ struct GradSumsOp {
 
 // ---- forward, training -------------------------------------------------------------------------
 
-// save_mean, save_invstd: (c); running_mean, running_var: (c) or null; partials: (c, pieces).
-// One thread per channel.
+// save_mean, save_invstd: (c); running_mean, running_var: (c) or null; coef: (c, 2) = (scale,
+// shift) with y = x * scale + shift, in double from the unrounded statistics (as the CPU);
+// weight, bias: (c) or null; partials: (c, pieces). One thread per channel.
 template <typename T>
-__global__ void bn_stats_kernel(T* save_mean, T* save_invstd, T* running_mean, T* running_var,
-                                const typename MeanVarOp<T>::Acc* partials, int64_t c, int64_t pieces, double momentum,
-                                double eps) {
+__global__ void bn_stats_kernel(T* save_mean, T* save_invstd, T* running_mean, T* running_var, double* coef,
+                                const T* weight, const T* bias, const typename MeanVarOp<T>::Acc* partials, int64_t c,
+                                int64_t pieces, double momentum, double eps) {
   for (int64_t ch = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; ch < c; ch += int64_t{gridDim.x} * blockDim.x) {
     const auto acc = channel::merge_pieces<MeanVarOp<T>>(partials + ch * pieces, pieces);
     const double var = acc.m2 / acc.count;  // biased: normalization uses it
+    const double invstd = 1.0 / ::sqrt(var + eps);
     save_mean[ch] = static_cast<T>(acc.mean);
-    save_invstd[ch] = static_cast<T>(1.0 / ::sqrt(var + eps));
+    save_invstd[ch] = static_cast<T>(invstd);
+    const double scale = (weight ? static_cast<double>(weight[ch]) : 1.0) * invstd;
+    coef[2 * ch] = scale;
+    coef[2 * ch + 1] = (bias ? static_cast<double>(bias[ch]) : 0.0) - acc.mean * scale;
     if (running_mean)
       running_mean[ch] = static_cast<T>((1 - momentum) * static_cast<double>(running_mean[ch]) + momentum * acc.mean);
     // Unbiased for the running estimate; with a single element there is none, so it stays.
@@ -94,32 +98,28 @@ __global__ void bn_stats_kernel(T* save_mean, T* save_invstd, T* running_mean, T
   }
 }
 
-// y, x: (n, c, m); mean, invstd: (c); weight, bias: (c) or null. y may equal x.
+// y, x: (n, c, m); coef: (c, 2), see bn_stats_kernel. y may equal x.
 template <typename T>
-__global__ void bn_apply_kernel(T* y, const T* x, const T* mean, const T* invstd, const T* weight, const T* bias,
-                                int64_t total, int64_t c, int64_t m) {
+__global__ void bn_apply_kernel(T* y, const T* x, const double* coef, int64_t total, int64_t c, int64_t m) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t ch = (i / m) % c;
-    T v = (x[i] - mean[ch]) * invstd[ch];
-    if (weight) v *= weight[ch];
-    if (bias) v += bias[ch];
-    y[i] = v;
+    y[i] = static_cast<T>(static_cast<double>(x[i]) * coef[2 * ch] + coef[2 * ch + 1]);
   }
 }
 
 // ---- forward, evaluation -------------------------------------------------------------------------
 
 // y, x: (n, c, m); running_mean, running_var: (c); weight, bias: (c) or null. y may equal x.
+// In double, as y = x * scale + shift with the channel's scale and shift (as the CPU).
 template <typename T>
 __global__ void bn_eval_kernel(T* y, const T* x, const T* running_mean, const T* running_var, const T* weight,
-                               const T* bias, int64_t total, int64_t c, int64_t m, T eps) {
+                               const T* bias, int64_t total, int64_t c, int64_t m, double eps) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t ch = (i / m) % c;
-    const T invstd = T(1) / sqrt_(running_var[ch] + eps);
-    T v = (x[i] - running_mean[ch]) * invstd;
-    if (weight) v *= weight[ch];
-    if (bias) v += bias[ch];
-    y[i] = v;
+    const double scale =
+        (weight ? static_cast<double>(weight[ch]) : 1.0) / ::sqrt(static_cast<double>(running_var[ch]) + eps);
+    const double shift = (bias ? static_cast<double>(bias[ch]) : 0.0) - static_cast<double>(running_mean[ch]) * scale;
+    y[i] = static_cast<T>(static_cast<double>(x[i]) * scale + shift);
   }
 }
 
@@ -171,15 +171,16 @@ void bn_train(CudaBackend& be, T* y, T* save_mean, T* save_invstd, T* running_me
               const T* weight, const T* bias, int64_t n, int64_t c, int64_t m, double momentum, double eps) {
   using Op = MeanVarOp<T>;
   const Split s = channel::split_for(be, n, c, m);
-  ScratchLease partials(be, sizeof(typename Op::Acc) * size_t(c * s.pieces));
-  auto* p = static_cast<typename Op::Acc*>(partials.get());
+  const size_t partial_bytes = sizeof(typename Op::Acc) * size_t(c * s.pieces);  // a multiple of 8
+  ScratchLease scratch(be, partial_bytes + sizeof(double) * 2 * size_t(c));
+  auto* p = static_cast<typename Op::Acc*>(scratch.get());
+  auto* coef = reinterpret_cast<double*>(static_cast<char*>(scratch.get()) + partial_bytes);
   channel::launch_partials(be, p, Op{x}, s, n, c, m);
-  bn_stats_kernel<T><<<be.grid(c), kBlock, 0, be.stream()>>>(save_mean, save_invstd, running_mean, running_var, p, c,
-                                                               s.pieces, momentum, eps);
+  bn_stats_kernel<T><<<be.grid(c), kBlock, 0, be.stream()>>>(save_mean, save_invstd, running_mean, running_var, coef,
+                                                               weight, bias, p, c, s.pieces, momentum, eps);
   NABLA_CUDA_CHECK_LAUNCH();
   const int64_t total = n * c * m;
-  bn_apply_kernel<T><<<be.grid(total), kBlock, 0, be.stream()>>>(y, x, save_mean, save_invstd, weight, bias, total, c,
-                                                                   m);
+  bn_apply_kernel<T><<<be.grid(total), kBlock, 0, be.stream()>>>(y, x, coef, total, c, m);
   NABLA_CUDA_CHECK_LAUNCH();
 }
 
@@ -252,7 +253,7 @@ void CudaBackend::batch_norm_forward_eval(DType dtype, void* y, const void* x, c
     bn_eval_kernel<T><<<grid(total), kBlock, 0, stream()>>>(
         static_cast<T*>(y), static_cast<const T*>(x), static_cast<const T*>(running_mean),
         static_cast<const T*>(running_var), static_cast<const T*>(weight), static_cast<const T*>(bias), total, c, m,
-        static_cast<T>(eps));
+        eps);
     NABLA_CUDA_CHECK_LAUNCH();
   });
 }
