@@ -3,7 +3,7 @@
 // one step = forward, loss, backward, Adam update (lr 1e-3) on random inputs; time = median over
 // 5 repetitions of --steps steps after --warmup steps, device synchronized before each clock read.
 //
-//   nabla-bench [--workload mlp,mlp_wide|all] [--device cpu|cuda|best] [--mode fp32|fast]
+//   nabla-bench [--workload mlp,mlp_wide,cnn,cnn_fmnist|all] [--device cpu|cuda|best] [--mode fp32|fast]
 //               [--threads N] [--steps 50] [--warmup 10]
 //
 // Prints one JSON line per run (keys as torch_reference.py's) and a table at the end.
@@ -51,6 +51,23 @@ std::map<std::string, Workload> workloads() {
                    },
                    {4096},
                    1000};
+  w["cnn"] = {128,
+              [] {
+                return std::make_shared<nb::Sequential>(
+                    nb::Conv2d(3, 32, 3), nb::ReLU(), nb::MaxPool2d(2), nb::Conv2d(32, 64, 3), nb::ReLU(),
+                    nb::MaxPool2d(2), nb::Flatten(), nb::Dense(6 * 6 * 64, 128), nb::ReLU(), nb::Dense(128, 6));
+              },
+              {3, 32, 32},
+              6};
+  w["cnn_fmnist"] = {256,
+                     [] {
+                       return std::make_shared<nb::Sequential>(
+                           nb::Conv2d(1, 32, 3, {.padding = 1}), nb::ReLU(), nb::MaxPool2d(2),
+                           nb::Conv2d(32, 64, 3, {.padding = 1}), nb::ReLU(), nb::MaxPool2d(2), nb::Flatten(),
+                           nb::Dense(7 * 7 * 64, 128), nb::ReLU(), nb::Dense(128, 10));
+                     },
+                     {1, 28, 28},
+                     10};
   return w;
 }
 
@@ -65,7 +82,7 @@ struct Args {
 
 [[noreturn]] void usage(const std::string& msg) {
   fmt::print(stderr,
-             "{}\nusage: nabla-bench [--workload mlp,mlp_wide|all] [--device cpu|cuda|best] [--mode fp32|fast]\n"
+             "{}\nusage: nabla-bench [--workload mlp,mlp_wide,cnn,cnn_fmnist|all] [--device cpu|cuda|best] [--mode fp32|fast]\n"
              "                   [--threads N] [--steps N] [--warmup N]\n",
              msg);
   std::exit(2);
@@ -90,7 +107,7 @@ Args parse(int argc, char** argv) {
     try {
       if (k == "--workload" || k == "--workloads") {
         std::string v = val();
-        a.workloads = v == "all" ? std::vector<std::string>{"mlp", "mlp_wide"} : split(v);
+        a.workloads = v == "all" ? std::vector<std::string>{"mlp", "mlp_wide", "cnn", "cnn_fmnist"} : split(v);
       } else if (k == "--device") a.device = val();
       else if (k == "--mode" || k == "--modes") a.mode = val();
       else if (k == "--threads") a.threads = std::stoi(val());

@@ -94,9 +94,15 @@ void col2im_add(T* dx, const T* dcol, const Conv2dShape& s, const ConvDims& d) {
           if (iy < 0 || iy >= s.h) continue;
           const T* in = row + oy * s.ow;
           T* xr = xc + iy * s.w;
-          for (int64_t ox = 0; ox < s.ow; ++ox) {
-            const int64_t ix = ox * s.stride_w + dxo;
-            if (ix >= 0 && ix < s.w) xr[ix] += in[ox];
+          if (s.stride_w == 1) {
+            const int64_t lo = std::clamp<int64_t>(-dxo, 0, s.ow), hi = std::clamp<int64_t>(s.w - dxo, lo, s.ow);
+            T* xo = xr + dxo;
+            for (int64_t ox = lo; ox < hi; ++ox) xo[ox] += in[ox];
+          } else {
+            for (int64_t ox = 0; ox < s.ow; ++ox) {
+              const int64_t ix = ox * s.stride_w + dxo;
+              if (ix >= 0 && ix < s.w) xr[ix] += in[ox];
+            }
           }
         }
       }
@@ -216,6 +222,7 @@ void conv_backward_bias(T* db, const T* dy, const Conv2dShape& s) {
       double acc = 0;
       for (int64_t i = 0; i < s.n; ++i) {
         const T* row = dy + (i * s.k + o) * p;
+#pragma omp simd reduction(+ : acc)
         for (int64_t j = 0; j < p; ++j) acc += double(row[j]);
       }
       db[o] = T(acc);

@@ -34,16 +34,16 @@ void max_forward(T* y, int64_t* indices, const T* x, const Pool2dShape& s) {
     for (int64_t oy = 0; oy < s.oh; ++oy) {
       for (int64_t ox = 0; ox < s.ow; ++ox) {
         const Window wd = window(s, oy, ox);
+        // Branch-free (random data would mispredict every comparison): an element takes over
+        // when it is larger, or when it is the first NaN.
         int64_t best = wd.y0 * s.w + wd.x0;
         T bv = xp[best];
-        for (int64_t iy = wd.y0; iy < wd.y1 && !std::isnan(bv); ++iy) {
+        for (int64_t iy = wd.y0; iy < wd.y1; ++iy) {
           for (int64_t ix = wd.x0; ix < wd.x1; ++ix) {
             const T v = xp[iy * s.w + ix];
-            if (v > bv || std::isnan(v)) {
-              bv = v;
-              best = iy * s.w + ix;
-              if (std::isnan(v)) break;
-            }
+            const bool take = (v > bv) | ((v != v) & (bv == bv));
+            bv = take ? v : bv;
+            best = take ? iy * s.w + ix : best;
           }
         }
         yp[oy * s.ow + ox] = bv;

@@ -16,6 +16,23 @@ void throw_cublas_error(cublasStatus_t status, const char* call, const char* fil
   fail("{} failed: {} (at {}:{})", call, cublasGetStatusName(status), file, line);
 }
 
+void throw_cudnn_error(cudnnStatus_t status, const char* call, const char* file, int line) {
+  fail("{} failed: {} (at {}:{})", call, cudnnGetErrorString(status), file, line);
+}
+
+CudnnHandle::~CudnnHandle() {
+  if (!h_) return;
+  const cudnnStatus_t st = cudnnDestroy(h_);
+  if (st != CUDNN_STATUS_SUCCESS) std::fprintf(stderr, "nabla: cudnnDestroy failed: %s\n", cudnnGetErrorString(st));
+}
+
+CudnnHandle& CudnnHandle::operator=(CudnnHandle&& o) noexcept {
+  if (this != &o) {
+    CudnnHandle old(std::exchange(h_, std::exchange(o.h_, nullptr)));  // destroys the previous handle
+  }
+  return *this;
+}
+
 DeviceGuard::DeviceGuard(int device) {
   NABLA_CUDA_CHECK(cudaGetDevice(&previous_));
   if (previous_ != device) {
@@ -44,7 +61,9 @@ CudaBackend::CudaBackend(int device) : device_(device) {
 }
 
 // Backends live until the process ends (see backend_of): the CUDA runtime may already be torn
-// down when static destructors run, so nothing is released here.
+// down when static destructors run, so the stream, pool, cuBLAS handle and buffers are not
+// released here. The owners among the members (the cuDNN handle, the convolution plans) release
+// theirs when a backend is destroyed, logging failures.
 CudaBackend::~CudaBackend() = default;
 
 cublasHandle_t CudaBackend::cublas() {
@@ -55,6 +74,19 @@ cublasHandle_t CudaBackend::cublas() {
     NABLA_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
   }
   return cublas_;
+}
+
+cudnnHandle_t CudaBackend::cudnn() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!cudnn_.get()) {
+    DeviceGuard guard(device_);
+    cudnnHandle_t h = nullptr;
+    NABLA_CUDNN_CHECK(cudnnCreate(&h));
+    CudnnHandle owner(h);  // destroys h if binding it to the stream fails
+    NABLA_CUDNN_CHECK(cudnnSetStream(h, stream_));
+    cudnn_ = std::move(owner);
+  }
+  return cudnn_.get();
 }
 
 int CudaBackend::device_count() const { return nabla::cuda::device_count(); }

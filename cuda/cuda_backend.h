@@ -3,11 +3,11 @@
 //
 // Internal to cuda/: nothing outside this folder includes it. The methods are defined one op
 // family per file (backend.cu: memory and copies; elementwise.cu, random.cu, reduce.cu, gemm.cu,
-// softmax.cu, optim.cu); the semantics of each are in core/backend.h.
+// softmax.cu, optim.cu, conv.cu, pool.cu, norm.cu); the semantics of each are in core/backend.h.
 //
 // Every method enqueues work on the device's one stream and returns; only copy_to_host and
-// synchronize wait. Every launch is followed by NABLA_CUDA_CHECK_LAUNCH(), every runtime and
-// cuBLAS call by a check that turns a failure into nabla::Error.
+// synchronize wait. Every launch is followed by NABLA_CUDA_CHECK_LAUNCH(), every runtime,
+// cuBLAS and cuDNN call by a check that turns a failure into nabla::Error.
 #pragma once
 
 #include <nabla/core/backend.h>
@@ -16,10 +16,13 @@
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
+#include <cudnn.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <mutex>
+#include <utility>
 
 namespace nabla::cuda {
 
@@ -28,6 +31,35 @@ namespace nabla::cuda {
 inline void check_cublas(cublasStatus_t status, const char* call, const char* file, int line) {
   if (status != CUBLAS_STATUS_SUCCESS) throw_cublas_error(status, call, file, line);
 }
+
+// Throws nabla::Error for a failed cuDNN call: "<call> failed: <cudnnGetErrorString> (at file:line)".
+[[noreturn]] void throw_cudnn_error(cudnnStatus_t status, const char* call, const char* file, int line);
+inline void check_cudnn(cudnnStatus_t status, const char* call, const char* file, int line) {
+  if (status != CUDNN_STATUS_SUCCESS) throw_cudnn_error(status, call, file, line);
+}
+
+// Owner of one cuDNN handle: non-copyable, movable; the destructor destroys the handle and logs
+// (never throws) when that fails.
+class CudnnHandle {
+ public:
+  CudnnHandle() = default;
+  explicit CudnnHandle(cudnnHandle_t h) : h_(h) {}
+  ~CudnnHandle();
+  CudnnHandle(const CudnnHandle&) = delete;
+  CudnnHandle& operator=(const CudnnHandle&) = delete;
+  CudnnHandle(CudnnHandle&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
+  CudnnHandle& operator=(CudnnHandle&& o) noexcept;
+  cudnnHandle_t get() const { return h_; }
+
+ private:
+  cudnnHandle_t h_ = nullptr;
+};
+
+// The convolution plans of one device (conv.cu): descriptors and chosen algorithms per shape.
+struct ConvPlanCache;
+struct ConvPlanCacheDeleter {
+  void operator()(ConvPlanCache* c) const noexcept;  // conv.cu, where the type is complete
+};
 
 // Makes `device` current for its lifetime and restores the previous one.
 class DeviceGuard {
@@ -57,6 +89,10 @@ class CudaBackend final : public Backend {
   int device() const { return device_; }
   cudaStream_t stream() const { return stream_; }
   cublasHandle_t cublas();  // created at first use, bound to stream()
+  cudnnHandle_t cudnn();    // created at first use, bound to stream()
+  ConvPlanCache& conv_plans();  // created at first use (conv.cu)
+  // Most blocks a grid-stride kernel needs to fill the device (what grid() returns for large n).
+  int64_t max_blocks() const { return max_blocks_; }
   int grid(int64_t n) const { return static_cast<int>(std::clamp<int64_t>((n + kBlock - 1) / kBlock, 1, max_blocks_)); }
 
   const char* name() const override { return "cuda"; }
@@ -101,6 +137,30 @@ class CudaBackend final : public Backend {
                     int64_t c) override;
   void check_labels(const int64_t* labels, int64_t n, int64_t c, const char* op) override;
 
+  void conv2d_forward(DType dtype, void* y, const void* x, const void* weight, const void* bias,
+                      const Conv2dShape& s) override;
+  void conv2d_backward_data(DType dtype, void* dx, const void* dy, const void* weight, const Conv2dShape& s) override;
+  void conv2d_backward_weight(DType dtype, void* dweight, const void* dy, const void* x,
+                              const Conv2dShape& s) override;
+  void conv2d_backward_bias(DType dtype, void* dbias, const void* dy, const Conv2dShape& s) override;
+
+  void max_pool2d_forward(DType dtype, void* y, int64_t* indices, const void* x, const Pool2dShape& s) override;
+  void max_pool2d_backward(DType dtype, void* dx, const void* dy, const int64_t* indices,
+                           const Pool2dShape& s) override;
+  void avg_pool2d_forward(DType dtype, void* y, const void* x, const Pool2dShape& s, bool count_include_pad) override;
+  void avg_pool2d_backward(DType dtype, void* dx, const void* dy, const Pool2dShape& s,
+                           bool count_include_pad) override;
+
+  void batch_norm_forward_train(DType dtype, void* y, void* save_mean, void* save_invstd, void* running_mean,
+                                void* running_var, const void* x, const void* weight, const void* bias, int64_t n,
+                                int64_t c, int64_t m, double momentum, double eps) override;
+  void batch_norm_forward_eval(DType dtype, void* y, const void* x, const void* running_mean,
+                               const void* running_var, const void* weight, const void* bias, int64_t n, int64_t c,
+                               int64_t m, double eps) override;
+  void batch_norm_backward(DType dtype, void* dx, void* dweight, void* dbias, const void* dy, const void* x,
+                           const void* save_mean, const void* save_invstd, const void* weight, int64_t n, int64_t c,
+                           int64_t m) override;
+
   void sgd_step(DType dtype, const ParamGroup& g, double lr, double momentum, double dampening,
                 double weight_decay, bool nesterov) override;
   void adam_step(DType dtype, const ParamGroup& g, double lr, double beta1, double beta2, double eps,
@@ -122,6 +182,8 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   cudaMemPool_t pool_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
+  CudnnHandle cudnn_;
+  std::unique_ptr<ConvPlanCache, ConvPlanCacheDeleter> conv_plans_;
   int64_t max_blocks_ = 1;
   int64_t* flags_ = nullptr;
   std::mutex mu_;
@@ -137,6 +199,28 @@ class CudaBackend final : public Backend {
   Staging staging_[2];
   int next_staging_ = 0;
 };
+
+// Device scratch memory from a backend's stream-ordered pool for the length of a scope: freed
+// (in stream order, after the work enqueued meanwhile) when the scope ends, also on a throw.
+class ScratchLease {
+ public:
+  ScratchLease(CudaBackend& be, size_t nbytes) : be_(be), nbytes_(nbytes), p_(be.allocate(nbytes)) {}
+  ~ScratchLease() { be_.deallocate(p_, nbytes_); }
+  ScratchLease(const ScratchLease&) = delete;
+  ScratchLease& operator=(const ScratchLease&) = delete;
+  void* get() const { return p_; }
+  size_t size() const { return nbytes_; }
+
+ private:
+  CudaBackend& be_;
+  size_t nbytes_;
+  void* p_;
+};
+
+// Per-channel sums over x (n, c, m) contiguous (norm.cu): out[ch] = sum over n and m, summed in
+// double in a fixed order (deterministic). Assigns out (c); n == 0 gives zeros.
+void channel_sum(CudaBackend& be, float* out, const float* x, int64_t n, int64_t c, int64_t m);
+void channel_sum(CudaBackend& be, double* out, const double* x, int64_t n, int64_t c, int64_t m);
 
 // Registered backend of device `index` (created at first use).
 CudaBackend& backend_of(int index);
@@ -156,4 +240,9 @@ void dispatch_floating(DType dtype, const char* op, F&& f) {
 #define NABLA_CUBLAS_CHECK(call)                                     \
   do {                                                               \
     ::nabla::cuda::check_cublas((call), #call, __FILE__, __LINE__);  \
+  } while (0)
+
+#define NABLA_CUDNN_CHECK(call)                                      \
+  do {                                                               \
+    ::nabla::cuda::check_cudnn((call), #call, __FILE__, __LINE__);   \
   } while (0)

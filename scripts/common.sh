@@ -4,7 +4,10 @@
 
 # Debian/Ubuntu packages the build uses. OpenBLAS is checked separately (either variant will do).
 NABLA_PACKAGES=(build-essential cmake ccache pkg-config libfmt-dev nlohmann-json3-dev zlib1g-dev
-  libgtest-dev libbenchmark-dev dataset-fashion-mnist)
+  libgtest-dev libbenchmark-dev dataset-fashion-mnist python3-numpy python3-pip)
+# Python modules of the safetensors interop test (tests/safetensors_interop.py). Debian has no
+# python3-safetensors, so it comes from pip; see install_python_modules.
+NABLA_PYTHON_MODULES=(numpy safetensors)
 NABLA_BLAS_PACKAGES=(libopenblas-openmp-dev libopenblas-pthread-dev libopenblas-dev)
 NABLA_BUILD_DIR=${NABLA_BUILD_DIR:-build}
 NABLA_JOBS=${NABLA_JOBS:-$(nproc 2>/dev/null || echo 2)}
@@ -46,9 +49,15 @@ _installed() {
   [[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true) == installed ]]
 }
 
+# Installs the missing Debian packages, then the missing Python modules.
+install_packages() {
+  install_debian_packages "$@"
+  install_python_modules
+}
+
 # Installs the missing packages with apt-get (as root, or through sudo). Runs apt-get update
 # only when something is missing, so a second run costs a few dpkg queries.
-install_packages() {
+install_debian_packages() {
   if ! command -v dpkg-query >/dev/null; then
     warn "not a Debian/Ubuntu system: install by hand: ${NABLA_PACKAGES[*]} libopenblas-openmp-dev"
     return 0
@@ -78,6 +87,28 @@ install_packages() {
     # Hosts without a package registry (e.g. some GPU machines) may still have all that the
     # build needs; let CMake and the programs say what is really missing.
     warn "could not install ${missing[*]}; continuing with what is installed"
+  fi
+}
+
+# Installs with pip, for the python3 on PATH (which need not be Debian's, e.g. under pyenv), each
+# module of NABLA_PYTHON_MODULES that it cannot import; nothing when all import.
+install_python_modules() {
+  if ! command -v python3 >/dev/null; then
+    warn "no python3: the safetensors interop test will be skipped"
+    return 0
+  fi
+  local missing=() m
+  for m in "${NABLA_PYTHON_MODULES[@]}"; do
+    python3 -c "import $m" 2>/dev/null || missing+=("$m")
+  done
+  if (( ${#missing[@]} == 0 )); then
+    return 0
+  fi
+  local where=(--break-system-packages)
+  if (( $(id -u) == 0 )); then where+=(--root-user-action=ignore); else where+=(--user); fi
+  say "pip installing for $(command -v python3): ${missing[*]}"
+  if ! python3 -m pip install -q --disable-pip-version-check "${where[@]}" "${missing[@]}"; then
+    warn "could not pip install ${missing[*]}; the safetensors interop test will be skipped"
   fi
 }
 

@@ -325,14 +325,15 @@ fi
 if want ctest && need_build ctest; then
   # The memory tests read the device's free memory, which other processes change: everything
   # else in parallel (few CPU threads each, so 16 processes don't oversubscribe the cores), then
-  # those alone.
+  # those alone (all of cuda_memory_test, and the CudaNnMemory suite of cuda_nn_parity_test).
+  serial_tests='^cuda_memory_test\.|^cuda_nn_parity_test\.CudaNnMemory\.'
   OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 run "ctest (parallel)" ctest-parallel.log 300 \
     ctest --test-dir "$BUILD" --output-on-failure --parallel "$jobs" --timeout 300 \
-    -E '^cuda_memory_test\.' --output-junit "$LOG/ctest-parallel.xml"
+    -E "$serial_tests" --output-junit "$LOG/ctest-parallel.xml"
   checkpoint
   run "ctest (memory, serial)" ctest-serial.log 180 \
     ctest --test-dir "$BUILD" --output-on-failure --parallel 1 --timeout 300 \
-    -R '^cuda_memory_test\.' --output-junit "$LOG/ctest-serial.xml"
+    -R "$serial_tests" --output-junit "$LOG/ctest-serial.xml"
   checkpoint
 fi
 
@@ -352,6 +353,7 @@ if want sanitize && need_build sanitize; then
         # the memory-use tests measure free memory, which the sanitizer's own allocations move.
         [[ $name == nabla_cuda_memory_test ]] &&
           args+=("--gtest_filter=-CudaOom.*:CudaMemory.FreedBlockStaysInThePool:CudaMemory.*DoNotGrow*")
+        [[ $name == nabla_cuda_nn_parity_test ]] && args+=("--gtest_filter=-CudaNnMemory.*")
         # initcheck looks for reads of memory never written: the tests' NaN fill would hide them.
         envs=(NABLA_TEST_POISON=1)
         [[ $tool == initcheck ]] && envs=(NABLA_TEST_POISON=0)

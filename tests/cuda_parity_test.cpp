@@ -18,6 +18,8 @@
 
 #include <gtest/gtest.h>
 
+#include "cuda_test_util.h"
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -44,51 +46,13 @@ using nb::Tensor;
 
 namespace {
 
-const nb::Device kCuda = nb::Device::cuda(0);
+using nabla_test::CudaParamTest;
+using nabla_test::CudaTest;
+using nabla_test::kCuda;
+using nabla_test::poison_wanted;
+using nabla_test::Tf32Guard;
+
 constexpr int64_t kBig = (int64_t{1} << 20) + 3;  // past one grid of blocks, not a multiple of 4
-
-// ---- fixture ---------------------------------------------------------------------------------
-
-bool poison_wanted() {
-  const char* env = std::getenv("NABLA_TEST_POISON");
-  return !(env && std::string(env) == "0");
-}
-
-class CudaTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (nb::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";
-    nb::cuda::set_poison_allocations(poison_wanted());
-    nb::set_tf32(false);
-    nb::manual_seed(20240611);
-  }
-  void TearDown() override {
-    if (nb::cuda::device_count() == 0) return;
-    // An error a kernel of this test left on the device belongs to this test, not the next.
-    try {
-      nb::cuda::synchronize();
-    } catch (const nb::Error& e) {
-      ADD_FAILURE() << "device error pending after the test: " << e.what();
-    }
-    nb::cuda::set_poison_allocations(false);
-    nb::set_tf32(false);
-  }
-};
-
-template <typename P>
-class CudaParamTest : public CudaTest, public ::testing::WithParamInterface<P> {};
-
-// Sets TF32 for its lifetime.
-class Tf32Guard {
- public:
-  explicit Tf32Guard(bool on) : prev_(nb::tf32_enabled()) { nb::set_tf32(on); }
-  ~Tf32Guard() { nb::set_tf32(prev_); }
-  Tf32Guard(const Tf32Guard&) = delete;
-  Tf32Guard& operator=(const Tf32Guard&) = delete;
-
- private:
-  bool prev_;
-};
 
 // ---- names -------------------------------------------------------------------------------------
 

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "hostile_file.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,48 +25,11 @@
 #include <string>
 #include <vector>
 
-// ---- allocation watch ----------------------------------------------------------------------------
-// Replacing the global operator new lets a test see the largest single allocation the library
-// made while reading a hostile file (libnabla's `new` resolves to this definition too).
-namespace {
-std::atomic<bool> g_watch{false};
-std::atomic<size_t> g_largest{0};
-}  // namespace
-
-// GCC inlines these and then warns that free() meets a pointer from `new`; that pairing is
-// exactly what a replacement allocator does.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(size_t n) {
-  if (g_watch.load(std::memory_order_relaxed)) {
-    size_t prev = g_largest.load(std::memory_order_relaxed);
-    while (n > prev && !g_largest.compare_exchange_weak(prev, n)) {
-    }
-  }
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-void operator delete[](void* p, size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
-
 namespace {
 
 namespace fs = std::filesystem;
 namespace nd = nabla::data;
 using Bytes = std::vector<uint8_t>;
-
-struct AllocWatch {
-  AllocWatch() {
-    g_largest = 0;
-    g_watch = true;
-  }
-  ~AllocWatch() { g_watch = false; }
-  size_t largest() const { return g_largest.load(); }
-};
 
 // ---- file builders -------------------------------------------------------------------------------
 
@@ -156,34 +121,6 @@ class DataFiles : public ::testing::Test {
   }
   fs::path dir_;
 };
-
-// Passes when f throws nabla::Error whose message contains every entry of `words`; an entry
-// "a|b" accepts either alternative.
-template <typename F>
-::testing::AssertionResult ThrowsWith(F&& f, const std::vector<std::string>& words) {
-  try {
-    f();
-  } catch (const nabla::Error& e) {
-    const std::string msg = e.what();
-    for (const std::string& w : words) {
-      bool found = false;
-      size_t start = 0;
-      while (!found) {
-        size_t bar = w.find('|', start);
-        std::string alt = w.substr(start, bar == std::string::npos ? std::string::npos : bar - start);
-        found = msg.find(alt) != std::string::npos;
-        if (bar == std::string::npos) break;
-        start = bar + 1;
-      }
-      if (!found)
-        return ::testing::AssertionFailure() << "message \"" << msg << "\" lacks \"" << w << "\"";
-    }
-    return ::testing::AssertionSuccess() << msg;
-  } catch (const std::exception& e) {
-    return ::testing::AssertionFailure() << "threw a non-nabla exception: " << e.what();
-  }
-  return ::testing::AssertionFailure() << "did not throw";
-}
 
 // ---- hostile IDX files -----------------------------------------------------------------------------
 
