@@ -190,39 +190,46 @@ void CudaBackend::synchronize() {
   throw_pending_check_failure();
 }
 
-// Label checks run on the device and leave their verdict in flags_ (see kFlag*): the first
-// failing check records the count of bad labels in its batch, the first bad index, that label,
-// the class count and the op's name (a string literal, so its address stays valid); checks
-// after a recorded failure do nothing. Nothing is read back until the next synchronization.
+// Index checks (class labels, embedding rows) run on the device and leave their verdict in
+// flags_ (see kFlag*): the first failing check records the count of bad indices in its batch,
+// the first bad position, that index, the limit, the op's name (a string literal, so its address
+// stays valid) and the IndexKind that words the message; checks after a recorded failure do
+// nothing. Nothing is read back until the next synchronization.
 namespace {
-constexpr int kFlagCount = 0, kFlagIndex = 1, kFlagValue = 2, kFlagClasses = 3, kFlagOp = 4;
+constexpr int kFlagCount = 0, kFlagIndex = 1, kFlagValue = 2, kFlagLimit = 3, kFlagOp = 4, kFlagKind = 5;
+static_assert(kFlagKind < CudaBackend::kFlagsSize);
 
-__global__ void check_labels_kernel(int64_t* flags, const int64_t* labels, int64_t n, int64_t c) {
-  if (flags[kFlagClasses] != 0) return;  // an earlier check already failed
+// flags: (kFlagsSize); indices: (n).
+__global__ void check_indices_kernel(int64_t* flags, const int64_t* indices, int64_t n, int64_t limit) {
+  if (flags[kFlagLimit] != 0) return;  // an earlier check already failed
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t l = labels[i];
-    if (l < 0 || l >= c) {
+    const int64_t v = indices[i];
+    if (v < 0 || v >= limit) {
       atomicAdd(reinterpret_cast<unsigned long long*>(flags + kFlagCount), 1ull);
       atomicMin(reinterpret_cast<long long*>(flags + kFlagIndex), static_cast<long long>(i));
     }
   }
 }
 
-__global__ void record_label_failure(int64_t* flags, const int64_t* labels, int64_t c, int64_t op) {
-  if (flags[kFlagCount] > 0 && flags[kFlagClasses] == 0) {
-    flags[kFlagValue] = labels[flags[kFlagIndex]];
-    flags[kFlagClasses] = c;
+// One thread: completes the record of the check just run, if it failed and none failed before.
+__global__ void record_index_failure(int64_t* flags, const int64_t* indices, int64_t limit, int64_t op, int64_t kind) {
+  if (flags[kFlagCount] > 0 && flags[kFlagLimit] == 0) {
+    flags[kFlagValue] = indices[flags[kFlagIndex]];
+    flags[kFlagLimit] = limit;
     flags[kFlagOp] = op;
+    flags[kFlagKind] = kind;
   }
 }
 }  // namespace
 
-void CudaBackend::check_labels(const int64_t* labels, int64_t n, int64_t c, const char* op) {
+void CudaBackend::check_indices(const int64_t* indices, int64_t n, int64_t limit, const char* op, IndexKind kind) {
   if (n == 0) return;
+  NABLA_ASSERT(limit > 0);  // a zero limit would read as "no failure recorded" (kFlagLimit)
   DeviceGuard guard(device_);
-  check_labels_kernel<<<grid(n), kBlock, 0, stream_>>>(flags_, labels, n, c);
+  check_indices_kernel<<<grid(n), kBlock, 0, stream_>>>(flags_, indices, n, limit);
   NABLA_CUDA_CHECK_LAUNCH();
-  record_label_failure<<<1, 1, 0, stream_>>>(flags_, labels, c, static_cast<int64_t>(reinterpret_cast<intptr_t>(op)));
+  record_index_failure<<<1, 1, 0, stream_>>>(flags_, indices, limit, static_cast<int64_t>(reinterpret_cast<intptr_t>(op)),
+                                             static_cast<int64_t>(kind));
   NABLA_CUDA_CHECK_LAUNCH();
   std::lock_guard<std::mutex> lock(mu_);
   checks_pending_ = true;
@@ -239,9 +246,13 @@ void CudaBackend::throw_pending_check_failure() {
   if (f[kFlagCount] == 0) return;
   reset_flags();
   const char* op = reinterpret_cast<const char*>(static_cast<intptr_t>(f[kFlagOp]));
-  fail("{}: label {} at index {} is out of range for {} classes (expected 0..{}); {} bad labels in that batch "
+  if (static_cast<IndexKind>(f[kFlagKind]) == IndexKind::label)
+    fail("{}: label {} at index {} is out of range for {} classes (expected 0..{}); {} bad labels in that batch "
+         "(found on cuda:{}, reported at the next synchronization)",
+         op, f[kFlagValue], f[kFlagIndex], f[kFlagLimit], f[kFlagLimit] - 1, f[kFlagCount], device_);
+  fail("{}: index {} at position {} is out of range for {} rows (expected 0..{}); {} bad indices in that batch "
        "(found on cuda:{}, reported at the next synchronization)",
-       op, f[kFlagValue], f[kFlagIndex], f[kFlagClasses], f[kFlagClasses] - 1, f[kFlagCount], device_);
+       op, f[kFlagValue], f[kFlagIndex], f[kFlagLimit], f[kFlagLimit] - 1, f[kFlagCount], device_);
 }
 
 void CudaBackend::reset_flags() {

@@ -33,6 +33,7 @@
 // channel_sum (norm.cu) over dy viewed as (n, k, oh * ow): deterministic, float64 too.
 #include <nabla/core/config.h>
 #include <nabla/cuda/cuda_backend.h>
+#include <nabla/cuda/cudnn_descriptor.cuh>
 
 #include <array>
 #include <climits>
@@ -63,34 +64,8 @@ namespace conv_detail {
 
 constexpr size_t kWorkspaceSoftCap = size_t{1} << 30;  // 1 GiB
 
-void log_cudnn_failure(cudnnStatus_t st, const char* what) noexcept {
-  if (st != CUDNN_STATUS_SUCCESS) std::fprintf(stderr, "nabla: %s failed: %s\n", what, cudnnGetErrorString(st));
-}
-
-// Owner of one cuDNN descriptor: non-copyable, movable; created at construction, destroyed
-// (failures logged, never thrown) at destruction.
 template <typename H, cudnnStatus_t (*Create)(H*), cudnnStatus_t (*Destroy)(H)>
-class Descriptor {
- public:
-  Descriptor() { NABLA_CUDNN_CHECK(Create(&h_)); }
-  ~Descriptor() {
-    if (h_) log_cudnn_failure(Destroy(h_), "destroying a cuDNN descriptor");
-  }
-  Descriptor(const Descriptor&) = delete;
-  Descriptor& operator=(const Descriptor&) = delete;
-  Descriptor(Descriptor&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
-  Descriptor& operator=(Descriptor&& o) noexcept {
-    if (this != &o) {
-      if (h_) log_cudnn_failure(Destroy(h_), "destroying a cuDNN descriptor");
-      h_ = std::exchange(o.h_, nullptr);
-    }
-    return *this;
-  }
-  H get() const { return h_; }
-
- private:
-  H h_ = nullptr;
-};
+using Descriptor = CudnnDescriptor<H, Create, Destroy>;
 
 using TensorDesc = Descriptor<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor>;
 using FilterDesc = Descriptor<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor>;

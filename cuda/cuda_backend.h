@@ -3,7 +3,8 @@
 //
 // Internal to cuda/: nothing outside this folder includes it. The methods are defined one op
 // family per file (backend.cu: memory and copies; elementwise.cu, random.cu, reduce.cu, gemm.cu,
-// softmax.cu, optim.cu, conv.cu, pool.cu, norm.cu); the semantics of each are in core/backend.h.
+// softmax.cu, optim.cu, conv.cu, pool.cu, norm.cu, embedding.cu, rnn.cu); the semantics of each
+// are in core/backend.h.
 //
 // Every method enqueues work on the device's one stream and returns; only copy_to_host and
 // synchronize wait. Every launch is followed by NABLA_CUDA_CHECK_LAUNCH(), every runtime,
@@ -61,6 +62,13 @@ struct ConvPlanCacheDeleter {
   void operator()(ConvPlanCache* c) const noexcept;  // conv.cu, where the type is complete
 };
 
+// The RNN plans of one device (rnn.cu): cuDNN RNN descriptors, weight layouts and per-shape
+// data descriptors, plus the device's one (dropout 0) dropout descriptor.
+struct RnnPlanCache;
+struct RnnPlanCacheDeleter {
+  void operator()(RnnPlanCache* c) const noexcept;  // rnn.cu
+};
+
 // Makes `device` current for its lifetime and restores the previous one.
 class DeviceGuard {
  public:
@@ -91,6 +99,7 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas();  // created at first use, bound to stream()
   cudnnHandle_t cudnn();    // created at first use, bound to stream()
   ConvPlanCache& conv_plans();  // created at first use (conv.cu)
+  RnnPlanCache& rnn_plans();    // created at first use (rnn.cu)
   // Most blocks a grid-stride kernel needs to fill the device (what grid() returns for large n).
   int64_t max_blocks() const { return max_blocks_; }
   int grid(int64_t n) const { return static_cast<int>(std::clamp<int64_t>((n + kBlock - 1) / kBlock, 1, max_blocks_)); }
@@ -135,7 +144,20 @@ class CudaBackend final : public Backend {
   void nll(DType dtype, void* loss, const void* logp, const int64_t* labels, int64_t n, int64_t c) override;
   void nll_backward(DType dtype, void* dlogp, const void* dloss, const int64_t* labels, int64_t n,
                     int64_t c) override;
-  void check_labels(const int64_t* labels, int64_t n, int64_t c, const char* op) override;
+  void check_indices(const int64_t* indices, int64_t n, int64_t limit, const char* op, IndexKind kind) override;
+
+  void embedding_forward(DType dtype, void* y, const void* weight, const int64_t* indices, int64_t n, int64_t num,
+                         int64_t dim) override;
+  void embedding_backward(DType dtype, void* dweight, const void* dy, const int64_t* indices, int64_t n, int64_t num,
+                          int64_t dim, int64_t padding_idx) override;
+
+  int64_t rnn_weight_layout(DType dtype, const RnnShape& s, int64_t* offsets) override;
+  size_t rnn_reserve_bytes(DType dtype, const RnnShape& s) override;
+  void rnn_forward(DType dtype, const RnnShape& s, void* y, void* hy, void* cy, void* reserve, const void* x,
+                   const void* hx, const void* cx, const void* w) override;
+  void rnn_backward(DType dtype, const RnnShape& s, void* dx, void* dhx, void* dcx, void* dw, const void* dy,
+                    const void* dhy, const void* dcy, const void* x, const void* hx, const void* cx, const void* w,
+                    const void* y, void* reserve) override;
 
   void conv2d_forward(DType dtype, void* y, const void* x, const void* weight, const void* bias,
                       const Conv2dShape& s) override;
@@ -170,8 +192,8 @@ class CudaBackend final : public Backend {
   void rmsprop_step(DType dtype, const ParamGroup& g, double lr, double alpha, double eps,
                     double weight_decay, double momentum, bool centered) override;
 
-  // Device-side label checks record failures in flags_; the next synchronizing call reads them
-  // and throws (backend.cu).
+  // Device-side index checks (labels, embedding rows) record failures in flags_; the next
+  // synchronizing call reads them and throws (backend.cu).
   static constexpr int kFlagsSize = 8;
 
  private:
@@ -184,10 +206,11 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas_ = nullptr;
   CudnnHandle cudnn_;
   std::unique_ptr<ConvPlanCache, ConvPlanCacheDeleter> conv_plans_;
+  std::unique_ptr<RnnPlanCache, RnnPlanCacheDeleter> rnn_plans_;
   int64_t max_blocks_ = 1;
   int64_t* flags_ = nullptr;
   std::mutex mu_;
-  bool checks_pending_ = false;  // label checks enqueued since the last synchronization
+  bool checks_pending_ = false;  // index checks enqueued since the last synchronization
 
   // Pinned buffers for host transfers (backend.cu), allocated at the first transfer.
   static constexpr size_t kStagingBytes = size_t{8} << 20;

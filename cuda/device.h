@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace nabla::cuda {
@@ -40,5 +41,11 @@ void synchronize();
 // float64, -1 as an integer), so that a kernel that leaves an output element unwritten is seen.
 // Costs a memset per allocation; off by default. No effect without CUDA.
 void set_poison_allocations(bool on);
+
+// Testing aid: whether device `index` runs a float32 LSTM (lstm) or GRU layer of these sizes on
+// cuDNN's weight space in place (true: the packed parameters are views of cuDNN's layout), or
+// through the copy fallback (false: our own contiguous layout, copied into cuDNN's weight space
+// at every call; see cuda/rnn.cu). Throws without the CUDA backend.
+bool rnn_weights_in_place(int index, bool lstm, int64_t input, int64_t hidden, int64_t directions);
 
 }  // namespace nabla::cuda
