@@ -50,8 +50,6 @@ class CudaNn : public nabla_test::CudaTest {};
 template <typename P>
 class CudaNnParam : public CudaParamTest<P> {};
 
-std::string dims(const Shape& s) { return fmt::format("{}", fmt::join(s, "x")); }
-
 // ---- inputs --------------------------------------------------------------------------------------
 
 // How a 4-D (or 3-D) input reaches the op: as is, as the transpose of a base with the last two
@@ -94,51 +92,10 @@ Tensor view_of(const Tensor& base, const Arg& a) {
   return base;
 }
 
-// ---- comparison --------------------------------------------------------------------------------
-
-struct Tol {
-  double rtol = 1e-3;
-  double atol = 1e-5;
-};
-
-// got (on CUDA) against ref (on the CPU); NaN must match NaN when nan_ok, else NaN on CUDA fails.
-::testing::AssertionResult close(const Tensor& got, const Tensor& ref, Tol tol, const std::string& what,
-                                 bool nan_ok = false) {
-  if (!got.defined() || !ref.defined())
-    return ::testing::AssertionFailure() << what << ": result undefined (cuda " << got.defined() << ", cpu "
-                                         << ref.defined() << ")";
-  if (!got.device().is_cuda()) return ::testing::AssertionFailure() << what << ": CUDA result is on the CPU";
-  if (got.shape() != ref.shape() || got.dtype() != ref.dtype())
-    return ::testing::AssertionFailure() << what << ": CUDA gives " << dims(got.shape()) << ", CPU " << dims(ref.shape());
-  const std::vector<double> g = got.to_vector<double>(), r = ref.to_vector<double>();
-  int64_t bad = 0, first = -1;
-  double worst = 0;
-  for (size_t i = 0; i < g.size(); ++i) {
-    bool ok;
-    if (std::isnan(g[i]) || std::isnan(r[i])) {
-      ok = nan_ok && std::isnan(g[i]) && std::isnan(r[i]);
-    } else {
-      const double err = std::abs(g[i] - r[i]), allowed = tol.atol + tol.rtol * std::abs(r[i]);
-      ok = err <= allowed;
-      worst = std::max(worst, err / allowed);
-    }
-    if (!ok && bad++ == 0) first = static_cast<int64_t>(i);
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << fmt::format(
-             "{} ({}): {} of {} elements differ; first at flat index {}: cuda {:.9g}, cpu {:.9g} (rtol {:g}, atol "
-             "{:g}); worst finite error {:.3g}x allowed",
-             what, dims(ref.shape()), bad, g.size(), first, g[first], r[first], tol.rtol, tol.atol, worst);
-}
-
-// Same bytes, both on CUDA (reruns of one computation).
-::testing::AssertionResult same_bits(const Tensor& a, const Tensor& b, const std::string& what) {
-  const Tensor ca = a.detach().to(nb::Device::cpu()).contiguous(), cb = b.detach().to(nb::Device::cpu()).contiguous();
-  if (ca.shape() != cb.shape()) return ::testing::AssertionFailure() << what << ": shapes differ";
-  const size_t bytes = size_t(ca.numel()) * nb::dtype_size(ca.dtype());
-  if (std::memcmp(ca.data_ptr(), cb.data_ptr(), bytes) == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << what << ": the two runs differ in their bits";
-}
+using nabla_test::close;
+using nabla_test::dims;
+using nabla_test::same_bits;
+using nabla_test::Tol;
 
 // ---- the parity check --------------------------------------------------------------------------
 
