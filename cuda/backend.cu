@@ -201,7 +201,7 @@ static_assert(kFlagKind < CudaBackend::kFlagsSize);
 
 // flags: (kFlagsSize); indices: (n).
 __global__ void check_indices_kernel(int64_t* flags, const int64_t* indices, int64_t n, int64_t limit) {
-  if (flags[kFlagLimit] != 0) return;  // an earlier check already failed
+  if (flags[kFlagOp] != 0) return;  // an earlier check already failed (op names are never null)
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t v = indices[i];
     if (v < 0 || v >= limit) {
@@ -213,7 +213,7 @@ __global__ void check_indices_kernel(int64_t* flags, const int64_t* indices, int
 
 // One thread: completes the record of the check just run, if it failed and none failed before.
 __global__ void record_index_failure(int64_t* flags, const int64_t* indices, int64_t limit, int64_t op, int64_t kind) {
-  if (flags[kFlagCount] > 0 && flags[kFlagLimit] == 0) {
+  if (flags[kFlagCount] > 0 && flags[kFlagOp] == 0) {
     flags[kFlagValue] = indices[flags[kFlagIndex]];
     flags[kFlagLimit] = limit;
     flags[kFlagOp] = op;
@@ -224,7 +224,7 @@ __global__ void record_index_failure(int64_t* flags, const int64_t* indices, int
 
 void CudaBackend::check_indices(const int64_t* indices, int64_t n, int64_t limit, const char* op, IndexKind kind) {
   if (n == 0) return;
-  NABLA_ASSERT(limit > 0);  // a zero limit would read as "no failure recorded" (kFlagLimit)
+  NABLA_ASSERT(op != nullptr);  // a null name would read as "no failure recorded" (kFlagOp)
   DeviceGuard guard(device_);
   check_indices_kernel<<<grid(n), kBlock, 0, stream_>>>(flags_, indices, n, limit);
   NABLA_CUDA_CHECK_LAUNCH();
