@@ -3,7 +3,7 @@
 // one step = forward, loss, backward, Adam update (lr 1e-3) on random inputs; time = median over
 // 5 repetitions of --steps steps after --warmup steps, device synchronized before each clock read.
 //
-//   nabla-bench [--workload mlp,mlp_wide,cnn,cnn_fmnist|all] [--device cpu|cuda|best] [--mode fp32|fast]
+//   nabla-bench [--workload mlp,mlp_wide,cnn,cnn_fmnist,lstm,lstm_lm|all] [--device cpu|cuda|best] [--mode fp32|fast]
 //               [--threads N] [--steps 50] [--warmup 10]
 //
 // Prints one JSON line per run (keys as torch_reference.py's) and a table at the end.
@@ -27,12 +27,19 @@ namespace nb = nabla;
 
 namespace {
 
+enum class Input { features, tokens };
+enum class Loss { cross_entropy, bce_logits, cross_entropy_per_step };
+
 struct Workload {
   int64_t batch;
   std::function<std::shared_ptr<nb::Module>()> model;
-  nb::Shape input;      // per sample
-  int64_t classes;
+  nb::Shape input;  // per sample (features: float32 values; tokens: int64 ids, one per step)
+  int64_t classes;  // labels (or token ids) in [0, classes)
+  Input kind = Input::features;
+  Loss loss = Loss::cross_entropy;
 };
+
+constexpr int64_t kVocab = 10000;
 
 std::map<std::string, Workload> workloads() {
   std::map<std::string, Workload> w;
@@ -68,6 +75,26 @@ std::map<std::string, Workload> workloads() {
                      },
                      {1, 28, 28},
                      10};
+  w["lstm"] = {128,
+               [] {
+                 return std::make_shared<nb::Sequential>(nb::Embedding(kVocab, 300),
+                                                         nb::LSTM(300, 128, {.batch_first = true}),
+                                                         nb::LastStep(true), nb::Dense(128, 1), nb::Flatten(0));
+               },
+               {100},
+               kVocab,
+               Input::tokens,
+               Loss::bce_logits};
+  w["lstm_lm"] = {64,
+                  [] {
+                    return std::make_shared<nb::Sequential>(
+                        nb::Embedding(kVocab, 512), nb::LSTM(512, 1024, {.num_layers = 2, .batch_first = true}),
+                        nb::Dense(1024, kVocab));
+                  },
+                  {64},
+                  kVocab,
+                  Input::tokens,
+                  Loss::cross_entropy_per_step};
   return w;
 }
 
@@ -82,7 +109,7 @@ struct Args {
 
 [[noreturn]] void usage(const std::string& msg) {
   fmt::print(stderr,
-             "{}\nusage: nabla-bench [--workload mlp,mlp_wide,cnn,cnn_fmnist|all] [--device cpu|cuda|best] [--mode fp32|fast]\n"
+             "{}\nusage: nabla-bench [--workload mlp,mlp_wide,cnn,cnn_fmnist,lstm,lstm_lm|all] [--device cpu|cuda|best] [--mode fp32|fast]\n"
              "                   [--threads N] [--steps N] [--warmup N]\n",
              msg);
   std::exit(2);
@@ -107,7 +134,7 @@ Args parse(int argc, char** argv) {
     try {
       if (k == "--workload" || k == "--workloads") {
         std::string v = val();
-        a.workloads = v == "all" ? std::vector<std::string>{"mlp", "mlp_wide", "cnn", "cnn_fmnist"} : split(v);
+        a.workloads = v == "all" ? std::vector<std::string>{"mlp", "mlp_wide", "cnn", "cnn_fmnist", "lstm", "lstm_lm"} : split(v);
       } else if (k == "--device") a.device = val();
       else if (k == "--mode" || k == "--modes") a.mode = val();
       else if (k == "--threads") a.threads = std::stoi(val());
@@ -157,16 +184,28 @@ int main(int argc, char** argv) {
       xshape.insert(xshape.end(), w.input.begin(), w.input.end());
       std::mt19937_64 gen(0);
       std::uniform_int_distribution<int64_t> label(0, w.classes - 1);
+      auto ids = [&](const nb::Shape& shape) {
+        std::vector<int64_t> v(static_cast<size_t>(nb::numel_of(shape)));
+        for (auto& e : v) e = label(gen);
+        return nb::from_vector(v, shape, {.dtype = nb::DType::int64, .device = device});
+      };
       for (int i = 0; i < 4; ++i) {
-        xs.push_back(nb::randn(xshape, {.device = device}));
-        std::vector<int64_t> y(static_cast<size_t>(w.batch));
-        for (auto& e : y) e = label(gen);
-        ys.push_back(nb::from_vector(y, {w.batch}, {.dtype = nb::DType::int64, .device = device}));
+        xs.push_back(w.kind == Input::tokens ? ids(xshape) : nb::randn(xshape, {.device = device}));
+        switch (w.loss) {
+          case Loss::cross_entropy: ys.push_back(ids({w.batch})); break;
+          case Loss::cross_entropy_per_step: ys.push_back(ids({w.batch * w.input[0]})); break;
+          case Loss::bce_logits: ys.push_back(nb::gt(nb::rand({w.batch}, {.device = device}), nb::scalar(0.5, {.device = device}))); break;
+        }
       }
       nb::Tensor loss;
       auto step = [&](int i) {
         opt.zero_grad();
-        loss = nb::cross_entropy((*model)(xs[i % 4]), ys[i % 4]);
+        nb::Tensor out = (*model)(xs[i % 4]);
+        switch (w.loss) {
+          case Loss::cross_entropy: loss = nb::cross_entropy(out, ys[i % 4]); break;
+          case Loss::cross_entropy_per_step: loss = nb::cross_entropy(out.reshape({-1, w.classes}), ys[i % 4]); break;
+          case Loss::bce_logits: loss = nb::binary_cross_entropy_with_logits(out, ys[i % 4]); break;
+        }
         loss.backward();
         opt.step();
       };

@@ -1,0 +1,311 @@
+// A character-level language model: Embedding -> 2-layer LSTM -> Dense over the characters,
+// trained on real English text (by default the fortune cookies of Debian's `fortunes` package).
+// The last 10% of the text is held out; each epoch prints its bits per character, and the run
+// ends by sampling text from a prompt.
+//
+//   nabla-char-lm [PATH] [--epochs 10] [--hidden 512] [--layers 2] [--embed 64] [--seq 128]
+//                 [--batch 64] [--lr 2e-3] [--clip 1] [--dropout 0.2] [--device best|cpu|cuda]
+//                 [--prompt "The "] [--temperature 0.8] [--sample 400] [--seed 0]
+//                 [--max-chars N] [--steps-per-epoch N]
+//
+// PATH is a text file or a folder whose files (without extension, as the fortune files) are read
+// in name order; default /usr/share/games/fortunes. Characters are bytes; the vocabulary is the
+// set of bytes in the text. Training: random windows of --seq + 1 characters, Adam with a
+// cosine-decayed learning rate, gradients clipped to a global norm of --clip (computed on the
+// device, no synchronization). Evaluation: the held-out text as --batch contiguous streams read
+// --seq characters at a time, the LSTM state carried across windows. Ends with one line
+//   RESULT val_bpc=<x> epochs=<n> seconds=<s> device=<d>
+#include <nabla/nabla.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace nb = nabla;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Args {
+  std::string path = "/usr/share/games/fortunes";
+  int epochs = 10;
+  int64_t hidden = 512, layers = 2, embed = 64, seq = 128, batch = 64;
+  double lr = 2e-3, clip = 1.0, dropout = 0.2;
+  std::string device = "best";
+  std::string prompt = "The ";
+  double temperature = 0.8;
+  int64_t sample = 400;
+  uint64_t seed = 0;
+  int64_t max_chars = 0;        // 0: the whole text
+  int64_t steps_per_epoch = 0;  // 0: one pass over the training text's characters
+};
+
+[[noreturn]] void usage(const std::string& msg) {
+  fmt::print(stderr,
+             "{}\nusage: nabla-char-lm [PATH] [--epochs N] [--hidden N] [--layers N] [--embed N] [--seq N]\n"
+             "                     [--batch N] [--lr X] [--clip X] [--dropout P] [--device best|cpu|cuda]\n"
+             "                     [--prompt TEXT] [--temperature T] [--sample N] [--seed N] [--max-chars N]\n"
+             "                     [--steps-per-epoch N]\n",
+             msg);
+  std::exit(2);
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string k = argv[i];
+    auto val = [&]() -> std::string {
+      if (i + 1 >= argc) usage("missing value after " + k);
+      return argv[++i];
+    };
+    try {
+      if (k == "--epochs") a.epochs = std::stoi(val());
+      else if (k == "--hidden") a.hidden = std::stoll(val());
+      else if (k == "--layers") a.layers = std::stoll(val());
+      else if (k == "--embed") a.embed = std::stoll(val());
+      else if (k == "--seq") a.seq = std::stoll(val());
+      else if (k == "--batch") a.batch = std::stoll(val());
+      else if (k == "--lr") a.lr = std::stod(val());
+      else if (k == "--clip") a.clip = std::stod(val());
+      else if (k == "--dropout") a.dropout = std::stod(val());
+      else if (k == "--device") a.device = val();
+      else if (k == "--prompt") a.prompt = val();
+      else if (k == "--temperature") a.temperature = std::stod(val());
+      else if (k == "--sample") a.sample = std::stoll(val());
+      else if (k == "--seed") a.seed = std::stoull(val());
+      else if (k == "--max-chars") a.max_chars = std::stoll(val());
+      else if (k == "--steps-per-epoch") a.steps_per_epoch = std::stoll(val());
+      else if (k == "--help" || k == "-h") usage("Trains a character-level LSTM language model.");
+      else if (!k.empty() && k[0] == '-') usage("unknown argument " + k);
+      else a.path = k;
+    } catch (const std::logic_error&) {
+      usage("bad value for " + k);
+    }
+  }
+  if (a.epochs < 1 || a.hidden < 1 || a.layers < 1 || a.embed < 1 || a.seq < 1 || a.batch < 1 || a.lr <= 0 ||
+      a.temperature <= 0 || a.sample < 0)
+    usage("sizes, epochs, lr and temperature must be positive");
+  return a;
+}
+
+std::string read_text(const std::string& path) {
+  std::vector<fs::path> files;
+  if (fs::is_directory(path)) {
+    for (const auto& e : fs::directory_iterator(path))
+      if (e.is_regular_file() && !e.is_symlink() && e.path().extension().empty()) files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+  } else {
+    files.push_back(path);
+  }
+  std::string text;
+  for (const auto& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    if (!in) throw nb::Error(fmt::format("char_lm: cannot read {}", f.string()));
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    text += ss.str();
+  }
+  if (text.size() < 1000)
+    throw nb::Error(fmt::format("char_lm: {} holds {} characters of text, too few to train on (install Debian's "
+                                "`fortunes` package for the default text, or pass a text file)",
+                                path, text.size()));
+  return text;
+}
+
+struct Model {
+  nb::Embedding embed;
+  nb::LSTM lstm;
+  nb::Dense head;
+  std::vector<nb::Tensor> parameters() const {
+    std::vector<nb::Tensor> p = embed.parameters();
+    for (auto* m : std::initializer_list<const nb::Module*>{&lstm, &head})
+      for (auto& t : m->parameters()) p.push_back(t);
+    return p;
+  }
+  void to(nb::Device d) {
+    embed.to(d);
+    lstm.to(d);
+    head.to(d);
+  }
+  void train(bool on) {
+    embed.train(on);
+    lstm.train(on);
+    head.train(on);
+  }
+  // ids (batch, seq) -> logits (batch, seq, vocab) and the final state
+  std::pair<nb::Tensor, nb::RnnState> forward(const nb::Tensor& ids, const nb::RnnState& state) {
+    nb::RnnOutput o = lstm.forward_state(embed(ids), state);
+    return {head(o.output), {o.h, o.c}};
+  }
+};
+
+// Scales every gradient by min(1, max_norm / global norm), all on the device.
+void clip_grad_norm(const std::vector<nb::Tensor>& params, double max_norm) {
+  nb::NoGrad ng;
+  nb::Tensor total;
+  for (const auto& p : params) {
+    if (!p.grad().defined()) continue;
+    nb::Tensor sq = nb::sum(nb::mul(p.grad(), p.grad()));
+    total = total.defined() ? nb::add(total, sq) : sq;
+  }
+  if (!total.defined()) return;
+  nb::Tensor scale = nb::clamp(nb::div(nb::full({}, max_norm, total.options()), nb::affine(nb::sqrt(total), 1, 1e-6)),
+                               0, 1);
+  for (const auto& p : params)
+    if (p.grad().defined()) p.grad().copy_(nb::mul(p.grad(), scale));
+}
+
+nb::Tensor ids_tensor(const std::vector<int64_t>& v, const nb::Shape& shape, nb::Device d) {
+  return nb::from_vector(v, shape, {.dtype = nb::DType::int64, .device = d});
+}
+
+// Bits per character of `ids` as `batch` contiguous streams, the state carried across windows.
+double bits_per_char(Model& m, const std::vector<int64_t>& ids, int64_t batch, int64_t seq, nb::Device d) {
+  nb::NoGrad ng;
+  m.train(false);
+  const int64_t stream = (static_cast<int64_t>(ids.size()) - 1) / batch;
+  nb::RnnState state;
+  nb::Tensor nll_sum = nb::zeros({}, {.device = d});
+  int64_t count = 0;
+  for (int64_t start = 0; start + 1 < stream; start += seq) {
+    const int64_t len = std::min(seq, stream - 1 - start);
+    std::vector<int64_t> x(static_cast<size_t>(batch * len)), y(x.size());
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t t = 0; t < len; ++t) {
+        x[size_t(b * len + t)] = ids[size_t(b * stream + start + t)];
+        y[size_t(b * len + t)] = ids[size_t(b * stream + start + t + 1)];
+      }
+    auto [logits, next] = m.forward(ids_tensor(x, {batch, len}, d), state);
+    state = next;
+    nll_sum = nb::add(nll_sum, nb::cross_entropy(logits.reshape({batch * len, -1}), ids_tensor(y, {batch * len}, d),
+                                                 nb::Reduction::sum));
+    count += batch * len;
+  }
+  m.train(true);
+  return nll_sum.item() / static_cast<double>(count) / std::log(2.0);
+}
+
+std::string sample_text(Model& m, const std::vector<unsigned char>& vocab, const std::vector<int64_t>& to_id,
+                        const std::string& prompt, int64_t n, double temperature, std::mt19937_64& gen, nb::Device d) {
+  nb::NoGrad ng;
+  m.train(false);
+  std::vector<int64_t> p;
+  for (unsigned char ch : prompt)
+    if (to_id[ch] >= 0) p.push_back(to_id[ch]);
+  if (p.empty()) p.push_back(0);
+  auto [logits, state] = m.forward(ids_tensor(p, {1, static_cast<int64_t>(p.size())}, d), {});
+  std::string out = prompt;
+  const int64_t V = static_cast<int64_t>(vocab.size());
+  for (int64_t i = 0; i < n; ++i) {
+    nb::Tensor last = logits.slice(1, logits.size(1) - 1, logits.size(1)).reshape({V});
+    std::vector<double> prob = nb::softmax(nb::affine(last, 1.0 / temperature, 0)).to_vector<double>();
+    std::discrete_distribution<int64_t> pick(prob.begin(), prob.end());
+    const int64_t id = pick(gen);
+    out += static_cast<char>(vocab[size_t(id)]);
+    std::tie(logits, state) = m.forward(ids_tensor({id}, {1, 1}, d), state);
+  }
+  m.train(true);
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args args = parse(argc, argv);
+  try {
+    const auto t0 = std::chrono::steady_clock::now();
+    nb::manual_seed(args.seed);
+    std::mt19937_64 gen(args.seed);
+    const nb::Device device = nb::Device::parse(args.device);
+
+    std::string text = read_text(args.path);
+    if (args.max_chars > 0 && static_cast<int64_t>(text.size()) > args.max_chars) text.resize(size_t(args.max_chars));
+    std::vector<int64_t> to_id(256, -1);
+    std::vector<unsigned char> vocab;
+    for (unsigned char ch : text) to_id[ch] = 0;
+    for (int c = 0; c < 256; ++c)
+      if (to_id[size_t(c)] == 0) {
+        to_id[size_t(c)] = static_cast<int64_t>(vocab.size());
+        vocab.push_back(static_cast<unsigned char>(c));
+      }
+    std::vector<int64_t> ids(text.size());
+    for (size_t i = 0; i < text.size(); ++i) ids[i] = to_id[static_cast<unsigned char>(text[i])];
+    const size_t split = text.size() * 9 / 10;
+    const std::vector<int64_t> train_ids(ids.begin(), ids.begin() + int64_t(split));
+    const std::vector<int64_t> val_ids(ids.begin() + int64_t(split), ids.end());
+    const int64_t V = static_cast<int64_t>(vocab.size());
+    fmt::print("text: {} characters from {} ({} training, {} held out), vocabulary {}\n", text.size(), args.path,
+               train_ids.size(), val_ids.size(), V);
+    NABLA_CHECK(static_cast<int64_t>(train_ids.size()) > args.seq + 1 &&
+                    static_cast<int64_t>(val_ids.size()) > 2 * args.batch,
+                "char_lm: the text is too short for --seq {} and --batch {}", args.seq, args.batch);
+
+    Model model{nb::Embedding(V, args.embed),
+                nb::LSTM(args.embed, args.hidden,
+                         {.num_layers = args.layers, .batch_first = true, .dropout = args.layers > 1 ? args.dropout : 0}),
+                nb::Dense(args.hidden, V)};
+    model.to(device);
+    int64_t nparams = 0;
+    for (auto& p : model.parameters()) nparams += p.numel();
+    fmt::print("{} -> {} -> {}: {} parameters, device {}\n", model.embed.to_string(), model.lstm.to_string(),
+               model.head.to_string(), nparams, device);
+
+    nb::Adam opt(model.parameters(), {.lr = args.lr});
+    const int64_t steps = args.steps_per_epoch > 0
+                              ? args.steps_per_epoch
+                              : std::max<int64_t>(1, static_cast<int64_t>(train_ids.size()) / (args.batch * args.seq));
+    const int64_t total = steps * args.epochs;
+    std::uniform_int_distribution<int64_t> start_at(0, static_cast<int64_t>(train_ids.size()) - args.seq - 2);
+    double bpc = 0;
+    int64_t step = 0;
+    for (int epoch = 1; epoch <= args.epochs; ++epoch) {
+      fmt::print("Epoch {}/{}\n", epoch, args.epochs);
+      nb::ProgressBar bar(steps);
+      nb::Tensor loss_sum = nb::zeros({}, {.device = device});
+      for (int64_t i = 1; i <= steps; ++i, ++step) {
+        std::vector<int64_t> x(size_t(args.batch * args.seq)), y(x.size());
+        for (int64_t b = 0; b < args.batch; ++b) {
+          const int64_t s = start_at(gen);
+          for (int64_t t = 0; t < args.seq; ++t) {
+            x[size_t(b * args.seq + t)] = train_ids[size_t(s + t)];
+            y[size_t(b * args.seq + t)] = train_ids[size_t(s + t + 1)];
+          }
+        }
+        opt.set_lr(0.5 * args.lr * (1 + std::cos(M_PI * static_cast<double>(step) / static_cast<double>(total))));
+        auto [logits, state] = model.forward(ids_tensor(x, {args.batch, args.seq}, device), {});
+        nb::Tensor loss = nb::cross_entropy(logits.reshape({args.batch * args.seq, V}),
+                                            ids_tensor(y, {args.batch * args.seq}, device));
+        opt.zero_grad();
+        loss.backward();
+        if (args.clip > 0) clip_grad_norm(model.parameters(), args.clip);
+        opt.step();
+        {
+          nb::NoGrad ng;
+          loss_sum = nb::add(loss_sum, loss);
+        }
+        if (i % 25 == 0 || i == steps)
+          bar.update(i, {{"bpc", loss_sum.item() / static_cast<double>(i) / std::log(2.0)}});
+      }
+      bpc = bits_per_char(model, val_ids, args.batch, args.seq, device);
+      bar.finish({{"val_bpc", bpc}});
+    }
+    fmt::print("\nsample (temperature {}):\n{}\n\n", args.temperature,
+               sample_text(model, vocab, to_id, args.prompt, args.sample, args.temperature, gen, device));
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    fmt::print("RESULT val_bpc={:.4f} epochs={} seconds={:.1f} device={}\n", bpc, args.epochs, seconds,
+               device.is_cpu() ? "cpu" : "cuda");
+    return 0;
+  } catch (const nb::Error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+}
