@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # nabla on a GPU machine, in one call: configures and builds build-gpu/ (Release, CUDA on,
-# sm_90), lists the GPU, runs the whole ctest suite, runs the CUDA test binaries under
-# compute-sanitizer, trains the MLP example on CUDA, measures nabla-bench (fp32 and fast) beside
-# the PyTorch peer, and prints a summary: tests run/passed/skipped/failed, sanitizer errors, MLP
-# accuracy and epoch time, step ms of nabla and PyTorch per workload and mode.
+# sm_90) or uses binaries built on the development machine (--prebuilt), lists the GPU, runs the
+# tests (ctest, or the CUDA test binaries when prebuilt), runs the CUDA test binaries under
+# compute-sanitizer, trains the examples on CUDA (MLP, CNN, CNN --bn, LSTM over image rows,
+# character LSTM language model), measures nabla-bench (fp32 and fast) beside the PyTorch peer,
+# and prints a summary: tests run/passed/skipped/failed, sanitizer errors, each example's result
+# and epoch time, step ms of nabla and PyTorch per workload and mode.
 #
-#   scripts/gpu-check.sh [--all-sanitizers] [--phases LIST] [--skip-build] [--no-torch]
-#                        [--torch-modes LIST] [--epochs N] [--jobs N] [--budget SECONDS]
-#   scripts/gpu-check.sh --stage-carry      (on the development machine, see below)
+#   scripts/gpu-check.sh [--all-sanitizers] [--phases LIST] [--skip-build] [--prebuilt] [--no-torch]
+#                        [--torch-modes LIST] [--workloads LIST] [--epochs N] [--jobs N]
+#                        [--budget SECONDS]
+#   scripts/gpu-check.sh --stage-carry [--prebuilt]   (on the development machine, see below)
 #
 #   --all-sanitizers  racecheck, initcheck and synccheck too (memcheck always); takes longer
-#   --phases LIST     some of smi,ctest,sanitize,mlp,bench,torch (default: all); configure and
-#                     build always run unless --skip-build
+#   --phases LIST     some of smi,ctest,sanitize,examples,bench,torch (default: all); configure
+#                     and build always run unless --skip-build or --prebuilt
+#   --prebuilt        use .gpu-carry/bin (libnabla, the CUDA test binaries, examples, bench) that
+#                     `--stage-carry --prebuilt` built on the development machine: no build here,
+#                     which saves minutes of device time; tests then run as gtest binaries
+#   --epochs N        epochs of the MLP example (default 10); the others train their defaults
+#   --workloads LIST  nabla-bench/torch workloads (default: all six)
 #   --budget SECONDS  wall time for the whole run (default 570, under the device tool's 10
 #                     minutes); a phase gets at most what is left, and one that cannot start in
 #                     time is reported as not run, so the summary always comes out
@@ -29,8 +37,10 @@
 # but no package registry; nothing here calls apt-get. What else the run uses travels in
 # .gpu-carry/ (ignored by git), which --stage-carry fills on the development machine:
 # nlohmann-json's headers and CMake package (found through CMAKE_PREFIX_PATH), the Fashion-MNIST
-# IDX files for the example, and shared/bench/torch_reference.py. Then call the device tool with
-# carry [".gpu-carry"] and the command scripts/gpu-check.sh.
+# IDX files for the examples, the fortunes text for the language model (Debian's `fortunes`),
+# shared/bench/torch_reference.py, and with --prebuilt the binaries (built in build-stage/ with
+# CUDA for sm_90). Then call the device tool with carry [".gpu-carry"] and the command
+# scripts/gpu-check.sh (or scripts/gpu-check.sh --prebuilt).
 #
 # Environment: NABLA_TORCH_REFERENCE (default: ../shared/bench/torch_reference.py, then
 # shared/bench/, then .gpu-carry/), NABLA_FASHION_MNIST (default: /usr/share/datasets/
@@ -45,10 +55,10 @@ CARRY=.gpu-carry
 LOG=$ROOT/$BUILD/logs
 T0=$(date +%s)
 
-all_sanitizers=0 skip_build=0 run_torch=1 epochs=10 jobs=16 budget=570
+all_sanitizers=0 skip_build=0 prebuilt=0 stage=0 run_torch=1 epochs=10 jobs=16 budget=570
 torch_modes=fp32,graphed,tf32,bf16,compiled
-phases=smi,ctest,sanitize,mlp,bench,torch
-workloads=mlp,mlp_wide
+phases=smi,ctest,sanitize,examples,bench,torch
+workloads=mlp,mlp_wide,cnn,cnn_fmnist,lstm,lstm_lm
 
 say() { printf '==> %s\n' "$*"; }
 
@@ -78,6 +88,31 @@ stage_carry() {
   else
     say "no Fashion-MNIST at $data; the MLP phase will be skipped on the GPU machine"
   fi
+  local text=${NABLA_TEXT:-/usr/share/games/fortunes}
+  if [[ -d $text ]]; then
+    mkdir -p "$CARRY/fortunes"
+    # the fortune files themselves: no .dat index files, no .u8 links
+    find "$text" -maxdepth 1 -type f ! -name '*.*' -exec cp {} "$CARRY/fortunes/" \;
+    say "fortunes text from $text"
+  else
+    say "no fortunes at $text (apt-get install fortunes); the char_lm example will be skipped"
+  fi
+  if ((prebuilt)); then
+    # The binaries the GPU run needs, built here for sm_90; ctest's files name this machine's
+    # paths, so the GPU side runs the test binaries directly.
+    # NABLA_STAGE_BUILD names the folder (default build-stage; scripts/test.sh's build/ will do
+    # when it was configured with CUDA for sm_90).
+    local sb=${NABLA_STAGE_BUILD:-build-stage}
+    source scripts/common.sh
+    NABLA_BUILD_DIR=$sb NABLA_CUDA=ON configure_build -DCMAKE_CUDA_ARCHITECTURES=90 \
+      -DNABLA_BUILD_EXAMPLES=ON -DNABLA_BUILD_BENCH=ON >/dev/null
+    NABLA_BUILD_DIR=$sb build_targets
+    mkdir -p "$CARRY/bin"
+    cp -a "$sb"/libnabla.so* "$sb"/tests/nabla_cuda_*_test "$sb"/bench/nabla-bench "$sb"/examples/*/nabla-* \
+      "$CARRY/bin/"
+    strip --strip-debug "$CARRY"/bin/nabla* "$CARRY"/bin/libnabla.so.*.*.* 2>/dev/null || true
+    say "binaries in $CARRY/bin: $(du -sh "$CARRY/bin" | cut -f1)"
+  fi
   local ref=${NABLA_TORCH_REFERENCE:-../shared/bench/torch_reference.py}
   if [[ -f $ref ]]; then
     cp "$ref" "$CARRY/torch_reference.py"
@@ -95,17 +130,24 @@ while (($#)); do
   case $1 in
     --all-sanitizers) all_sanitizers=1; shift ;;
     --skip-build) skip_build=1; shift ;;
+    --prebuilt) prebuilt=1; shift ;;
+    --workloads) workloads=$2; shift 2 ;;
     --no-torch) run_torch=0; shift ;;
     --torch-modes) torch_modes=$2; shift 2 ;;
     --phases) phases=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
     --budget) budget=$2; shift 2 ;;
-    --stage-carry) stage_carry; exit 0 ;;
+    --stage-carry) stage=1; shift ;;
     -h | --help) sed -n '2,/^set -uo pipefail/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu-check: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+
+if ((stage)); then
+  stage_carry
+  exit 0
+fi
 
 mkdir -p "$LOG"
 rm -f "$LOG"/*.log "$LOG"/*.xml "$LOG"/*.json "$LOG"/phases.tsv "$LOG"/summary.txt
@@ -188,7 +230,7 @@ for line in read("phases.tsv").splitlines():
 # Tests: ctest's JUnit files (one per ctest run).
 runs = passed = skipped = failed = 0
 failures = []
-for path in sorted(glob.glob(os.path.join(log, "ctest-*.xml"))):
+for path in sorted(glob.glob(os.path.join(log, "ctest-*.xml")) + glob.glob(os.path.join(log, "gtest-*.xml"))):
     try:
         root = ET.parse(path).getroot()
     except (ET.ParseError, OSError):
@@ -199,7 +241,7 @@ for path in sorted(glob.glob(os.path.join(log, "ctest-*.xml"))):
         if case.find("failure") is not None or status == "fail":
             failed += 1
             failures.append(case.get("name", "?"))
-        elif case.find("skipped") is not None or status in ("notrun", "disabled"):
+        elif case.find("skipped") is not None or status in ("notrun", "disabled") or case.get("result") == "skipped":
             skipped += 1
         else:
             passed += 1
@@ -224,15 +266,19 @@ if rows:
     for tool, binary, errors, tests, bad in rows:
         print(f"            {tool:10} {binary:28} {errors:>8} {tests:>6} {bad:>6}")
 
-# The MLP example.
-mlp = read("mlp.log")
-m = re.search(r"RESULT test_accuracy=([\d.]+) epochs=(\d+) seconds=([\d.]+) device=(\w+)", mlp)
-if m:
-    acc, ep, secs, dev = float(m.group(1)), int(m.group(2)), float(m.group(3)), m.group(4)
-    print(f"\nMLP example ({dev}, {ep} epochs): test accuracy {acc:.4f}, {secs / ep:.2f} s/epoch "
-          f"({secs:.1f} s in all, data loading included)")
-elif mlp:
-    print("\nMLP example: no RESULT line (see mlp.log)")
+# The examples: each ends with a RESULT line.
+for log_name, label in (("example-mlp.log", "MLP"), ("example-cnn.log", "CNN"), ("example-cnn-bn.log", "CNN --bn"),
+                        ("example-lstm-rows.log", "LSTM rows"), ("example-char-lm.log", "char LM")):
+    text = read(log_name)
+    if not text:
+        continue
+    m = re.search(r"RESULT (\w+)=([\d.]+) epochs=(\d+) seconds=([\d.]+) device=(\w+)", text)
+    if m:
+        key, val, ep, secs, dev = m.group(1), float(m.group(2)), int(m.group(3)), float(m.group(4)), m.group(5)
+        print(f"\n{label} example ({dev}, {ep} epochs): {key} {val:.4f}, {secs / ep:.2f} s/epoch "
+              f"({secs:.1f} s in all, data loading included)")
+    else:
+        print(f"\n{label} example: no RESULT line (see {log_name})")
 
 # Step times: nabla-bench and torch_reference.py print one JSON line per run.
 def jsonl(name):
@@ -287,7 +333,20 @@ checkpoint() { summary >/dev/null 2>&1; export_logs; }
 
 # ---- configure and build ------------------------------------------------------------------------
 built=1
-if ((skip_build)) && [[ -f $BUILD/CMakeCache.txt ]]; then
+# Where the binaries are: the build folder, or the carried ones (--prebuilt).
+bin_lib=$BUILD bin_tests=$BUILD/tests bin_bench=$BUILD/bench/nabla-bench
+example_bin() { echo "$BUILD/examples/$1/nabla-${1//_/-}"; }
+if ((prebuilt)); then
+  if [[ -f $CARRY/bin/libnabla.so ]]; then
+    record configure SKIP 0 "--prebuilt: binaries from $CARRY/bin"
+    bin_lib=$ROOT/$CARRY/bin bin_tests=$ROOT/$CARRY/bin bin_bench=$ROOT/$CARRY/bin/nabla-bench
+    example_bin() { echo "$ROOT/$CARRY/bin/nabla-${1//_/-}"; }
+    export LD_LIBRARY_PATH=$bin_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  else
+    record configure FAIL 0 "--prebuilt, but no $CARRY/bin/libnabla.so (run --stage-carry --prebuilt first)"
+    built=0
+  fi
+elif ((skip_build)) && [[ -f $BUILD/CMakeCache.txt ]]; then
   record configure SKIP 0 "--skip-build"
 else
   export NABLA_BUILD_DIR=$BUILD NABLA_CUDA=ON NABLA_JOBS=$jobs
@@ -322,7 +381,28 @@ if want smi; then
 fi
 
 # ---- tests --------------------------------------------------------------------------------------
-if want ctest && need_build ctest; then
+if want ctest && need_build ctest && ((prebuilt)); then
+  # Carried binaries: the CUDA suites, each a gtest binary (the CPU suites ran on the
+  # development machine). Memory suites alone, after the others.
+  mapfile -t bins < <(ls "$bin_tests"/nabla_cuda_*_test 2>/dev/null)
+  for bin in "${bins[@]}"; do
+    name=$(basename "$bin")
+    filter=-CudaNnMemory.*
+    [[ $name == nabla_cuda_memory_test ]] && continue
+    OMP_NUM_THREADS=4 run "gtest $name" "gtest-$name.log" 300 \
+      "$bin" --gtest_brief=1 "--gtest_filter=$filter" "--gtest_output=xml:$LOG/gtest-$name.xml"
+    checkpoint
+  done
+  for bin in "$bin_tests/nabla_cuda_memory_test" "$bin_tests/nabla_cuda_nn_parity_test"; do
+    [[ -x $bin ]] || continue
+    name=$(basename "$bin")
+    filter='*'
+    [[ $name == nabla_cuda_nn_parity_test ]] && filter='CudaNnMemory.*'
+    run "gtest $name (serial)" "gtest-serial-$name.log" 180 \
+      "$bin" --gtest_brief=1 "--gtest_filter=$filter" "--gtest_output=xml:$LOG/gtest-serial-$name.xml"
+    checkpoint
+  done
+elif want ctest && need_build ctest; then
   # The memory tests read the device's free memory, which other processes change: everything
   # else in parallel (few CPU threads each, so 16 processes don't oversubscribe the cores), then
   # those alone (all of cuda_memory_test, and the CudaNnMemory suite of cuda_nn_parity_test).
@@ -344,7 +424,7 @@ if want sanitize && need_build sanitize; then
   else
     tools=(memcheck)
     ((all_sanitizers)) && tools+=(racecheck initcheck synccheck)
-    mapfile -t bins < <(ls "$BUILD"/tests/nabla_cuda_*_test 2>/dev/null)
+    mapfile -t bins < <(ls "$bin_tests"/nabla_cuda_*_test 2>/dev/null)
     for tool in "${tools[@]}"; do
       for bin in "${bins[@]}"; do
         name=$(basename "$bin")
@@ -370,25 +450,41 @@ if want sanitize && need_build sanitize; then
   fi
 fi
 
-# ---- the MLP example on CUDA ------------------------------------------------------------------
-if want mlp && need_build mlp; then
+# ---- the examples on CUDA ---------------------------------------------------------------------
+if want examples && need_build examples; then
   data=""
   for d in "${NABLA_FASHION_MNIST:-}" /usr/share/datasets/fashion-mnist "$CARRY/fashion-mnist"; do
     [[ -n $d ]] && compgen -G "$d/train-images-idx3-ubyte*" >/dev/null && { data=$d; break; }
   done
   if [[ -z $data ]]; then
-    record "mlp example" SKIP 0 "no Fashion-MNIST (set NABLA_FASHION_MNIST or use --stage-carry)"
+    record "examples (Fashion-MNIST)" SKIP 0 "no Fashion-MNIST (set NABLA_FASHION_MNIST or use --stage-carry)"
   else
-    run "mlp example" mlp.log 300 "$BUILD/examples/mlp/nabla-mlp" --device cuda --epochs "$epochs" --data "$data"
+    run "mlp example" example-mlp.log 120 "$(example_bin mlp)" --device cuda --epochs "$epochs" --data "$data"
+    checkpoint
+    run "cnn example" example-cnn.log 240 "$(example_bin cnn)" --device cuda --data "$data"
+    checkpoint
+    run "cnn --bn example" example-cnn-bn.log 240 "$(example_bin cnn)" --device cuda --bn --data "$data"
+    checkpoint
+    run "lstm_rows example" example-lstm-rows.log 300 "$(example_bin lstm_rows)" --device cuda --data "$data"
+    checkpoint
+  fi
+  text=""
+  for d in "${NABLA_TEXT:-}" /usr/share/games/fortunes "$CARRY/fortunes"; do
+    [[ -n $d && -e $d ]] && { text=$d; break; }
+  done
+  if [[ -z $text ]]; then
+    record "char_lm example" SKIP 0 "no text (apt-get install fortunes here, or use --stage-carry)"
+  else
+    run "char_lm example" example-char-lm.log 300 "$(example_bin char_lm)" "$text" --device cuda
   fi
   checkpoint
 fi
 
 # ---- throughput: nabla beside PyTorch ---------------------------------------------------------
 if want bench && need_build bench; then
-  run "bench fp32" bench-fp32.log 150 "$BUILD/bench/nabla-bench" --device cuda --mode fp32 --workload "$workloads"
+  run "bench fp32" bench-fp32.log 150 "$bin_bench" --device cuda --mode fp32 --workload "$workloads"
   checkpoint
-  run "bench fast" bench-fast.log 150 "$BUILD/bench/nabla-bench" --device cuda --mode fast --workload "$workloads"
+  run "bench fast" bench-fast.log 150 "$bin_bench" --device cuda --mode fast --workload "$workloads"
   checkpoint
 fi
 
