@@ -3,14 +3,14 @@
 # shared/bench/torch_reference.py (Debian's python3-torch) on the same workloads and threads,
 # and prints both step times with their ratio.
 #
-#   scripts/bench-cpu.sh [--workloads mlp,mlp_wide] [--threads 2] [--steps 50] [--warmup 10]
+#   scripts/bench-cpu.sh [--workloads mlp,mlp_wide,cnn,cnn_fmnist,lstm] [--threads 2] [--steps 50] [--warmup 10]
 #
 # Environment: NABLA_TORCH_REFERENCE (default: ../shared/bench/torch_reference.py).
 set -euo pipefail
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 source scripts/common.sh
 
-workloads=mlp,mlp_wide threads=2 steps=50 warmup=10
+workloads=mlp,mlp_wide,cnn,cnn_fmnist,lstm threads=2 steps=50 warmup=10
 while (( $# )); do
   case $1 in
     --workloads) workloads=$2; shift 2 ;;
