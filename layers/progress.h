@@ -25,6 +25,10 @@ class ProgressBar {
   // ends the line.
   void finish(const std::vector<std::pair<std::string, double>>& extra = {});
 
+  // Redraw in place (true) or print only the final line (false); the default is whether `out`
+  // is a terminal.
+  void set_interactive(bool on) { tty_ = on; }
+
   double elapsed_seconds() const;
   static bool is_terminal(std::FILE* f);
 
