@@ -292,11 +292,13 @@ History Model::fit(const data::Dataset& train_in, FitOptions o) {
     }
     Logs logs;
     for (auto& [k, v] : running_logs(loss_sum, seen)) logs[k] = v;
+    bar.stop_clock();  // ms/step counts the training steps only
     std::vector<std::pair<std::string, double>> extra;
     if (validation) {
       for (auto& [k, v] : run_evaluation(*validation, o.batch_size)) {
         logs["val_" + k] = v;
-        extra.emplace_back("val_" + k, v);
+        // Shown as the training values are: the loss first, then the metrics.
+        extra.emplace(k == "loss" ? extra.begin() : extra.end(), "val_" + k, v);
       }
     }
     logs["lr"] = opt.lr();

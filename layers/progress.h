@@ -29,6 +29,10 @@ class ProgressBar {
   // is a terminal.
   void set_interactive(bool on) { tty_ = on; }
 
+  // Stops the clock: the time and ms/step that finish() shows end here (e.g. before a
+  // validation pass that is not part of the steps).
+  void stop_clock();
+
   double elapsed_seconds() const;
   static bool is_terminal(std::FILE* f);
 
@@ -40,7 +44,8 @@ class ProgressBar {
   int width_;
   bool tty_;
   std::vector<std::pair<std::string, double>> values_;
-  std::chrono::steady_clock::time_point start_, last_draw_;
+  std::chrono::steady_clock::time_point start_, last_draw_, stop_;
+  bool stopped_ = false;
 };
 
 }  // namespace nabla
