@@ -84,6 +84,11 @@ Module& Module::to(DType dtype) {
   return *this;
 }
 
+void Module::state_loaded() {
+  on_state_loaded();
+  for (auto& [n, c] : children_) c->state_loaded();
+}
+
 void Module::zero_grad(bool set_to_none) {
   for (Tensor& p : parameters()) p.zero_grad(set_to_none);
 }

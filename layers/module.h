@@ -50,6 +50,11 @@ class Module {
   Module& to(DType dtype);
   void zero_grad(bool set_to_none = true);
 
+  // Tells this module and, recursively, its children that their parameters and buffers were
+  // overwritten in place (a checkpoint was loaded), for modules that keep host copies of
+  // buffer values (BatchNorm's batch count).
+  void state_loaded();
+
  protected:
   Module() = default;
   Module(const Module&) = default;
@@ -62,6 +67,8 @@ class Module {
   void register_module(const std::string& name, std::shared_ptr<Module> m);
   // Registers a buffer (never requires grad) under `name`; returns it.
   Tensor register_buffer(const std::string& name, Tensor t);
+  // See state_loaded(): refresh host copies of buffer values here. May read the device.
+  virtual void on_state_loaded() {}
 
  private:
   void collect(const std::string& prefix, bool buffers, std::vector<std::pair<std::string, Tensor>>& out) const;

@@ -47,4 +47,8 @@ std::string BatchNorm::to_string() const {
   return s + ")";
 }
 
+void BatchNorm::on_state_loaded() {
+  if (num_batches_.defined()) batches_ = num_batches_.item<int64_t>();
+}
+
 }  // namespace nabla

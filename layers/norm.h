@@ -32,6 +32,7 @@ class BatchNorm : public Module {
 
  protected:
   BatchNorm(const char* type, int64_t num_features, BatchNormOptions opts, int64_t min_dim, int64_t max_dim);
+  void on_state_loaded() override;
 
  private:
   const char* type_;

@@ -14,8 +14,13 @@ ProgressBar::ProgressBar(int64_t total, std::FILE* out, int width)
 
 bool ProgressBar::is_terminal(std::FILE* f) { return f && isatty(fileno(f)) != 0; }
 
+void ProgressBar::stop_clock() {
+  stop_ = std::chrono::steady_clock::now();
+  stopped_ = true;
+}
+
 double ProgressBar::elapsed_seconds() const {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  return std::chrono::duration<double>((stopped_ ? stop_ : std::chrono::steady_clock::now()) - start_).count();
 }
 
 static std::string format_seconds(double s) {

@@ -25,6 +25,14 @@ class ProgressBar {
   // ends the line.
   void finish(const std::vector<std::pair<std::string, double>>& extra = {});
 
+  // Redraw in place (true) or print only the final line (false); the default is whether `out`
+  // is a terminal.
+  void set_interactive(bool on) { tty_ = on; }
+
+  // Stops the clock: the time and ms/step that finish() shows end here (e.g. before a
+  // validation pass that is not part of the steps).
+  void stop_clock();
+
   double elapsed_seconds() const;
   static bool is_terminal(std::FILE* f);
 
@@ -36,7 +44,8 @@ class ProgressBar {
   int width_;
   bool tty_;
   std::vector<std::pair<std::string, double>> values_;
-  std::chrono::steady_clock::time_point start_, last_draw_;
+  std::chrono::steady_clock::time_point start_, last_draw_, stop_;
+  bool stopped_ = false;
 };
 
 }  // namespace nabla

@@ -8,16 +8,28 @@
 // A parameter whose gradient is undefined is skipped and its state does not advance. State
 // tensors are created at a parameter's first update, on its device, so a model may be moved to
 // another device after its optimizer was made (but before the first step).
+//
+// An optimizer made without parameters, nabla::Adam({.lr = 1e-3}), is bound to them later:
+// Model::compile does that (or call bind()). Optimizers move but do not copy.
 #pragma once
 
 #include <nabla/core/ops/optim.h>
 #include <nabla/core/tensor.h>
 
+#include <initializer_list>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace nabla {
+
+// The parameters given to an optimizer: a vector (model.parameters()) or a braced list {a, b}.
+// A type of its own so that nabla::Adam({.lr = 1e-3}) means options, not a list of tensors.
+struct ParamList {
+  ParamList(std::vector<Tensor> params) : tensors(std::move(params)) {}
+  ParamList(std::initializer_list<Tensor> params) : tensors(params) {}
+  std::vector<Tensor> tensors;
+};
 
 class Optimizer {
  public:
@@ -25,10 +37,17 @@ class Optimizer {
   virtual ~Optimizer() = default;
   Optimizer(const Optimizer&) = delete;
   Optimizer& operator=(const Optimizer&) = delete;
+  Optimizer(Optimizer&&) = default;
+  Optimizer& operator=(Optimizer&&) = default;
 
-  // One update of every parameter that has a gradient.
+  // One update of every parameter that has a gradient. Throws when not bound to parameters.
   virtual void step() = 0;
   void zero_grad(bool set_to_none = true);
+
+  // Gives an unbound optimizer its parameters (checked as the constructor checks them); state
+  // starts empty. Throws when it already has parameters.
+  void bind(std::vector<Tensor> params);
+  bool bound() const { return !params_.empty(); }
 
   double lr() const { return lr_; }
   void set_lr(double lr);  // a schedule changes it between steps
@@ -36,10 +55,23 @@ class Optimizer {
   const char* name() const { return name_; }
 
   // Named state, for checkpoints: "<param index>.<buffer>" -> tensor; "<i>.step" is an int64
-  // scalar. Parameters not yet updated have no entries.
-  virtual std::vector<std::pair<std::string, Tensor>> state() const = 0;
+  // scalar. Parameters not yet updated have no entries. The tensors are the live state, not
+  // copies.
+  std::vector<std::pair<std::string, Tensor>> state() const;
+  // Replaces the whole state with `state` as state() names it (the tensors are copied onto each
+  // parameter's device and dtype); parameters without a "<i>.step" entry start afresh. Checks
+  // every entry (index, buffer name, shape) before changing anything.
+  void load_state(const std::vector<std::pair<std::string, Tensor>>& state);
+  // The options other than lr, by their torch.optim names ("beta1", "weight_decay", ...), for
+  // checkpoints and messages; booleans as 0/1.
+  virtual std::vector<std::pair<std::string, double>> hyperparameters() const = 0;
 
  protected:
+  // An unbound optimizer (see bind()).
+  Optimizer(double lr, const char* name);
+  // Names of the state buffers, in Slot::buffers order.
+  virtual std::vector<const char*> buffer_names() const = 0;
+
   struct Slot {
     int64_t step = 0;
     std::vector<Tensor> buffers;  // meaning per optimizer
@@ -49,8 +81,6 @@ class Optimizer {
   // where true, undefined where false. On an error, no step count advances.
   template <typename F>
   void update_all(const std::vector<bool>& used, F&& update);
-  std::vector<std::pair<std::string, Tensor>> named_state(const std::vector<const char*>& buffer_names) const;
-
   std::vector<Tensor> params_;
   std::vector<Slot> slots_;
   double lr_;
@@ -67,12 +97,14 @@ struct SGDOptions {
 
 class SGD : public Optimizer {
  public:
-  explicit SGD(std::vector<Tensor> params, SGDOptions opts = {});
+  explicit SGD(ParamList params, SGDOptions opts = {});
+  explicit SGD(SGDOptions opts = {});  // unbound
   void step() override;
-  std::vector<std::pair<std::string, Tensor>> state() const override;
+  std::vector<std::pair<std::string, double>> hyperparameters() const override;
   const SGDOptions& options() const { return opts_; }
 
  private:
+  std::vector<const char*> buffer_names() const override;
   SGDOptions opts_;
 };
 
@@ -86,15 +118,18 @@ struct AdamOptions {
 
 class Adam : public Optimizer {
  public:
-  explicit Adam(std::vector<Tensor> params, AdamOptions opts = {});
+  explicit Adam(ParamList params, AdamOptions opts = {});
+  explicit Adam(AdamOptions opts = {});  // unbound
   void step() override;
-  std::vector<std::pair<std::string, Tensor>> state() const override;
+  std::vector<std::pair<std::string, double>> hyperparameters() const override;
   const AdamOptions& options() const { return opts_; }
 
  protected:
-  Adam(std::vector<Tensor> params, AdamOptions opts, bool decoupled, const char* name);
+  Adam(ParamList params, AdamOptions opts, bool decoupled, const char* name);
+  Adam(AdamOptions opts, bool decoupled, const char* name);  // unbound
 
  private:
+  std::vector<const char*> buffer_names() const override;
   AdamOptions opts_;
   bool decoupled_;
 };
@@ -109,7 +144,8 @@ struct AdamWOptions {
 
 class AdamW : public Adam {
  public:
-  explicit AdamW(std::vector<Tensor> params, AdamWOptions opts = {});
+  explicit AdamW(ParamList params, AdamWOptions opts = {});
+  explicit AdamW(AdamWOptions opts = {});  // unbound
 };
 
 struct AdagradOptions {
@@ -122,12 +158,14 @@ struct AdagradOptions {
 
 class Adagrad : public Optimizer {
  public:
-  explicit Adagrad(std::vector<Tensor> params, AdagradOptions opts = {});
+  explicit Adagrad(ParamList params, AdagradOptions opts = {});
+  explicit Adagrad(AdagradOptions opts = {});  // unbound
   void step() override;
-  std::vector<std::pair<std::string, Tensor>> state() const override;
+  std::vector<std::pair<std::string, double>> hyperparameters() const override;
   const AdagradOptions& options() const { return opts_; }
 
  private:
+  std::vector<const char*> buffer_names() const override;
   AdagradOptions opts_;
 };
 
@@ -142,12 +180,14 @@ struct RMSpropOptions {
 
 class RMSprop : public Optimizer {
  public:
-  explicit RMSprop(std::vector<Tensor> params, RMSpropOptions opts = {});
+  explicit RMSprop(ParamList params, RMSpropOptions opts = {});
+  explicit RMSprop(RMSpropOptions opts = {});  // unbound
   void step() override;
-  std::vector<std::pair<std::string, Tensor>> state() const override;
+  std::vector<std::pair<std::string, double>> hyperparameters() const override;
   const RMSpropOptions& options() const { return opts_; }
 
  private:
+  std::vector<const char*> buffer_names() const override;
   RMSpropOptions opts_;
 };
 

@@ -533,7 +533,7 @@ TEST(OptimAccessors, NameParamsLr) {
 
 TEST(OptimErrors, ParameterListChecksNameTheOptimizer) {
   nb::Tensor p = parameter(kInit);
-  expect_error([] { nb::SGD({}); }, {"SGD", "empty"});
+  expect_error([] { nb::SGD(std::vector<nb::Tensor>{}); }, {"SGD", "empty"});
   expect_error([] { nb::Adam({nb::Tensor()}); }, {"Adam", "parameter 0", "undefined"});
   expect_error([&] { nb::Adagrad({p, nb::zeros({3, 2})}); }, {"Adagrad", "parameter 1", "[3, 2]", "require"});
   expect_error([&] { nb::RMSprop({nb::mul(p, p)}); }, {"RMSprop", "leaf"});

@@ -4,9 +4,13 @@
 //             [--seed 0] [--train-limit N]
 //
 // Recipe: inputs standardized with the training set's mean and standard deviation, Adam with a
-// cosine learning-rate decay, light dropout between the hidden layers. Ends with one line
+// cosine learning-rate decay per step, light dropout between the hidden layers. Trained with
+// Model::compile / fit; writes mlp.safetensors, mlp_history.csv and, with gnuplot,
+// mlp_history.png in the current folder. Ends with one line
 //   RESULT test_accuracy=<x> epochs=<n> seconds=<s> device=<d>
 #include <nabla/nabla.h>
+
+#include "../common/history_plot.h"
 
 #include <fmt/format.h>
 
@@ -65,21 +69,6 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-// Fraction of rows of `data` whose argmax logit is the label.
-double accuracy(nb::Module& model, const nb::data::Dataset& data, nb::Device device) {
-  nb::NoGrad no_grad;
-  model.eval();
-  nb::data::DataLoader loader(data, {.batch_size = 1000, .shuffle = false, .device = device});
-  int64_t correct = 0;
-  for (auto& batch : loader) {
-    auto pred = nb::argmax(model(batch.x), 1).to_vector<int64_t>();
-    auto labels = batch.y.to_vector<int64_t>();
-    for (size_t i = 0; i < pred.size(); ++i) correct += pred[i] == labels[i];
-  }
-  model.train();
-  return static_cast<double>(correct) / static_cast<double>(data.size());
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -99,52 +88,24 @@ int main(int argc, char** argv) {
     fmt::print("Fashion-MNIST: {} training and {} test images; pixel mean {:.4f}, std {:.4f}\n", data.train.size(),
                data.test.size(), mean, stddev);
 
-    nb::Sequential model{nb::Flatten(),        nb::Dense(784, 256), nb::ReLU(), nb::Dropout(args.dropout),
-                         nb::Dense(256, 128), nb::ReLU(),          nb::Dropout(args.dropout), nb::Dense(128, 10)};
+    nb::Model model{nb::Flatten(),       nb::Dense(784, 256), nb::ReLU(), nb::Dropout(args.dropout),
+                    nb::Dense(256, 128), nb::ReLU(),          nb::Dropout(args.dropout), nb::Dense(128, 10)};
     model.to(device);
-    fmt::print("{}\n{} parameters, device {}\n", model.to_string(), model.num_parameters(), device);
+    model.compile(nb::Adam({.lr = args.lr}), nb::CrossEntropyLoss(), {"accuracy"});
+    model.summary({1, 28, 28});
+    fmt::print("device {}\n", device);
 
-    nb::Adam opt(model.parameters(), {.lr = args.lr});
-    nb::data::DataLoader loader(data.train, {.batch_size = args.batch, .shuffle = true, .seed = args.seed,
-                                             .device = device});
-    const int64_t steps_per_epoch = loader.size();
-    const int64_t total_steps = steps_per_epoch * args.epochs;
-    int64_t step = 0;
-    double test_acc = 0;
-    for (int epoch = 1; epoch <= args.epochs; ++epoch) {
-      fmt::print("Epoch {}/{}\n", epoch, args.epochs);
-      nb::ProgressBar bar(steps_per_epoch);
-      // Running loss and accuracy stay on the device; reading them is a host synchronization,
-      // so it happens only every 50 steps (for the progress bar) and at the end of the epoch.
-      nb::Tensor loss_sum = nb::zeros({}, {.device = device}), correct = nb::zeros({}, {.device = device});
-      int64_t seen = 0, done = 0;
-      auto metrics = [&] {
-        return std::vector<std::pair<std::string, double>>{
-            {"loss", loss_sum.item() / static_cast<double>(seen)},
-            {"accuracy", correct.item() / static_cast<double>(seen)}};
-      };
-      for (auto& batch : loader) {
-        // Cosine decay of the learning rate over the whole run.
-        opt.set_lr(0.5 * args.lr * (1 + std::cos(M_PI * static_cast<double>(step) / total_steps)));
-        nb::Tensor logits = model(batch.x);
-        nb::Tensor loss = nb::cross_entropy(logits, batch.y);
-        opt.zero_grad();
-        loss.backward();
-        opt.step();
-        ++step;
-        ++done;
-        seen += batch.size();
-        {
-          nb::NoGrad no_grad;
-          loss_sum = loss_sum + loss * static_cast<double>(batch.size());
-          nb::Tensor pred = nb::argmax(logits, 1).to(nb::DType::float32);
-          correct = correct + nb::sum(nb::eq(pred, batch.y.to(nb::DType::float32)));
-        }
-        if (done % 50 == 0 || done == steps_per_epoch) bar.update(done, metrics());
-      }
-      test_acc = accuracy(model, data.test, device);
-      bar.finish({{"test_accuracy", test_acc}});
-    }
+    // Cosine decay of the learning rate over the whole run, step by step.
+    const int64_t steps_per_epoch = (data.train.size() + args.batch - 1) / args.batch;
+    const nb::CosineDecay cosine{.initial_lr = args.lr, .total = steps_per_epoch * args.epochs};
+    auto history = model.fit(data.train, {.epochs = args.epochs,
+                                          .batch_size = args.batch,
+                                          .validation = data.test,
+                                          .seed = args.seed,
+                                          .callbacks = {nb::LearningRateScheduler(cosine, nb::ScheduleUnit::step)}});
+    const double test_acc = history.at("val_accuracy").back();
+    model.save("mlp.safetensors");
+    fmt::print("wrote mlp.safetensors, {}\n", examples::save_history(history, "mlp"));
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     fmt::print("RESULT test_accuracy={:.4f} epochs={} seconds={:.1f} device={}\n", test_acc, args.epochs, seconds,
                device.is_cpu() ? "cpu" : "cuda");
