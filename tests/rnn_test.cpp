@@ -134,8 +134,9 @@ TEST_P(RnnLayerTest, MatchesStepByStepReference) {
                      1e-12, 1e-10))
         << "direction " << d;
     EXPECT_TRUE(near(pick(r.h), ref.h.to_vector<double>(), {k.B, k.H}, 1e-12, 1e-10)) << "direction " << d;
-    if (k.cell == RnnCell::lstm)
+    if (k.cell == RnnCell::lstm) {
       EXPECT_TRUE(near(pick(r.c), ref.c.to_vector<double>(), {k.B, k.H}, 1e-12, 1e-10)) << "direction " << d;
+    }
   }
 }
 

@@ -148,22 +148,6 @@ struct Model {
   }
 };
 
-// Scales every gradient by min(1, max_norm / global norm), all on the device.
-void clip_grad_norm(const std::vector<nb::Tensor>& params, double max_norm) {
-  nb::NoGrad ng;
-  nb::Tensor total;
-  for (const auto& p : params) {
-    if (!p.grad().defined()) continue;
-    nb::Tensor sq = nb::sum(nb::mul(p.grad(), p.grad()));
-    total = total.defined() ? nb::add(total, sq) : sq;
-  }
-  if (!total.defined()) return;
-  nb::Tensor scale = nb::clamp(nb::div(nb::full({}, max_norm, total.options()), nb::affine(nb::sqrt(total), 1, 1e-6)),
-                               0, 1);
-  for (const auto& p : params)
-    if (p.grad().defined()) p.grad().copy_(nb::mul(p.grad(), scale));
-}
-
 nb::Tensor ids_tensor(const std::vector<int64_t>& v, const nb::Shape& shape, nb::Device d) {
   return nb::from_vector(v, shape, {.dtype = nb::DType::int64, .device = d});
 }
@@ -286,7 +270,7 @@ int main(int argc, char** argv) {
                                             ids_tensor(y, {args.batch * args.seq}, device));
         opt.zero_grad();
         loss.backward();
-        if (args.clip > 0) clip_grad_norm(model.parameters(), args.clip);
+        if (args.clip > 0) nb::clip_grad_norm(model.parameters(), args.clip);
         opt.step();
         {
           nb::NoGrad ng;

@@ -18,6 +18,7 @@
 //   RESULT test_accuracy=<x> epochs=<n> seconds=<s> device=<d>
 #include <nabla/nabla.h>
 
+#include "../common/augment.h"
 #include "../common/history_plot.h"
 
 #include <fmt/format.h>
@@ -81,30 +82,6 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-// A copy of the images (float32 [N, 1, 28, 28] on the CPU), each shifted by a random (dy, dx) in
-// [-2, 2]^2 (zeros shifted in) and mirrored left-right with probability 1/2.
-nb::Tensor augment(const nb::Tensor& x, std::mt19937_64& gen) {
-  const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
-  const std::vector<float> src = x.to_vector<float>();
-  std::vector<float> dst(src.size(), 0.0f);
-  std::uniform_int_distribution<int> shift(-2, 2), coin(0, 1);
-  for (int64_t i = 0; i < n; ++i) {
-    const int dy = shift(gen), dx = shift(gen);
-    const bool flip = coin(gen) == 1;
-    const float* s = src.data() + i * h * w;
-    float* d = dst.data() + i * h * w;
-    for (int64_t y = 0; y < h; ++y) {
-      const int64_t sy = y - dy;
-      if (sy < 0 || sy >= h) continue;
-      for (int64_t xx = 0; xx < w; ++xx) {
-        const int64_t sx = (flip ? w - 1 - xx : xx) - dx;
-        if (sx >= 0 && sx < w) d[y * w + xx] = s[sy * w + sx];
-      }
-    }
-  }
-  return nb::from_vector(dst, x.shape());
-}
-
 nb::Sequential make_model(bool bn) {
   nb::Sequential m;
   m.add(nb::Conv2d(1, 32, 3, {.padding = 1}));
@@ -153,7 +130,7 @@ int main(int argc, char** argv) {
       nb::data::Dataset d = train;
       if (args.augment) {
         std::mt19937_64 gen(args.seed * 1000 + static_cast<uint64_t>(epoch));
-        d.x = augment(train.x, gen);
+        d.x = examples::shift_and_mirror(train.x, gen);
       }
       return d.normalize(mean, stddev);
     };
