@@ -17,6 +17,8 @@
 //   RESULT val_bpc=<x> epochs=<n> seconds=<s> device=<d>
 #include <nabla/nabla.h>
 
+#include "../common/flags.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -48,54 +50,6 @@ struct Args {
   int64_t max_chars = 0;        // 0: the whole text
   int64_t steps_per_epoch = 0;  // 0: one pass over the training text's characters
 };
-
-[[noreturn]] void usage(const std::string& msg) {
-  fmt::print(stderr,
-             "{}\nusage: nabla-char-lm [PATH] [--epochs N] [--hidden N] [--layers N] [--embed N] [--seq N]\n"
-             "                     [--batch N] [--lr X] [--clip X] [--dropout P] [--device best|cpu|cuda]\n"
-             "                     [--prompt TEXT] [--temperature T] [--sample N] [--seed N] [--max-chars N]\n"
-             "                     [--steps-per-epoch N]\n",
-             msg);
-  std::exit(2);
-}
-
-Args parse(int argc, char** argv) {
-  Args a;
-  for (int i = 1; i < argc; ++i) {
-    std::string k = argv[i];
-    auto val = [&]() -> std::string {
-      if (i + 1 >= argc) usage("missing value after " + k);
-      return argv[++i];
-    };
-    try {
-      if (k == "--epochs") a.epochs = std::stoi(val());
-      else if (k == "--hidden") a.hidden = std::stoll(val());
-      else if (k == "--layers") a.layers = std::stoll(val());
-      else if (k == "--embed") a.embed = std::stoll(val());
-      else if (k == "--seq") a.seq = std::stoll(val());
-      else if (k == "--batch") a.batch = std::stoll(val());
-      else if (k == "--lr") a.lr = std::stod(val());
-      else if (k == "--clip") a.clip = std::stod(val());
-      else if (k == "--dropout") a.dropout = std::stod(val());
-      else if (k == "--device") a.device = val();
-      else if (k == "--prompt") a.prompt = val();
-      else if (k == "--temperature") a.temperature = std::stod(val());
-      else if (k == "--sample") a.sample = std::stoll(val());
-      else if (k == "--seed") a.seed = std::stoull(val());
-      else if (k == "--max-chars") a.max_chars = std::stoll(val());
-      else if (k == "--steps-per-epoch") a.steps_per_epoch = std::stoll(val());
-      else if (k == "--help" || k == "-h") usage("Trains a character-level LSTM language model.");
-      else if (!k.empty() && k[0] == '-') usage("unknown argument " + k);
-      else a.path = k;
-    } catch (const std::logic_error&) {
-      usage("bad value for " + k);
-    }
-  }
-  if (a.epochs < 1 || a.hidden < 1 || a.layers < 1 || a.embed < 1 || a.seq < 1 || a.batch < 1 || a.lr <= 0 ||
-      a.temperature <= 0 || a.sample < 0)
-    usage("sizes, epochs, lr and temperature must be positive");
-  return a;
-}
 
 std::string read_text(const std::string& path) {
   std::vector<fs::path> files;
@@ -204,7 +158,29 @@ std::string sample_text(Model& m, const std::vector<unsigned char>& vocab, const
 }  // namespace
 
 int main(int argc, char** argv) {
-  Args args = parse(argc, argv);
+  Args args;
+  examples::Flags flags("nabla-char-lm", "Trains a character-level LSTM language model.");
+  flags.positional("PATH", &args.path)
+      .add("--epochs", &args.epochs, "N")
+      .add("--hidden", &args.hidden, "N")
+      .add("--layers", &args.layers, "N")
+      .add("--embed", &args.embed, "N")
+      .add("--seq", &args.seq, "N")
+      .add("--batch", &args.batch, "N")
+      .add("--lr", &args.lr, "X")
+      .add("--clip", &args.clip, "X")
+      .add("--dropout", &args.dropout, "P")
+      .add("--device", &args.device, "best|cpu|cuda")
+      .add("--prompt", &args.prompt, "TEXT")
+      .add("--temperature", &args.temperature, "T")
+      .add("--sample", &args.sample, "N")
+      .add("--seed", &args.seed, "N")
+      .add("--max-chars", &args.max_chars, "N")
+      .add("--steps-per-epoch", &args.steps_per_epoch, "N");
+  flags.parse(argc, argv);
+  if (args.epochs < 1 || args.hidden < 1 || args.layers < 1 || args.embed < 1 || args.seq < 1 || args.batch < 1 ||
+      args.lr <= 0 || args.temperature <= 0 || args.sample < 0 || args.dropout < 0 || args.dropout >= 1)
+    flags.usage("sizes, epochs, lr and temperature must be positive, dropout in [0, 1)");
   try {
     const auto t0 = std::chrono::steady_clock::now();
     nb::manual_seed(args.seed);

@@ -1,0 +1,129 @@
+// Shared by the Fashion-MNIST examples (mlp, cnn, lstm_rows): the data standardized with the
+// training set's statistics, the per-epoch augmentation, the learning-rate schedule, and the
+// end of a run (weights, history, the RESULT line).
+#pragma once
+
+#include "history_plot.h"
+
+#include <nabla/nabla.h>
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace examples {
+
+// The command-line settings every Fashion-MNIST example has.
+struct RunArgs {
+  int epochs = 20;
+  int64_t batch = 128;
+  double lr = 1e-3;
+  bool augment = true;
+  std::string device = "best";
+  std::string data;  // folder of the IDX files; empty: $NABLA_FASHION_MNIST or Debian's
+  uint64_t seed = 0;
+  int64_t train_limit = 0;  // 0: the whole training set
+};
+
+template <typename F>
+void add_run_flags(F& flags, RunArgs* a) {
+  flags.add("--epochs", &a->epochs, "N")
+      .add("--batch", &a->batch, "N")
+      .add("--lr", &a->lr, "X")
+      .add("--augment", &a->augment, "0|1")
+      .add("--device", &a->device, "best|cpu|cuda")
+      .add("--data", &a->data, "DIR")
+      .add("--seed", &a->seed, "N")
+      .add("--train-limit", &a->train_limit, "N");
+}
+
+// A copy of the images (float32 [N, 1, 28, 28] on the CPU), each shifted by a random (dy, dx) in
+// [-2, 2]^2 (zeros shifted in) and mirrored left-right with probability 1/2 (clothing is
+// left-right symmetric).
+inline nabla::Tensor shift_and_mirror(const nabla::Tensor& x, std::mt19937_64& gen) {
+  const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
+  const std::vector<float> src = x.to_vector<float>();
+  std::vector<float> dst(src.size(), 0.0f);
+  std::uniform_int_distribution<int> shift(-2, 2), coin(0, 1);
+  for (int64_t i = 0; i < n; ++i) {
+    const int dy = shift(gen), dx = shift(gen);
+    const bool flip = coin(gen) == 1;
+    const float* s = src.data() + i * h * w;
+    float* d = dst.data() + i * h * w;
+    for (int64_t y = 0; y < h; ++y) {
+      const int64_t sy = y - dy;
+      if (sy < 0 || sy >= h) continue;
+      for (int64_t xx = 0; xx < w; ++xx) {
+        const int64_t sx = (flip ? w - 1 - xx : xx) - dx;
+        if (sx >= 0 && sx < w) d[y * w + xx] = s[sy * w + sx];
+      }
+    }
+  }
+  return nabla::from_vector(dst, x.shape());
+}
+
+struct FashionMnist {
+  nabla::data::Dataset raw_train;  // pixels in [0, 1]
+  nabla::data::Dataset test;       // standardized
+  double mean = 0, stddev = 1;     // of the training pixels
+
+  // fit's per-epoch data: the training images, freshly augmented (when on) and standardized.
+  std::function<nabla::data::Dataset(const nabla::data::Dataset&, int64_t)> epoch_data(bool augment,
+                                                                                       uint64_t seed) const {
+    return [augment, seed, m = mean, s = stddev](const nabla::data::Dataset& train, int64_t epoch) {
+      nabla::data::Dataset d = train;
+      if (augment) {
+        std::mt19937_64 gen(seed * 1000 + static_cast<uint64_t>(epoch));
+        d.x = shift_and_mirror(train.x, gen);
+      }
+      return d.normalize(m, s);
+    };
+  }
+};
+
+inline FashionMnist load_fashion_mnist(const RunArgs& a) {
+  auto split = nabla::data::fashion_mnist(a.data);
+  if (a.train_limit > 0) split.train = split.train.take(a.train_limit);
+  FashionMnist d;
+  d.mean = split.train.x.mean().item();
+  d.stddev = std::sqrt(nabla::mean(nabla::pow(nabla::affine(split.train.x, 1, -d.mean), 2)).item());
+  d.raw_train = split.train;
+  d.test = split.test.normalize(d.mean, d.stddev);
+  fmt::print("Fashion-MNIST: {} training and {} test images; pixel mean {:.4f}, std {:.4f}; augmentation {}\n",
+             d.raw_train.size(), d.test.size(), d.mean, d.stddev, a.augment ? "shift 2 px + mirror" : "off");
+  return d;
+}
+
+// A linear warm-up over half an epoch (at most a tenth of the run), then a cosine decay, step by
+// step over the whole run.
+inline nabla::CosineDecay warmup_cosine(const RunArgs& a, int64_t train_size) {
+  const int64_t steps_per_epoch = (train_size + a.batch - 1) / a.batch;
+  const int64_t total = steps_per_epoch * a.epochs;
+  return {.initial_lr = a.lr, .total = total, .warmup = std::min<int64_t>(steps_per_epoch / 2, total / 10)};
+}
+
+// Trains `model` (compiled) on the data with the schedule, saves <stem>.safetensors and the
+// history, and prints the RESULT line.
+inline void train_and_report(nabla::Model& model, const FashionMnist& d, const RunArgs& a, const std::string& stem,
+                             std::chrono::steady_clock::time_point t0) {
+  auto history = model.fit(d.raw_train, {.epochs = a.epochs,
+                                         .batch_size = a.batch,
+                                         .validation = d.test,
+                                         .seed = a.seed,
+                                         .callbacks = {nabla::LearningRateScheduler(warmup_cosine(a, d.raw_train.size()),
+                                                                                    nabla::ScheduleUnit::step)},
+                                         .epoch_data = d.epoch_data(a.augment, a.seed)});
+  const double test_acc = history.at("val_accuracy").back();
+  model.save(stem + ".safetensors");
+  fmt::print("wrote {}.safetensors, {}\n", stem, save_history(history, stem));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  fmt::print("RESULT test_accuracy={:.4f} epochs={} seconds={:.1f} device={}\n", test_acc, a.epochs, seconds,
+             model.device().is_cpu() ? "cpu" : "cuda");
+}
+
+}  // namespace examples
