@@ -14,7 +14,12 @@ Tensor Sequential::forward(const Tensor& x) {
   const auto& layers = children();
   for (size_t i = 0; i < layers.size(); ++i) {
     try {
-      h = layers[i].second->forward(h);
+      if (anomaly_enabled()) {
+        AnomalyLayer layer(fmt::format("Sequential layer {} ({})", i, layers[i].second->to_string()));
+        h = layers[i].second->forward(h);
+      } else {
+        h = layers[i].second->forward(h);
+      }
     } catch (const Error& e) {
       // Say where in the model the failure happened; the layer's own message says what.
       throw Error(fmt::format("Sequential layer {} ({}): {}", i, layers[i].second->to_string(), e.what()));
