@@ -167,6 +167,7 @@ TEST_F(Anomaly, SequentialLayerIsNamedInForward) {
   nb::DetectAnomaly on;
   std::string msg = error_of([&] { model(x); });
   EXPECT_NE(msg.find("op 'linear' in Sequential layer 0 (Dense(2->2, bias))"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("Sequential layer 0"), msg.rfind("Sequential layer 0")) << "named twice: " << msg;
   EXPECT_NE(msg.find("2 non-finite values"), std::string::npos) << msg;
   EXPECT_NE(msg.find("its inputs were finite"), std::string::npos) << msg;
 }
