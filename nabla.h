@@ -3,6 +3,7 @@
 // optimizers.
 #pragma once
 
+#include <nabla/core/anomaly.h>
 #include <nabla/core/autograd.h>
 #include <nabla/core/data.h>
 #include <nabla/core/error.h>

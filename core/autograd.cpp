@@ -1,5 +1,6 @@
 #include <nabla/core/autograd.h>
 
+#include <nabla/core/anomaly.h>
 #include <nabla/core/backend.h>
 #include <nabla/core/error.h>
 #include <nabla/core/ops/elementwise.h>
@@ -99,8 +100,14 @@ bool needs_grad(const std::vector<Tensor>& inputs) {
 }
 
 void record(const char* op, std::vector<Tensor> inputs, std::vector<Tensor*> outputs, BackwardFn backward) {
+  std::string layer;
+  if (anomaly_enabled()) {
+    layer = anomaly_layer();
+    detail::anomaly_check_forward(op, layer, inputs, outputs);
+  }
   std::shared_ptr<Node> node(new Node, release_node);
   node->op = op;
+  node->layer = std::move(layer);
   node->inputs = std::move(inputs);
   node->backward = std::move(backward);
   node->seq = t_tape.next_seq++;
@@ -190,8 +197,9 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
       else if (!gouts[k].is_contiguous()) gouts[k] = gouts[k].contiguous();
     }
     std::vector<Tensor> gins = node->backward(gouts);
-    gouts.clear();
     NABLA_ASSERT(gins.size() == node->inputs.size());
+    if (anomaly_enabled()) detail::anomaly_check_backward(node->op, node->layer, node->inputs, gouts, gins);
+    gouts.clear();
     for (size_t k = 0; k < gins.size(); ++k) {
       if (!gins[k].defined()) continue;
       const Tensor& in = node->inputs[k];
@@ -207,6 +215,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
       node->inputs.clear();
     }
   }
+  detail::anomaly_step_done();
 }
 
 }  // namespace nabla

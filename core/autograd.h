@@ -26,6 +26,7 @@ using BackwardFn = std::function<std::vector<Tensor>(const std::vector<Tensor>& 
 
 struct Node {
   std::string op;              // for error messages
+  std::string layer;           // the AnomalyLayer open when recorded; set only in anomaly mode
   std::vector<Tensor> inputs;  // all inputs, in the op's order
   std::vector<Shape> output_shapes;
   BackwardFn backward;         // null once released
@@ -53,7 +54,8 @@ bool needs_grad(std::initializer_list<const Tensor*> inputs);
 bool needs_grad(const std::vector<Tensor>& inputs);
 
 // Appends a tape entry for `op` that produced `outputs` from `inputs`, and marks the outputs as
-// requiring grad. Call only when needs_grad(inputs).
+// requiring grad. Call only when needs_grad(inputs), after the outputs are computed: in anomaly
+// mode (core/anomaly.h) record() checks them for NaN/Inf and throws, naming `op`.
 void record(const char* op, std::vector<Tensor> inputs, std::vector<Tensor*> outputs,
             BackwardFn backward);
 

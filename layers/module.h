@@ -6,6 +6,7 @@
 // itself is a cheap value whose parameters are shared handles (see Tensor).
 #pragma once
 
+#include <nabla/core/anomaly.h>
 #include <nabla/core/tensor.h>
 
 #include <memory>
@@ -21,7 +22,12 @@ class Module {
 
   // The computation. x's shape conventions are the layer's (documented on each).
   virtual Tensor forward(const Tensor& x) = 0;
-  Tensor operator()(const Tensor& x) { return forward(x); }
+  // forward(x); in anomaly mode, ops it records name this module (to_string()) as their layer.
+  Tensor operator()(const Tensor& x) {
+    if (!anomaly_enabled()) return forward(x);
+    AnomalyLayer layer(to_string());
+    return forward(x);
+  }
 
   // "Dense", "ReLU", …
   virtual std::string type_name() const = 0;

@@ -2,6 +2,8 @@
 
 #include <nabla/core/error.h>
 
+#include <string_view>
+
 namespace nabla {
 
 Sequential& Sequential::push(std::shared_ptr<Module> layer) {
@@ -14,10 +16,18 @@ Tensor Sequential::forward(const Tensor& x) {
   const auto& layers = children();
   for (size_t i = 0; i < layers.size(); ++i) {
     try {
-      h = layers[i].second->forward(h);
+      if (anomaly_enabled()) {
+        AnomalyLayer layer(fmt::format("Sequential layer {} ({})", i, layers[i].second->to_string()));
+        h = layers[i].second->forward(h);
+      } else {
+        h = layers[i].second->forward(h);
+      }
     } catch (const Error& e) {
-      // Say where in the model the failure happened; the layer's own message says what.
-      throw Error(fmt::format("Sequential layer {} ({}): {}", i, layers[i].second->to_string(), e.what()));
+      // Say where in the model the failure happened; the layer's own message says what. An
+      // anomaly-mode message already names this layer (the AnomalyLayer above).
+      std::string where = fmt::format("Sequential layer {} ({})", i, layers[i].second->to_string());
+      if (std::string_view(e.what()).find(where) != std::string_view::npos) throw;
+      throw Error(fmt::format("{}: {}", where, e.what()));
     }
   }
   return h;
