@@ -230,6 +230,32 @@ TEST(ModelSummary, ParameterCountsAndShapesOfEveryLayerType) {
   EXPECT_THAT(row(s, "5")[1], HasSubstr("Conv2d"));
 }
 
+TEST(ModelSummary, RecurrentLayersFromTokenIds) {
+  // The shape pass runs a zero batch of int64 ids through the embedding.
+  nb::Model lstm{nb::Embedding(50, 8),                                         // 400
+                 nb::LSTM(8, 16, {.num_layers = 2, .batch_first = true}),       // 1664 + 2176
+                 nb::LastStep(true), nb::Dense(16, 3)};                         // 51
+  const std::string s = lstm.summary({7}, nb::DType::int64, nullptr);
+  const std::pair<const char*, int64_t> counts[] = {{"0", 400}, {"1", 1664 + 2176}, {"2", 0}, {"3", 51}};
+  for (const auto& [name, params] : counts) {
+    auto r = row(s, name);
+    ASSERT_GE(r.size(), 3u) << "no row for layer " << name << " in\n" << s;
+    EXPECT_EQ(r.back(), grouped(params)) << "layer " << name << "\n" << s;
+  }
+  for (const char* shape : {"[N, 7, 8]", "[N, 7, 16]", "[N, 16]", "[N, 3]"}) EXPECT_THAT(s, HasSubstr(shape));
+  EXPECT_THAT(s, HasSubstr("Total params: " + grouped(400 + 1664 + 2176 + 51) + "\n"));
+  EXPECT_EQ(lstm.num_parameters(), 400 + 1664 + 2176 + 51);
+  // a bidirectional GRU doubles its parameters and its output features
+  nb::Model gru{nb::Embedding(20, 4), nb::GRU(4, 5, {.batch_first = true, .bidirectional = true}), nb::LastStep(true),
+                nb::Dense(10, 2)};
+  const std::string g = gru.summary({6}, nb::DType::int64, nullptr);
+  EXPECT_EQ(row(g, "1").back(), grouped(2 * (3 * 5 * 4 + 3 * 5 * 5 + 2 * 15))) << g;
+  EXPECT_THAT(g, HasSubstr("[N, 6, 10]"));
+  // an LSTM fed the wrong feature size is named before any training step
+  nb::Model bad{nb::Embedding(20, 4), nb::LSTM(6, 5, {.batch_first = true})};
+  EXPECT_THAT(error_of([&] { bad.summary({6}, nb::DType::int64, nullptr); }), HasSubstr("LSTM(6->5)"));
+}
+
 TEST(ModelSummary, FrozenParametersBigCountsAndUnbuilt) {
   nb::Dense big(784, 256);
   big.weight().requires_grad_(false);
