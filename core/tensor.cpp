@@ -346,6 +346,11 @@ Tensor Tensor::to(DType dtype) const {
 
 Tensor Tensor::to(Device device) const {
   if (device == this->device()) return *this;
+  try {
+    (void)backend(device);
+  } catch (const Error& e) {
+    fail("to: {}", e.what());
+  }
   Tensor src = contiguous();
   Tensor out = Tensor::empty(shape(), {dtype(), device});
   const size_t nbytes = static_cast<size_t>(numel()) * dtype_size(dtype());
@@ -479,7 +484,21 @@ Tensor Tensor::relu() const { return nabla::relu(*this); }
 
 // ---- factories -----------------------------------------------------------------------------
 
-Tensor full(const Shape& shape, double value, TensorOptions opts) {
+// The factories' own checks, so that a bad shape or device is reported under the factory's name
+// (not as Tensor::empty's, or the backend registry's), before anything is allocated.
+static void check_factory(const Shape& shape, Device device, const char* op) {
+  for (int64_t d : shape)
+    NABLA_CHECK(d >= 0, "{}: negative dimension in shape {}", op, shape_str(shape));
+  if (device.is_cpu()) return;
+  try {
+    (void)backend(device);
+  } catch (const Error& e) {
+    fail("{}: {}", op, e.what());
+  }
+}
+
+static Tensor full_named(const Shape& shape, double value, TensorOptions opts, const char* op) {
+  check_factory(shape, opts.device, op);
   bool rg = opts.requires_grad;
   opts.requires_grad = false;
   Tensor t = Tensor::empty(shape, opts);
@@ -487,14 +506,15 @@ Tensor full(const Shape& shape, double value, TensorOptions opts) {
   if (rg) t.requires_grad_(true);
   return t;
 }
-Tensor zeros(const Shape& shape, TensorOptions opts) { return full(shape, 0.0, opts); }
-Tensor ones(const Shape& shape, TensorOptions opts) { return full(shape, 1.0, opts); }
+Tensor full(const Shape& shape, double value, TensorOptions opts) { return full_named(shape, value, opts, "full"); }
+Tensor zeros(const Shape& shape, TensorOptions opts) { return full_named(shape, 0.0, opts, "zeros"); }
+Tensor ones(const Shape& shape, TensorOptions opts) { return full_named(shape, 1.0, opts, "ones"); }
 Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.options()); }
 Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.options()); }
 Tensor scalar(double value, TensorOptions opts) { return full({}, value, opts); }
 
 Tensor arange(double start, double end, double step, TensorOptions opts) {
-  NABLA_CHECK(step != 0, "arange: step must be non-zero");
+  NABLA_CHECK(step != 0, "arange: step must be non-zero, got {}", step);
   const double span = (end - start) / step;
   const int64_t n = span > 0 ? static_cast<int64_t>(std::ceil(span)) : 0;
   std::vector<double> v(static_cast<size_t>(n));
@@ -502,7 +522,10 @@ Tensor arange(double start, double end, double step, TensorOptions opts) {
   return from_vector(v, {n}, opts);
 }
 
-Tensor arange(int64_t n, TensorOptions opts) { return arange(0.0, static_cast<double>(n), 1.0, opts); }
+Tensor arange(int64_t n, TensorOptions opts) {
+  NABLA_CHECK(n >= 0, "arange: n must be non-negative, got {}", n);
+  return arange(0.0, static_cast<double>(n), 1.0, opts);
+}
 
 namespace {
 std::mutex g_rng_mu;
@@ -531,6 +554,7 @@ RngState rng_take(uint64_t n) {
 static Tensor random_tensor(const Shape& shape, TensorOptions opts, bool normal, double p0, double p1,
                             const char* op) {
   NABLA_CHECK(is_floating(opts.dtype), "{}: dtype {} is not a floating type", op, opts.dtype);
+  check_factory(shape, opts.device, op);
   bool rg = opts.requires_grad;
   opts.requires_grad = false;
   Tensor t = Tensor::empty(shape, opts);
@@ -559,6 +583,7 @@ Tensor randn(const Shape& shape, TensorOptions opts, double mean, double stddev)
 template <typename T>
 Tensor from_vector(const std::vector<T>& values, const Shape& shape, TensorOptions opts) {
   Shape s = shape.empty() ? Shape{static_cast<int64_t>(values.size())} : shape;
+  check_factory(s, opts.device, "from_vector");
   NABLA_CHECK(numel_of(s) == static_cast<int64_t>(values.size()),
               "from_vector: {} values do not fill shape {} ({} elements)", values.size(), shape_str(s),
               numel_of(s));
