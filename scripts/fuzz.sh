@@ -42,6 +42,10 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1:abort_on_erro
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
+# -jobs (even -jobs=1) runs the fuzzer in child processes logging to ./fuzz-<n>.log: only for N > 1.
+parallel=()
+(( fuzz_jobs > 1 )) && parallel=(-jobs="$fuzz_jobs" -workers="$fuzz_jobs")
+
 status=0
 for t in "${targets[@]}"; do
   phase "fuzz-$t"
@@ -56,7 +60,7 @@ for t in "${targets[@]}"; do
   # shellcheck disable=SC2086
   "$build_dir/tests/fuzz/nabla_fuzz_$t" "$work/corpus" tests/fuzz/crashes/"$t" \
     -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
-    -malloc_limit_mb=1024 -print_final_stats=1 -jobs="$fuzz_jobs" -workers="$fuzz_jobs" \
+    -malloc_limit_mb=1024 -print_final_stats=1 "${parallel[@]}" \
     -artifact_prefix="$work/artifacts/" ${NABLA_FUZZ_FLAGS:-} >"$work/log" 2>&1
   rc=$?
   set -e

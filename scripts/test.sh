@@ -41,8 +41,10 @@ failed=()
 if (( sanitize_tests )); then
   phase sanitize-build
   asan_dir=${NABLA_ASAN_BUILD_DIR:-build-asan}
+  # -O1: a fifth less compile time than -O2 (ops_grad_test: 31 vs 39 s), and still fast tests.
   NABLA_BUILD_DIR=$asan_dir NABLA_CUDA=OFF configure_build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DNABLA_SANITIZE=address,undefined -DNABLA_BUILD_EXAMPLES=OFF -DNABLA_BUILD_BENCH=OFF
+    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g -DNDEBUG" -DNABLA_SANITIZE=address,undefined \
+    -DNABLA_BUILD_EXAMPLES=OFF -DNABLA_BUILD_BENCH=OFF
   NABLA_BUILD_DIR=$asan_dir build_targets
   phase sanitize-test
   # detect_leaks=1: a leak fails its test (checked: libgomp's and OpenBLAS's thread pools give no
