@@ -17,11 +17,7 @@ using ::testing::HasSubstr;
 
 namespace {
 
-std::string temp_path(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() / ("nabla_callbacks_test_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
-}
+std::string temp_path(const std::string& name) { return nb::test::temp_path("nabla_callbacks_test", name); }
 
 nb::data::Dataset regression(int64_t n, uint64_t seed) {
   nb::manual_seed(seed);

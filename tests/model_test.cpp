@@ -19,11 +19,7 @@ using ::testing::HasSubstr;
 
 namespace {
 
-std::string temp_path(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() / ("nabla_model_test_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
-}
+std::string temp_path(const std::string& name) { return nb::test::temp_path("nabla_model_test", name); }
 
 // y = 2 x0 - 3 x1 + 1 on 64 points of [-1, 1]^2.
 nb::data::Dataset linear_data() {

@@ -9,10 +9,13 @@
 
 #include <cctype>
 #include <cmath>
+#include <filesystem>
 #include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 namespace nabla::test {
 
@@ -213,6 +216,13 @@ inline std::string error_of(const std::function<void()>& f) {
     return std::string("(other exception: ") + e.what() + ")";
   }
   return "(no error)";
+}
+
+// `name` in a scratch folder of this test binary and process (<tmp>/<suite>_<pid>/), created.
+inline std::string temp_path(const std::string& suite, const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() / (suite + "_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return (dir / name).string();
 }
 
 // A gtest-safe name from free text: "matmul [2,3]x[3]" -> "matmul__2_3_x_3_".
