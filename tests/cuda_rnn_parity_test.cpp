@@ -192,9 +192,10 @@ class RnnForcedCopies : public RnnLayerParity {
 };
 TEST_P(RnnForcedCopies, ForwardBackward) {
   const RnnCase& k = GetParam();
-  if (k.dtype == DType::float32)
+  if (k.dtype == DType::float32) {
     EXPECT_FALSE(nb::cuda::rnn_weights_in_place(0, k.cell == RnnCell::lstm, k.I, k.H, k.D))
         << "the hook did not force the fallback (was this layout made before?)";
+  }
   run();
 }
 INSTANTIATE_TEST_SUITE_P(Cuda, RnnForcedCopies,
