@@ -43,12 +43,13 @@
 #                     libraries' own needs), so they start from wherever they are unpacked
 #   fashion-mnist/    the IDX .gz files;  fortunes.tar.xz  the char LM's text
 #   torch_reference.py the PyTorch peer;  prefix/  nlohmann-json for --build
+# NABLA_CARRY names another carry folder (e.g. to see --check-carry fail on a broken one).
 set -uo pipefail
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 ROOT=$PWD
 
 BUILD=build-gpu
-CARRY=.gpu-carry
+CARRY=${NABLA_CARRY:-.gpu-carry}  # NABLA_CARRY: another folder (the checks of --check-carry)
 STAGE=${NABLA_STAGE_BUILD:-build-stage}
 LOG=$ROOT/$BUILD/logs
 T0=$(date +%s)
