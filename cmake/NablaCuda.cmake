@@ -1,7 +1,7 @@
 # The CUDA backend switch: NABLA_CUDA = AUTO (on iff nvcc is found), ON (nvcc required), OFF.
 #
-# With CUDA on this enables the CUDA language for CMAKE_CUDA_ARCHITECTURES (90 unless the user
-# set it), and finds the CUDA toolkit libraries, CCCL (Thrust/CUB/libcu++) and cuDNN.
+# With CUDA on this enables the CUDA language for CMAKE_CUDA_ARCHITECTURES (90-real;80-virtual
+# unless the user set it), and finds the CUDA toolkit libraries, CCCL (Thrust/CUB/libcu++) and cuDNN.
 # Result: NABLA_WITH_CUDA (ON/OFF).
 
 set(NABLA_WITH_CUDA OFF)
@@ -33,10 +33,14 @@ if(NOT CMAKE_CUDA_COMPILER)
   return()
 endif()
 
-# CUDA 13 defaults to sm_75, and "native" fails on machines without a GPU (like CI): build for
-# Hopper unless told otherwise (-DCMAKE_CUDA_ARCHITECTURES=... or the CUDAARCHS variable).
+# CUDA 13 defaults to sm_75, and "native" fails on machines without a GPU (like CI). Unless told
+# otherwise (-DCMAKE_CUDA_ARCHITECTURES=... or the CUDAARCHS variable): real code for Hopper
+# (sm_90: the H100/H200 nabla is tuned on) and compute_80 PTX, which the driver compiles at load
+# time for every GPU from Ampere on (sm_80, sm_86, sm_89, and Blackwell). One PTX target and no
+# more real ones: each real one costs a full device compile of every .cu file, which CI pays.
+# A GPU older than sm_80 gets a nabla::Error at its first use naming this option.
 if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES AND NOT DEFINED ENV{CUDAARCHS})
-  set(CMAKE_CUDA_ARCHITECTURES 90 CACHE STRING "CUDA architectures to build for")
+  set(CMAKE_CUDA_ARCHITECTURES "90-real;80-virtual" CACHE STRING "CUDA architectures to build for")
 endif()
 # The shared runtime, the one cuBLAS and cuDNN use (CMake's default is the static one).
 set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)

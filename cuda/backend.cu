@@ -1,5 +1,6 @@
 // CudaBackend: construction, stream-ordered memory, copies, synchronization, registration.
 #include <nabla/core/error.h>
+#include <nabla/cuda/compat.cuh>
 #include <nabla/cuda/cuda_backend.h>
 #include <nabla/cuda/device.h>
 
@@ -8,7 +9,15 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <vector>
+
+// CMAKE_CUDA_ARCHITECTURES of this build, for the message when it has no code for a GPU (set on
+// this file by CMakeLists.txt).
+#ifndef NABLA_CUDA_ARCHITECTURES
+#define NABLA_CUDA_ARCHITECTURES ""
+#endif
 
 namespace nabla::cuda {
 
@@ -45,8 +54,44 @@ DeviceGuard::~DeviceGuard() {
   if (switched_ && cudaSetDevice(previous_) != cudaSuccess) cudaGetLastError();
 }
 
+namespace {
+__global__ void probe_kernel() {}
+
+// A GPU the build has no code for: a clear error here, at the first use of the device, rather
+// than "no kernel image is available" at some later launch.
+void check_kernel_image(int device) {
+  cudaFuncAttributes attr{};
+  const cudaError_t err = cudaFuncGetAttributes(&attr, probe_kernel);
+  if (err == cudaSuccess) return;
+  cudaGetLastError();
+  if (err == cudaErrorNoKernelImageForDevice || err == cudaErrorInvalidDeviceFunction ||
+      err == cudaErrorUnsupportedPtxVersion) {
+    cudaDeviceProp prop{};
+    NABLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    std::string msg = compat::no_kernel_image_message(device, prop.name, prop.major, prop.minor,
+                                                      NABLA_CUDA_ARCHITECTURES);
+    if (err == cudaErrorUnsupportedPtxVersion)
+      msg += " (the PTX in this build is newer than this driver can compile: update the driver, or rebuild with real "
+             "code for this GPU)";
+    throw Error(msg);
+  }
+  check(err, "cudaFuncGetAttributes(&attr, probe_kernel)", __FILE__, __LINE__);
+}
+
+// Once per process: cuDNN at run time older than at build time is said on stderr.
+void check_cudnn_version() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const std::string warning = compat::cudnn_version_warning(CUDNN_VERSION, cudnnGetVersion());
+    if (!warning.empty()) std::fprintf(stderr, "%s\n", warning.c_str());
+  });
+}
+}  // namespace
+
 CudaBackend::CudaBackend(int device) : device_(device) {
   DeviceGuard guard(device);
+  check_kernel_image(device);
+  check_cudnn_version();
   NABLA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   // Freed blocks stay in the pool for reuse (threshold: never release), so a training step
   // allocates without calling the driver or synchronizing.
@@ -241,8 +286,11 @@ void CudaBackend::throw_pending_check_failure() {
     if (!checks_pending_) return;
     checks_pending_ = false;
   }
+  // On the work stream (stream_ does not synchronize with the legacy default stream), after
+  // everything enqueued so far; a pageable destination makes the copy synchronous.
   int64_t f[kFlagsSize];
-  NABLA_CUDA_CHECK(cudaMemcpy(f, flags_, sizeof(f), cudaMemcpyDeviceToHost));
+  NABLA_CUDA_CHECK(cudaMemcpyAsync(f, flags_, sizeof(f), cudaMemcpyDeviceToHost, stream_));
+  NABLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
   if (f[kFlagCount] == 0) return;
   reset_flags();
   const char* op = reinterpret_cast<const char*>(static_cast<intptr_t>(f[kFlagOp]));
@@ -255,10 +303,22 @@ void CudaBackend::throw_pending_check_failure() {
        op, f[kFlagValue], f[kFlagIndex], f[kFlagLimit], f[kFlagLimit] - 1, f[kFlagCount], device_);
 }
 
+namespace {
+// flags: (kFlagsSize). One block of kFlagsSize threads.
+__global__ void reset_flags_kernel(int64_t* flags) {
+  const int i = threadIdx.x;
+  if (i < CudaBackend::kFlagsSize) flags[i] = i == kFlagIndex ? std::numeric_limits<int64_t>::max() : 0;
+}
+}  // namespace
+
+// A kernel on the work stream, ordered before every check enqueued after it. (It was a
+// cudaMemcpy from the host: that runs on the legacy default stream, which the non-blocking
+// stream_ does not wait for, and from pageable memory it may return before the bytes land, so
+// the next check_indices_kernel could still read the old failure and skip its batch.)
 void CudaBackend::reset_flags() {
-  int64_t init[kFlagsSize] = {};
-  init[kFlagIndex] = std::numeric_limits<int64_t>::max();
-  NABLA_CUDA_CHECK(cudaMemcpy(flags_, init, sizeof(init), cudaMemcpyHostToDevice));
+  DeviceGuard guard(device_);
+  reset_flags_kernel<<<1, kFlagsSize, 0, stream_>>>(flags_);
+  NABLA_CUDA_CHECK_LAUNCH();
 }
 
 CudaBackend& backend_of(int index) {

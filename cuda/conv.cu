@@ -27,21 +27,33 @@
 //     descriptor (what PyTorch does), ranked after everything else.
 // No candidate at all is a nabla::Error naming the direction, shape and policy.
 //
+// When the chosen algorithm fails to run (cuDNN returns an error status for it, e.g.
+// CUDNN_STATUS_NOT_SUPPORTED or CUDNN_STATUS_EXECUTION_FAILED, which the heuristics can miss) or
+// its workspace cannot be allocated, the call tries the next candidate of the ranked list, as
+// PyTorch does, and the plan keeps the one that ran for later calls. Only when every candidate
+// fails is it a nabla::Error, listing why each one did (conv_fallback.cuh: the walk itself, tested
+// without a GPU; test_hooks.cuh: the fault injection that forces it in the GPU tests).
+//
 // Workspace comes from the backend's stream-ordered pool and is freed right after the cuDNN call
 // is enqueued on the same stream (the free is ordered after the call). Backward kernels assign
 // (beta = 0), per the Backend contract. The bias is added by our own kernel and its gradient is
 // channel_sum (norm.cu) over dy viewed as (n, k, oh * ow): deterministic, float64 too.
 #include <nabla/core/config.h>
 #include <nabla/cuda/cuda_backend.h>
+#include <nabla/cuda/conv_fallback.cuh>
 #include <nabla/cuda/cudnn_descriptor.cuh>
+#include <nabla/cuda/test_hooks.cuh>
 
+#include <algorithm>
 #include <array>
+#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -82,11 +94,18 @@ struct Algo {
   size_t workspace = 0;  // bytes
 };
 
+// One direction's usable candidates, best first, and the one now in use.
+struct Choice {
+  bool chosen = false;
+  std::vector<Algo> ranked;
+  size_t current = 0;  // index into ranked; moves on when an algorithm fails to run
+};
+
 struct ConvPlan {
   TensorDesc x, y;
   FilterDesc w;
   ConvDesc conv[3];  // by Direction
-  Algo algo[3];
+  Choice choice[3];
 };
 
 }  // namespace conv_detail
@@ -219,8 +238,7 @@ void choose_algo(cudnnHandle_t h, ConvPlan& p, Direction d, const Policy& policy
   cudnnConvolutionDescriptor_t conv = p.conv[d].get();
   NABLA_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, policy.preferred));
   const std::vector<Candidate> cands = heuristic_candidates(h, p, d);
-  int best_rank = INT_MAX;
-  Algo best;
+  std::vector<std::pair<int, Algo>> usable;  // (rank, algorithm), in cuDNN's order
   std::string seen;
   for (const Candidate& c : cands) {
     seen += fmt::format(" {}(math {}, status {})", c.algo, static_cast<int>(c.math), cudnnGetErrorString(c.status));
@@ -237,16 +255,19 @@ void choose_algo(cudnnHandle_t h, ConvPlan& p, Direction d, const Policy& policy
     if (!workspace_of(h, p, d, c.algo, &bytes)) continue;
     if (bytes > kWorkspaceSoftCap) rank += 2;
     if (c.determinism != CUDNN_DETERMINISTIC) rank += 1;
-    if (rank < best_rank) {
-      best_rank = rank;
-      best = {true, c.algo, math, bytes};
-    }
+    usable.push_back({rank, Algo{true, c.algo, math, bytes}});
   }
-  if (!best.chosen)
+  if (usable.empty())
     fail("cuda conv2d {}: cuDNN {} has no usable algorithm for {} in {}; heuristics returned:{}", kDirectionName[d],
          CUDNN_VERSION, shape_str(s), policy.name, seen.empty() ? " nothing" : seen);
-  NABLA_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, best.math));
-  p.algo[d] = best;
+  // By rank, cuDNN's order within a rank.
+  std::stable_sort(usable.begin(), usable.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  Choice& ch = p.choice[d];
+  ch.ranked.clear();
+  for (const auto& [rank, algo] : usable) ch.ranked.push_back(algo);
+  ch.current = 0;
+  ch.chosen = true;
+  NABLA_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, ch.ranked[0].math));
 }
 
 std::unique_ptr<ConvPlan> make_plan(DType dtype, const Conv2dShape& s) {
@@ -277,8 +298,9 @@ std::unique_ptr<ConvPlan> make_plan(DType dtype, const Conv2dShape& s) {
 // are never destroyed while the backend lives).
 struct Ready {
   cudnnHandle_t handle;
-  const ConvPlan* plan;
+  ConvPlan* plan;
   Algo algo;
+  size_t index;  // of algo in the direction's ranked list
 };
 
 Ready plan_for(CudaBackend& be, DType dtype, const Conv2dShape& s, Direction d) {
@@ -293,8 +315,73 @@ Ready plan_for(CudaBackend& be, DType dtype, const Conv2dShape& s, Direction d) 
   auto it = cache.plans.find(key);
   if (it == cache.plans.end()) it = cache.plans.emplace(key, make_plan(dtype, s)).first;
   ConvPlan& p = *it->second;
-  if (!p.algo[d].chosen) choose_algo(h, p, d, policy_for(dtype, tf32), s);
-  return {h, &p, p.algo[d]};
+  if (!p.choice[d].chosen) choose_algo(h, p, d, policy_for(dtype, tf32), s);
+  const Choice& ch = p.choice[d];
+  return {h, &p, ch.ranked[ch.current], ch.current};
+}
+
+// Fault injection (test_hooks.cuh).
+std::atomic<int> g_fail_runs{0}, g_fail_workspaces{0};
+bool take_fault(std::atomic<int>& counter) {
+  int n = counter.load();
+  while (n > 0 && !counter.compare_exchange_weak(n, n - 1)) {
+  }
+  return n > 0;
+}
+
+// One try of algorithm a: its workspace from the pool, then call(handle, plan, a, workspace,
+// bytes), which enqueues the cuDNN call and returns its status.
+template <typename Call>
+Attempt attempt(CudaBackend& be, const Ready& r, const Algo& a, const Call& call) {
+  std::optional<ScratchLease> ws;
+  try {
+    if (take_fault(g_fail_workspaces))
+      fail("out of memory allocating {} bytes (injected by test_hooks::inject_conv_failures)", a.workspace);
+    ws.emplace(be, a.workspace);
+  } catch (const Error& e) {
+    return {false, fmt::format("algorithm {} (math {}): workspace of {} bytes: {}", a.algo, static_cast<int>(a.math),
+                               a.workspace, e.what())};
+  }
+  const cudnnStatus_t st = take_fault(g_fail_runs) ? CUDNN_STATUS_EXECUTION_FAILED : call(r.handle, *r.plan, a, ws->get(), ws->size());
+  if (st == CUDNN_STATUS_SUCCESS) return {true, {}};
+  return {false, fmt::format("algorithm {} (math {}): {}", a.algo, static_cast<int>(a.math), cudnnGetErrorString(st))};
+}
+
+// Runs direction d of a convolution with the plan's algorithm, falling back along the ranked
+// list when it cannot run (see the file comment). call(handle, plan, algo, workspace, bytes)
+// enqueues the cuDNN call and returns its status; it must not take the cache's lock.
+template <typename Call>
+void run_conv(CudaBackend& be, DType dtype, const Conv2dShape& s, Direction d, const Call& call) {
+  const Ready r = plan_for(be, dtype, s, d);
+  const Attempt first = attempt(be, r, r.algo, call);
+  if (first.ran) return;
+  // Under the cache's lock: the direction's descriptor carries the math type of the candidate
+  // being tried, and the plan's choice moves on for every later call.
+  ConvPlanCache& cache = be.conv_plans();
+  std::lock_guard<std::mutex> lock(cache.mu);
+  Choice& ch = r.plan->choice[d];
+  cudnnConvolutionDescriptor_t conv = r.plan->conv[d].get();
+  const std::string what = fmt::format("cuda conv2d {} for {}", kDirectionName[d], shape_str(s));
+  const std::string earlier = fmt::format("candidate {}: {}", r.index, first.why);
+  try {
+    const size_t used = run_first_that_works(
+        r.index + 1, ch.ranked.size(),
+        [&](size_t i) -> Attempt {
+          const Algo& a = ch.ranked[i];
+          const cudnnStatus_t st = cudnnSetConvolutionMathType(conv, a.math);
+          if (st != CUDNN_STATUS_SUCCESS)
+            return {false, fmt::format("algorithm {}: math type {} refused: {}", a.algo, static_cast<int>(a.math),
+                                       cudnnGetErrorString(st))};
+          return attempt(be, r, a, call);
+        },
+        what, earlier);
+    ch.current = used;
+    std::fprintf(stderr, "nabla: %s: algorithm %d failed (%s); using algorithm %d from now on\n", what.c_str(),
+                 r.algo.algo, first.why.c_str(), ch.ranked[used].algo);
+  } catch (...) {
+    cudnnSetConvolutionMathType(conv, ch.ranked[ch.current].math);  // as the plan says
+    throw;
+  }
 }
 
 // y: (n, k, m); bias: (k). y += bias per channel.
@@ -312,13 +399,13 @@ void CudaBackend::conv2d_forward(DType dtype, void* y, const void* x, const void
   DeviceGuard guard(device());
   dispatch_floating(dtype, "conv2d_forward", [&](auto tag) {
     using T = decltype(tag);
-    const Ready r = plan_for(*this, dtype, s, kForward);
     const T alpha = 1, beta = 0;
-    ScratchLease ws(*this, r.algo.workspace);
-    NABLA_CUDNN_CHECK(cudnnConvolutionForward(r.handle, &alpha, r.plan->x.get(), x, r.plan->w.get(), weight,
-                                              r.plan->conv[kForward].get(),
-                                              static_cast<cudnnConvolutionFwdAlgo_t>(r.algo.algo), ws.get(), ws.size(),
-                                              &beta, r.plan->y.get(), y));
+    run_conv(*this, dtype, s, kForward,
+             [&](cudnnHandle_t h, const ConvPlan& p, const Algo& a, void* ws, size_t ws_bytes) {
+               return cudnnConvolutionForward(h, &alpha, p.x.get(), x, p.w.get(), weight, p.conv[kForward].get(),
+                                              static_cast<cudnnConvolutionFwdAlgo_t>(a.algo), ws, ws_bytes, &beta,
+                                              p.y.get(), y);
+             });
     if (bias) {
       const int64_t m = s.oh * s.ow, total = s.n * s.k * m;
       add_bias_kernel<T><<<grid(total), kBlock, 0, stream()>>>(static_cast<T*>(y), static_cast<const T*>(bias), total,
@@ -334,13 +421,14 @@ void CudaBackend::conv2d_backward_data(DType dtype, void* dx, const void* dy, co
   DeviceGuard guard(device());
   dispatch_floating(dtype, "conv2d_backward_data", [&](auto tag) {
     using T = decltype(tag);
-    const Ready r = plan_for(*this, dtype, s, kBackwardData);
     const T alpha = 1, beta = 0;  // assigns dx
-    ScratchLease ws(*this, r.algo.workspace);
-    NABLA_CUDNN_CHECK(cudnnConvolutionBackwardData(r.handle, &alpha, r.plan->w.get(), weight, r.plan->y.get(), dy,
-                                                   r.plan->conv[kBackwardData].get(),
-                                                   static_cast<cudnnConvolutionBwdDataAlgo_t>(r.algo.algo), ws.get(),
-                                                   ws.size(), &beta, r.plan->x.get(), dx));
+    run_conv(*this, dtype, s, kBackwardData,
+             [&](cudnnHandle_t h, const ConvPlan& p, const Algo& a, void* ws, size_t ws_bytes) {
+               return cudnnConvolutionBackwardData(h, &alpha, p.w.get(), weight, p.y.get(), dy,
+                                                   p.conv[kBackwardData].get(),
+                                                   static_cast<cudnnConvolutionBwdDataAlgo_t>(a.algo), ws, ws_bytes,
+                                                   &beta, p.x.get(), dx);
+             });
   });
 }
 
@@ -355,13 +443,14 @@ void CudaBackend::conv2d_backward_weight(DType dtype, void* dweight, const void*
   }
   dispatch_floating(dtype, "conv2d_backward_weight", [&](auto tag) {
     using T = decltype(tag);
-    const Ready r = plan_for(*this, dtype, s, kBackwardFilter);
     const T alpha = 1, beta = 0;  // assigns dweight
-    ScratchLease ws(*this, r.algo.workspace);
-    NABLA_CUDNN_CHECK(cudnnConvolutionBackwardFilter(r.handle, &alpha, r.plan->x.get(), x, r.plan->y.get(), dy,
-                                                     r.plan->conv[kBackwardFilter].get(),
-                                                     static_cast<cudnnConvolutionBwdFilterAlgo_t>(r.algo.algo),
-                                                     ws.get(), ws.size(), &beta, r.plan->w.get(), dweight));
+    run_conv(*this, dtype, s, kBackwardFilter,
+             [&](cudnnHandle_t h, const ConvPlan& p, const Algo& a, void* ws, size_t ws_bytes) {
+               return cudnnConvolutionBackwardFilter(h, &alpha, p.x.get(), x, p.y.get(), dy,
+                                                     p.conv[kBackwardFilter].get(),
+                                                     static_cast<cudnnConvolutionBwdFilterAlgo_t>(a.algo), ws,
+                                                     ws_bytes, &beta, p.w.get(), dweight);
+             });
   });
 }
 
@@ -373,5 +462,12 @@ void CudaBackend::conv2d_backward_bias(DType dtype, void* dbias, const void* dy,
     channel_sum(*this, static_cast<T*>(dbias), static_cast<const T*>(dy), s.n, s.k, s.oh * s.ow);
   });
 }
+
+namespace test_hooks {
+void inject_conv_failures(int runs, int workspaces) {
+  g_fail_runs.store(runs);
+  g_fail_workspaces.store(workspaces);
+}
+}  // namespace test_hooks
 
 }  // namespace nabla::cuda

@@ -49,9 +49,11 @@
 #include <nabla/cuda/cuda_backend.h>
 #include <nabla/cuda/cudnn_descriptor.cuh>
 #include <nabla/cuda/device.h>
+#include <nabla/cuda/test_hooks.cuh>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <map>
@@ -121,6 +123,7 @@ RnnPlanCache& CudaBackend::rnn_plans() {
 }
 
 namespace {
+std::atomic<bool> g_force_weight_copies{false};  // test_hooks.cuh
 
 using namespace rnn_detail;
 
@@ -208,6 +211,12 @@ std::unique_ptr<Model> make_model(CudaBackend& be, cudnnHandle_t h, RnnPlanCache
       ok = ok && mat[k] >= 0 && mat[k] + H * cols <= total && bias[k] >= 0 && bias[k] + H <= total;
     }
   }
+  // The fallback below copies these blocks: they must at least lie inside the weight space.
+  if (!ok)
+    internal_error(__FILE__, __LINE__,
+                   fmt::format("rnn: cuDNN's weight space for {} has a gate block of unexpected size or place",
+                               shape_str(s)));
+  ok = !g_force_weight_copies.load();  // test_hooks::force_rnn_weight_copies
   // In place when each of w_ih, w_hh, b_ih, b_hh is its gates' blocks back to back.
   for (int64_t d = 0; ok && d < s.directions; ++d) {
     const size_t k0 = size_t(d * 2 * G);
@@ -434,5 +443,9 @@ bool rnn_weights_in_place(int index, bool lstm, int64_t input, int64_t hidden, i
   std::lock_guard<std::mutex> lock(cache.mu);
   return model_for(be, h, cache, DType::float32, s, tf32_for(DType::float32)).in_place;
 }
+
+namespace test_hooks {
+void force_rnn_weight_copies(bool on) { g_force_weight_copies.store(on); }
+}  // namespace test_hooks
 
 }  // namespace nabla::cuda

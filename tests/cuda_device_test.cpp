@@ -1,6 +1,7 @@
 // nabla::cuda device query: in every build, with or without a GPU. Tests that need a device
 // skip themselves when there is none.
 #include <nabla/core/error.h>
+#include <nabla/cuda/compat.cuh>
 #include <nabla/cuda/device.h>
 
 #include <gtest/gtest.h>
@@ -76,3 +77,36 @@ TEST(CudaDevice, BuildWithoutCudaHasNoDevices) {
   }
 }
 #endif
+
+// ---- does the build fit the machine (cuda/compat.cuh; no GPU needed) -----------------------------
+
+TEST(CudaCompat, NoKernelImageMessageNamesTheGpuAndTheOption) {
+  const std::string m = nb::cuda::compat::no_kernel_image_message(1, "Tesla T4", 7, 5, "90-real,80-virtual");
+  for (const char* part : {"cuda:1", "Tesla T4", "compute capability 7.5", "90-real,80-virtual",
+                           "-DCMAKE_CUDA_ARCHITECTURES=75", "75-real"})
+    EXPECT_NE(m.find(part), std::string::npos) << part << " missing from: " << m;
+}
+
+TEST(CudaCompat, CudnnVersionNumbersDecode) {
+  using nb::cuda::compat::cudnn_version;
+  using nb::cuda::compat::to_string;
+  EXPECT_EQ(to_string(cudnn_version(91400)), "9.14.0");
+  EXPECT_EQ(to_string(cudnn_version(90100)), "9.1.0");
+  EXPECT_EQ(to_string(cudnn_version(91002)), "9.10.2");
+  EXPECT_EQ(to_string(cudnn_version(8907)), "8.9.7");
+}
+
+TEST(CudaCompat, CudnnOlderAtRunTimeWarnsNewerOrSameDoesNot) {
+  using nb::cuda::compat::cudnn_version_warning;
+  EXPECT_EQ(cudnn_version_warning(91400, 91400), "");
+  EXPECT_EQ(cudnn_version_warning(91400, 91401), "");
+  EXPECT_EQ(cudnn_version_warning(91400, 92000), "");
+  EXPECT_EQ(cudnn_version_warning(90100, 100000), "");  // a newer major: its problem to stay compatible
+  const std::string older = cudnn_version_warning(91400, 90100);
+  EXPECT_NE(older.find("cuDNN 9.1.0 was loaded, older than cuDNN 9.14.0"), std::string::npos) << older;
+  EXPECT_NE(older.find("LD_LIBRARY_PATH"), std::string::npos) << older;
+  EXPECT_NE(cudnn_version_warning(91400, 91300).find("older"), std::string::npos);
+  EXPECT_NE(cudnn_version_warning(91401, 91400).find("older"), std::string::npos);
+  const std::string major = cudnn_version_warning(91400, 8907);
+  EXPECT_NE(major.find("different major version"), std::string::npos) << major;
+}

@@ -21,6 +21,9 @@
 
 #include "cuda_test_util.h"
 
+#include <nabla/cuda/conv_fallback.cuh>
+#include <nabla/cuda/test_hooks.cuh>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -307,6 +310,102 @@ TEST_F(CudaNn, ConvPlanReuseGivesIdenticalResults_8x16x15x13_to_24_k3_p1) {
   }
 }
 
+// ---- the fallback when an algorithm cannot run ----------------------------------------------------
+
+// The walk over the ranked candidates (cuda/conv_fallback.cuh) with a fake runner: runs without a
+// GPU. Candidate 1 cannot get its workspace, 2 fails in cuDNN, 3 runs.
+TEST(ConvFallbackWalk, TriesTheNextCandidateUntilOneRuns) {
+  namespace cd = nabla::cuda::conv_detail;
+  std::vector<size_t> tried;
+  auto fake = [&](size_t i) -> cd::Attempt {
+    tried.push_back(i);
+    if (i == 1) return {false, "workspace of 1073741824 bytes: out of memory"};
+    if (i == 2) return {false, "CUDNN_STATUS_EXECUTION_FAILED"};
+    return {true, {}};
+  };
+  EXPECT_EQ(cd::run_first_that_works(1, 5, fake, "conv"), 3u);
+  EXPECT_EQ(tried, (std::vector<size_t>{1, 2, 3}));
+  tried.clear();
+  EXPECT_EQ(cd::run_first_that_works(0, 5, [&](size_t i) { return fake(i == 0 ? 3 : i); }, "conv"), 0u);
+}
+
+TEST(ConvFallbackWalk, NoneRunsIsAnErrorListingEveryAttempt) {
+  namespace cd = nabla::cuda::conv_detail;
+  int calls = 0;
+  std::string what;
+  try {
+    cd::run_first_that_works(
+        1, 3,
+        [&](size_t i) -> cd::Attempt {
+          ++calls;
+          return {false, fmt::format("reason {}", i)};
+        },
+        "cuda conv2d forward for x (1, 2, 3, 4)", "candidate 0: reason 0");
+  } catch (const nb::Error& e) {
+    what = e.what();
+  }
+  EXPECT_EQ(calls, 2);
+  for (const char* part : {"cuda conv2d forward for x (1, 2, 3, 4)", "3 candidates", "candidate 0: reason 0",
+                           "candidate 1: reason 1", "candidate 2: reason 2"})
+    EXPECT_NE(what.find(part), std::string::npos) << part << " missing from: " << what;
+  // Nothing left to try after the first: still an error naming it.
+  what.clear();
+  try {
+    cd::run_first_that_works(1, 1, [](size_t) { return cd::Attempt{true, {}}; }, "conv", "candidate 0: refused");
+  } catch (const nb::Error& e) {
+    what = e.what();
+  }
+  EXPECT_NE(what.find("candidate 0: refused"), std::string::npos) << what;
+}
+
+// On the GPU, with failures injected (cuda/test_hooks.cuh): the first algorithm of each direction
+// "fails to run" (round 0), or its workspace "cannot be had" (round 1, fresh plans); the
+// convolution still gives the CPU's numbers, and the plan keeps the algorithm that ran. With more failures than candidates,
+// a nabla::Error that names the direction and lists the attempts.
+TEST_F(CudaNn, ConvFallsBackToTheNextAlgorithm_3x5x11x9_to_7_k3_p1) {
+  namespace hooks = nabla::cuda::test_hooks;
+  struct Reset {
+    ~Reset() { nabla::cuda::test_hooks::inject_conv_failures(0, 0); }
+  } reset;
+  const nb::Conv2dParams p{.padding = 1};
+  for (int round = 0; round < 2; ++round) {
+    SCOPED_TRACE(round == 0 ? "run failures" : "workspace failures");
+    // A batch size of its own per round, so that each round starts from a fresh plan whose first
+    // candidate fails (one failure per direction: forward, backward data, backward filter).
+    const int64_t n = 3 + round;
+    Tensor x = nb::rand({n, 5, 11, 9}, {}, -1, 1), w = nb::rand({7, 5, 3, 3}, {}, -1, 1);
+    Tensor b = nb::rand({7}, {}, -1, 1), g = nb::rand({n, 7, 11, 9}, {}, 0.5, 1.5);
+    const ConvRun cpu = conv_step(x, w, b, p, g);
+    if (round == 0) hooks::inject_conv_failures(3, 0);
+    if (round == 1) hooks::inject_conv_failures(0, 3);
+    const ConvRun gpu = conv_step(x.to(kCuda), w.to(kCuda), b.to(kCuda), p, g.to(kCuda));
+    const Tol t{1e-4, 1e-5};
+    EXPECT_TRUE(close(gpu.y, cpu.y, t, "y"));
+    EXPECT_TRUE(close(gpu.dx, cpu.dx, t, "dx"));
+    EXPECT_TRUE(close(gpu.dw, cpu.dw, {1e-4, 1e-4}, "dweight"));
+    EXPECT_TRUE(close(gpu.db, cpu.db, {1e-4, 1e-4}, "dbias"));
+    // The plan kept the algorithm that ran: the same call again, no failures left, same bits.
+    const ConvRun again = conv_step(x.to(kCuda), w.to(kCuda), b.to(kCuda), p, g.to(kCuda));
+    EXPECT_TRUE(same_bits(again.y, gpu.y, "y, second call"));
+  }
+  // Every candidate failing: an error, not a crash or a wrong result. A fresh shape (fresh plan).
+  hooks::inject_conv_failures(1000, 0);
+  Tensor x2 = nb::rand({2, 3, 6, 6}, {.device = kCuda}, -1, 1), w2 = nb::rand({4, 3, 3, 3}, {.device = kCuda}, -1, 1);
+  std::string what;
+  try {
+    nb::conv2d(x2, w2, {}, p);
+  } catch (const nb::Error& e) {
+    what = e.what();
+  }
+  hooks::inject_conv_failures(0, 0);
+  EXPECT_NE(what.find("conv2d forward"), std::string::npos) << what;
+  EXPECT_NE(what.find("CUDNN_STATUS_EXECUTION_FAILED"), std::string::npos) << what;
+  // And the device is usable afterwards: the same shape now runs.
+  Tensor y2;
+  ASSERT_NO_THROW(y2 = nb::conv2d(x2, w2, {}, p));
+  EXPECT_TRUE(close(y2, nb::conv2d(x2.to(nb::Device::cpu()), w2.to(nb::Device::cpu()), {}, p), {1e-4, 1e-5}, "y"));
+}
+
 // ---- pooling -------------------------------------------------------------------------------------
 
 struct PoolCase {
@@ -423,6 +522,9 @@ const std::vector<BnCase>& bn_cases() {
       bn({4, 3, 6, 6}, "", false),
       bn({8, 5}, "", false),
       bn({4, 3, 8, 8}, "_offset_mean_100", true, 99, 101),
+      // planes split with c * pieces > 65,535 blocks (kMaxGrid in cuda/channel_reduce.cuh): the
+      // planes kernel loops over (channel, piece) items
+      bn({1, 66000, 32}, "_planes_over_65535_blocks"),
   };
   return c;
 }
