@@ -7,6 +7,7 @@
 
 #include "test_util.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <fstream>
@@ -221,4 +222,28 @@ TEST(FitGuard, BadOptionsAreErrorsNamingTheOption) {
   EXPECT_THAT(error_of([&] { model.evaluate(data, {.batch_size = -5}); }), HasSubstr("batch_size must be > 0, got -5"));
   EXPECT_THAT(error_of([&] { model.predict(data.x, 0); }), HasSubstr("predict: batch_size must be > 0, got 0"));
   EXPECT_EQ(model.global_step(), 0) << "nothing trained";
+}
+
+// ---- the progress bar of an epoch that an error stops -------------------------------------------
+
+TEST(FitGuard, ProgressBarEndsItsOpenLineWhenAnErrorUnwindsIt) {
+  const std::string path = temp_path("bar.txt");
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  {
+    nb::ProgressBar bar(10, f);
+    bar.set_interactive(true);
+    bar.update(3, {{"loss", 1.0}});
+  }  // as when fit throws: no finish()
+  {
+    nb::ProgressBar bar(10, f);
+    bar.set_interactive(true);
+    bar.update(10);
+    bar.finish();
+  }
+  std::fclose(f);
+  const std::string text = file_bytes(path);
+  EXPECT_THAT(text, HasSubstr("3/10 ["));
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 2) << text;
+  EXPECT_EQ(text.back(), '\n');
 }
