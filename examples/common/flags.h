@@ -165,12 +165,13 @@ class Flags {
     T x{};
     const char* end = v.data() + v.size();
     const auto [ptr, ec] = std::from_chars(v.data(), end, x);
+    // What a NaN or an infinity is called, whatever the flag's type ("nan" is not "negative").
+    double d = 0;
+    const auto [dptr, dec] = std::from_chars(v.data(), end, d);
     std::string why;
-    if constexpr (std::is_floating_point_v<T>) {
-      if (ec == std::errc() && ptr == end && std::isnan(x)) why = " (not a number)";
-      else if (ec == std::errc() && ptr == end && std::isinf(x)) why = " (infinite)";
-      else if (ec == std::errc::result_out_of_range) why = " (out of the range of a double)";
-    }
+    if (dec == std::errc() && dptr == end && std::isnan(d)) why = " (not a number)";
+    else if (dec == std::errc() && dptr == end && std::isinf(d)) why = " (infinite)";
+    else if (std::is_floating_point_v<T> && ec == std::errc::result_out_of_range) why = " (out of the range of a double)";
     const bool parsed = ec == std::errc() && ptr == end && why.empty();
     const bool in_range = parsed && (r.min_open ? x > r.min : x >= r.min) && (r.max_open ? x < r.max : x <= r.max);
     if (!in_range) throw UsageError(fmt::format("{}: expected {}, got '{}'{}", name, describe(r), v, why));

@@ -58,7 +58,7 @@ case $case_name in
   batch_suffix)   run --batch 1abc; expect 2 "--batch: expected an integer from 1 to 65536, got '1abc'" ;;
   batch_equals)   run --batch=0; expect 2 "--batch: expected an integer from 1 to 65536, got '0'" ;;
   seed_negative)  run --seed -1; expect 2 "--seed: expected an integer from 0 to 18446744073709551615, got '-1'" ;;
-  epochs_nan)     run --epochs nan; expect 2 "--epochs: expected an integer from 1 to 100000, got 'nan'" ;;
+  epochs_nan)     run --epochs nan; expect 2 "--epochs: expected an integer from 1 to 100000, got 'nan' \(not a number\)" ;;
   lr_nan)         run --lr nan; expect 2 "--lr: expected a finite number > 0, got 'nan' \(not a number\)" ;;
   lr_negative)    run --lr -1e-3; expect 2 "--lr: expected a finite number > 0, got '-1e-3'$" ;;
   dropout_one)    run --dropout 1; expect 2 "--dropout: expected a number >= 0 and < 1, got '1'" ;;
