@@ -4,7 +4,7 @@
 // 5 repetitions of --steps steps after --warmup steps, device synchronized before each clock read.
 //
 //   nabla-bench [--workload mlp,mlp_wide,cnn,cnn_fmnist,lstm,lstm_lm|all] [--device cpu|cuda|best] [--mode fp32|fast]
-//               [--threads N] [--steps 50] [--warmup 10]
+//               [--threads N (0: OpenMP's default; at most the processors)] [--steps 50] [--warmup 10]
 //
 // Prints one JSON line per run (keys as torch_reference.py's) and a table at the end.
 #include <nabla/core/backend.h>

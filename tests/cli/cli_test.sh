@@ -99,6 +99,13 @@ case $case_name in
     grep -q "^RESULT test_accuracy=" "$out" || fail "no RESULT line"
     ls "$work"/tmp/nabla-*/mlp.safetensors > /dev/null 2>&1 || fail "no fallback file"
     ;;
+  out_with_a_quote)
+    needs_data
+    run $small --out "$work/it's; touch $work/injected; '"
+    expect 0 "a quote or control character in the path: no plot"
+    [ -s "$work/it's; touch $work/injected; '/mlp.safetensors" ] || fail "no weights in the quoted folder"
+    [ -e "$work/injected" ] && fail "the path reached a shell"
+    ;;
   trains_and_saves)
     needs_data
     run $small --out "$work/out"
