@@ -28,7 +28,6 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -51,7 +50,14 @@ struct Args {
   int64_t steps_per_epoch = 0;  // 0: one pass over the training text's characters
 };
 
-std::string read_text(const std::string& path) {
+// Text beyond this needs --max-chars: the ids take 8 bytes a character, and a path such as
+// /dev/zero would otherwise be read until memory runs out.
+constexpr int64_t kMaxTextWithoutLimit = int64_t{256} << 20;
+
+// The text of `path` (a file, or a folder's files), at most `max_chars` characters (0: up to
+// kMaxTextWithoutLimit, more is an error).
+std::string read_text(const std::string& path, int64_t max_chars) {
+  const int64_t limit = max_chars > 0 ? max_chars : kMaxTextWithoutLimit;
   std::vector<fs::path> files;
   if (fs::is_directory(path)) {
     for (const auto& e : fs::directory_iterator(path))
@@ -64,9 +70,20 @@ std::string read_text(const std::string& path) {
   for (const auto& f : files) {
     std::ifstream in(f, std::ios::binary);
     if (!in) throw nb::Error(fmt::format("char_lm: cannot read {}", f.string()));
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    text += ss.str();
+    std::vector<char> buf(1 << 16);
+    while (static_cast<int64_t>(text.size()) < limit) {
+      const auto want = std::min<int64_t>(static_cast<int64_t>(buf.size()), limit - static_cast<int64_t>(text.size()));
+      in.read(buf.data(), want);
+      text.append(buf.data(), static_cast<size_t>(in.gcount()));
+      if (in.gcount() < want) break;
+    }
+    if (static_cast<int64_t>(text.size()) >= limit) {
+      if (max_chars > 0) break;  // the first --max-chars characters
+      if (in.peek() != std::ifstream::traits_type::eof())
+        throw nb::Error(fmt::format("char_lm: {} holds more than {} MiB of text; pass --max-chars N to train on its "
+                                    "first N characters",
+                                    path, kMaxTextWithoutLimit >> 20));
+    }
   }
   if (text.size() < 1000)
     throw nb::Error(fmt::format("char_lm: {} holds {} characters of text, too few to train on (install Debian's "
@@ -191,8 +208,7 @@ int main(int argc, char** argv) {
     std::mt19937_64 gen(args.seed);
     const nb::Device device = nb::Device::parse(args.device);
 
-    std::string text = read_text(args.path);
-    if (args.max_chars > 0 && static_cast<int64_t>(text.size()) > args.max_chars) text.resize(size_t(args.max_chars));
+    std::string text = read_text(args.path, args.max_chars);
     std::vector<int64_t> to_id(256, -1);
     std::vector<unsigned char> vocab;
     for (unsigned char ch : text) to_id[ch] = 0;

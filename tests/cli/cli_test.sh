@@ -124,6 +124,9 @@ case $case_name in
     grep -q "^RESULT" "$out" && fail "a RESULT line after a NaN loss"
     ;;
 
+  char_lm_endless_file)
+    run /dev/zero --max-chars 0
+    expect 1 "char_lm: /dev/zero holds more than 256 MiB of text; pass --max-chars N" ;;
   char_lm_lr_huge)
     [ -d /usr/share/games/fortunes ] || { echo "skipped: no /usr/share/games/fortunes"; exit 77; }
     run --lr 1e30 --max-chars 20000 --steps-per-epoch 25 --hidden 32 --embed 8 --layers 1 --seq 32 --batch 8
