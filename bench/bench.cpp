@@ -4,11 +4,13 @@
 // 5 repetitions of --steps steps after --warmup steps, device synchronized before each clock read.
 //
 //   nabla-bench [--workload mlp,mlp_wide,cnn,cnn_fmnist,lstm,lstm_lm|all] [--device cpu|cuda|best] [--mode fp32|fast]
-//               [--threads N] [--steps 50] [--warmup 10]
+//               [--threads N (0: OpenMP's default; at most the processors)] [--steps 50] [--warmup 10]
 //
 // Prints one JSON line per run (keys as torch_reference.py's) and a table at the end.
 #include <nabla/core/backend.h>
 #include <nabla/nabla.h>
+
+#include "../examples/common/program.h"
 
 #include <fmt/format.h>
 #include <omp.h>
@@ -107,14 +109,6 @@ struct Args {
   int warmup = 10;
 };
 
-[[noreturn]] void usage(const std::string& msg) {
-  fmt::print(stderr,
-             "{}\nusage: nabla-bench [--workload mlp,mlp_wide,cnn,cnn_fmnist,lstm,lstm_lm|all] [--device cpu|cuda|best] [--mode fp32|fast]\n"
-             "                   [--threads N] [--steps N] [--warmup N]\n",
-             msg);
-  std::exit(2);
-}
-
 std::vector<std::string> split(const std::string& s) {
   std::vector<std::string> out;
   std::stringstream ss(s);
@@ -125,32 +119,30 @@ std::vector<std::string> split(const std::string& s) {
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    std::string k = argv[i];
-    auto val = [&]() -> std::string {
-      if (i + 1 >= argc) usage("missing value after " + k);
-      return argv[++i];
-    };
-    try {
-      if (k == "--workload" || k == "--workloads") {
-        std::string v = val();
-        a.workloads = v == "all" ? std::vector<std::string>{"mlp", "mlp_wide", "cnn", "cnn_fmnist", "lstm", "lstm_lm"} : split(v);
-      } else if (k == "--device") a.device = val();
-      else if (k == "--mode" || k == "--modes") a.mode = val();
-      else if (k == "--threads") a.threads = std::stoi(val());
-      else if (k == "--steps") a.steps = std::stoi(val());
-      else if (k == "--warmup") a.warmup = std::stoi(val());
-      else if (k == "--help" || k == "-h") usage("Measures training-step time.");
-      else usage("unknown argument " + k);
-    } catch (const std::logic_error&) {
-      usage("bad value for " + k);
-    }
+  std::string list = "mlp,mlp_wide";
+  examples::Flags flags("nabla-bench", "Measures training-step time.");
+  flags.add("--workload", &list, "mlp,...|all")
+      .add("--workloads", &list, "mlp,...|all")
+      .add("--device", &a.device, "cpu|cuda|best")
+      .add("--mode", &a.mode, "fp32|fast")
+      .add("--modes", &a.mode, "fp32|fast")
+      .add("--threads", &a.threads, "N", {.min = 0})
+      .add("--steps", &a.steps, "N", {.min = 1, .max = 1000000})
+      .add("--warmup", &a.warmup, "N", {.min = 0, .max = 1000000});
+  flags.parse(argc, argv);
+  // More OpenMP threads than processors only slows a run down, and far more crash the runtime.
+  if (const int procs = omp_get_num_procs(); a.threads > procs)
+    examples::Flags::fail("--threads", std::to_string(a.threads),
+                          fmt::format("an integer from 0 (OpenMP's default) to {}, the processors of this machine",
+                                      procs));
+  if (a.mode != "fp32" && a.mode != "fast") examples::Flags::fail("--mode", a.mode, "fp32 or fast");
+  const auto all = workloads();
+  a.workloads.clear();
+  for (const std::string& w : list == "all" ? split("mlp,mlp_wide,cnn,cnn_fmnist,lstm,lstm_lm") : split(list)) {
+    if (!all.count(w)) examples::Flags::fail("--workload", w, "mlp, mlp_wide, cnn, cnn_fmnist, lstm, lstm_lm or all");
+    a.workloads.push_back(w);
   }
-  if (a.steps < 1 || a.warmup < 0) usage("--steps must be positive and --warmup non-negative");
-  if (a.mode != "fp32" && a.mode != "fast") usage("--mode must be fp32 or fast");
-  auto all = workloads();
-  for (auto& w : a.workloads)
-    if (!all.count(w)) usage("unknown workload " + w);
+  if (a.workloads.empty()) examples::Flags::fail("--workload", list, "a comma-separated list of workloads");
   return a;
 }
 
@@ -159,15 +151,15 @@ void synchronize(nb::Device d) { nb::backend(d).synchronize(); }
 }  // namespace
 
 int main(int argc, char** argv) {
-  Args args = parse(argc, argv);
-  if (args.threads > 0) omp_set_num_threads(args.threads);
-  struct Row {
-    std::string workload;
-    int64_t batch;
-    double ms;
-  };
-  std::vector<Row> rows;
-  try {
+  return examples::run_program("nabla-bench", [&] {
+    const Args args = parse(argc, argv);
+    if (args.threads > 0) omp_set_num_threads(args.threads);
+    struct Row {
+      std::string workload;
+      int64_t batch;
+      double ms;
+    };
+    std::vector<Row> rows;
     nb::Device device = nb::Device::parse(args.device);
     // fast: TF32 tensor cores for float32 products on GPUs; on the CPU both modes are strict float32.
     nb::set_tf32(args.mode == "fast");
@@ -234,12 +226,9 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
       rows.push_back({name, w.batch, med * 1e3});
     }
-  } catch (const nb::Error& e) {
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
-  }
-  fmt::print("\n{:12} {:9} {:>6} {:>9} {:>12}\n", "workload", "mode", "batch", "step ms", "samples/s");
-  for (const Row& r : rows)
-    fmt::print("{:12} {:9} {:6} {:9.3f} {:12.1f}\n", r.workload, args.mode, r.batch, r.ms, r.batch / r.ms * 1e3);
-  return 0;
+    fmt::print("\n{:12} {:9} {:>6} {:>9} {:>12}\n", "workload", "mode", "batch", "step ms", "samples/s");
+    for (const Row& r : rows)
+      fmt::print("{:12} {:9} {:6} {:9.3f} {:12.1f}\n", r.workload, args.mode, r.batch, r.ms, r.batch / r.ms * 1e3);
+    return 0;
+  });
 }

@@ -1,5 +1,6 @@
 #include <nabla/layers/callbacks.h>
 
+#include <nabla/core/anomaly.h>
 #include <nabla/core/autograd.h>
 #include <nabla/core/error.h>
 #include <nabla/layers/model.h>
@@ -114,17 +115,37 @@ ModelCheckpoint::ModelCheckpoint(std::string path, ModelCheckpointOptions opts)
 void ModelCheckpoint::on_train_begin(Model&) {
   best_.reset();
   last_saved_.clear();
+  refused_ = 0;
+}
+
+// Why the model of this epoch must not be saved ("" when it may): a non-finite loss or monitored
+// value, or a parameter or buffer with a NaN or an infinity (reading each is a synchronization,
+// once per epoch).
+std::string nonfinite_reason(const Model& model, const Logs& logs, const std::string& monitor) {
+  for (const std::string& key : {std::string("loss"), monitor})
+    if (auto it = logs.find(key); it != logs.end() && !std::isfinite(it->second))
+      return fmt::format("{} is {}", key, it->second);
+  for (const auto& [name, t] : model.state_dict())
+    if (has_nonfinite(t)) return fmt::format("the tensor '{}' has NaN or infinite values", name);
+  return "";
 }
 
 void ModelCheckpoint::on_epoch_end(Model& model, int64_t epoch, Logs& logs) {
   if (opts_.save_best_only) {
     const double current = monitored(logs, opts_.monitor, "ModelCheckpoint");
     if (std::isnan(current) || (best_ && !is_improvement(current, *best_, maximize_, 0))) return;
-    best_ = current;
   }
   std::string path = path_;
   for (size_t at; (at = path.find("{epoch}")) != std::string::npos;)
     path.replace(at, 7, std::to_string(epoch + 1));
+  if (const std::string why = nonfinite_reason(model, logs, opts_.monitor); !why.empty()) {
+    std::fflush(stdout);
+    fmt::print(stderr, "ModelCheckpoint: epoch {}: not saving {}: {}{}\n", epoch + 1, path, why,
+               last_saved_.empty() ? "" : fmt::format(" ({} keeps the last finite weights)", last_saved_));
+    ++refused_;
+    return;
+  }
+  if (opts_.save_best_only) best_ = monitored(logs, opts_.monitor, "ModelCheckpoint");
   if (opts_.weights_only)
     model.save(path);
   else

@@ -116,7 +116,9 @@ struct ModelCheckpointOptions {
 };
 
 // Saves at the end of each epoch to `path`, where "{epoch}" is replaced by the epoch number
-// counted from 1 (Keras' convention in file names).
+// counted from 1 (Keras' convention in file names). Never saves non-finite weights: when the
+// epoch's loss or monitored value is NaN or infinite, or a parameter or buffer holds one, it
+// skips the save with a warning on stderr, so the file of the last good epoch stays as it was.
 class ModelCheckpoint : public Callback {
  public:
   explicit ModelCheckpoint(std::string path, ModelCheckpointOptions opts = {});
@@ -124,6 +126,8 @@ class ModelCheckpoint : public Callback {
   void on_epoch_end(Model&, int64_t epoch, Logs& logs) override;
   // The file of the last save ("" before any).
   const std::string& last_saved() const { return last_saved_; }
+  // Saves skipped in this fit because of non-finite values.
+  int64_t refused() const { return refused_; }
 
  private:
   std::string path_;
@@ -131,6 +135,7 @@ class ModelCheckpoint : public Callback {
   bool maximize_ = false;
   std::optional<double> best_;
   std::string last_saved_;
+  int64_t refused_ = 0;
 };
 
 // ---- learning rate ----------------------------------------------------------------------------
@@ -202,8 +207,9 @@ class CSVLogger : public Callback {
   std::vector<std::string> keys_;
 };
 
-// Stops training when the loss becomes NaN or infinite. It looks at the running loss whenever
-// fit reads it (every FitOptions::log_every steps, the last batch, and the epoch's logs): a NaN
+// Stops training when the loss becomes NaN or infinite, for a fit with
+// FitOptions::allow_nonfinite_loss (without it, fit itself throws at that point). It looks at
+// the running loss whenever fit reads it (every FitOptions::log_every steps, the last batch, and the epoch's logs): a NaN
 // stays in the running sum, so it is caught within log_every steps with no extra read.
 class TerminateOnNaN : public Callback {
  public:

@@ -45,6 +45,15 @@ std::string join(const std::vector<std::string>& v, size_t most = 8) {
   return s;
 }
 
+// "not a number (nan)" / "infinite (inf)": the words a user reads for a non-finite value.
+std::string nonfinite_words(double v) {
+  return std::isnan(v) ? "not a number (nan)" : fmt::format("infinite ({})", v);
+}
+
+// The batch size a DataLoader over `n` samples gets: at most the dataset (one batch, as Keras
+// does), so no size computation downstream sees a batch_size near INT64_MAX.
+int64_t clamp_batch(int64_t batch_size, int64_t n) { return n > 0 ? std::min(batch_size, n) : batch_size; }
+
 }  // namespace
 
 Model::~Model() = default;
@@ -163,7 +172,7 @@ Logs Model::run_evaluation(const data::Dataset& data, int64_t batch_size) {
   NABLA_CHECK(batch_size > 0, "evaluate: batch_size must be > 0, got {}", batch_size);
   NoGrad no_grad;
   ModeGuard mode(*module_, false);
-  data::DataLoader loader(data, {.batch_size = batch_size, .shuffle = false, .device = device_});
+  data::DataLoader loader(data, {.batch_size = clamp_batch(batch_size, data.size()), .shuffle = false, .device = device_});
   for (auto& m : metrics_) m->reset();
   Tensor loss_sum;
   int64_t seen = 0;
@@ -198,6 +207,7 @@ Tensor Model::predict(const Tensor& x, int64_t batch_size) {
   ModeGuard mode(*module_, false);
   std::vector<Tensor> outs;
   const int64_t n = x.size(0);
+  batch_size = clamp_batch(batch_size, n);  // b + batch_size below cannot overflow
   for (int64_t b = 0; b < n; b += batch_size) {
     Tensor xb = x.slice(0, b, std::min(n, b + batch_size));
     if (xb.device() != device_) xb = xb.to(device_);
@@ -211,8 +221,12 @@ History Model::fit(const data::Dataset& train_in, FitOptions o) {
   loss();  // compiled?
   NABLA_CHECK(o.batch_size > 0, "fit: batch_size must be > 0, got {}", o.batch_size);
   NABLA_CHECK(o.log_every > 0, "fit: log_every must be > 0, got {}", o.log_every);
+  NABLA_CHECK(o.epochs >= 0, "fit: epochs must be >= 0, got {}", o.epochs);
   NABLA_CHECK(o.initial_epoch >= 0 && o.epochs >= o.initial_epoch,
               "fit: needs 0 <= initial_epoch <= epochs, got initial_epoch {}, epochs {}", o.initial_epoch, o.epochs);
+  NABLA_CHECK(o.verbose >= 0 && o.verbose <= 2, "fit: verbose must be 0, 1 or 2, got {}", o.verbose);
+  NABLA_CHECK(o.out != nullptr || o.verbose == 0, "fit: out is null with verbose {}", o.verbose);
+  NABLA_CHECK(!std::isnan(o.validation_split), "fit: validation_split is not a number (nan); give a fraction in [0, 1)");
   NABLA_CHECK(o.validation_split >= 0 && o.validation_split < 1, "fit: validation_split {} is outside [0, 1)",
               o.validation_split);
   NABLA_CHECK(!(o.validation && o.validation_split > 0), "fit: give validation data or validation_split, not both");
@@ -234,10 +248,12 @@ History Model::fit(const data::Dataset& train_in, FitOptions o) {
     NABLA_CHECK(c.ptr != nullptr, "fit: a callback is null");
     callbacks.push_back(c.ptr);
   }
-  const data::DataLoaderOptions loader_opts{
-      .batch_size = o.batch_size, .shuffle = o.shuffle, .seed = o.seed, .drop_last = o.drop_last, .device = device_};
+  auto make_loader = [&](const data::Dataset& d) {
+    return data::DataLoader(d, {.batch_size = clamp_batch(o.batch_size, d.size()), .shuffle = o.shuffle,
+                                .seed = o.seed, .drop_last = o.drop_last, .device = device_});
+  };
   std::optional<data::DataLoader> loader;
-  if (!o.epoch_data) loader.emplace(train, loader_opts);
+  if (!o.epoch_data) loader.emplace(make_loader(train));
 
   stop_ = false;
   history_ = History{};
@@ -246,18 +262,29 @@ History Model::fit(const data::Dataset& train_in, FitOptions o) {
   for (auto& c : callbacks) c->on_train_begin(*this);
   for (int64_t epoch = o.initial_epoch; epoch < o.epochs && !stop_; ++epoch) {
     for (auto& c : callbacks) c->on_epoch_begin(*this, epoch);
-    if (o.epoch_data) loader.emplace(o.epoch_data(train, epoch), loader_opts);
+    if (o.epoch_data) loader.emplace(make_loader(o.epoch_data(train, epoch)));
     loader->set_epoch(epoch);
     const int64_t steps = loader->size();
+    NABLA_ASSERT(steps > 0);
     if (o.verbose == 1) fmt::print(o.out, "Epoch {}/{}\n", epoch + 1, o.epochs);
     ProgressBar bar(steps, o.out);
     if (o.verbose == 2) bar.set_interactive(false);
     module_->train();
     for (auto& m : metrics_) m->reset();
     Tensor loss_sum;
-    int64_t seen = 0, done = 0;
+    int64_t seen = 0, done = 0, last_read = 0;
     std::vector<std::pair<std::string, double>> shown;
     Logs read;
+    auto check_loss = [&](double loss) {
+      if (!o.allow_nonfinite_loss && !std::isfinite(loss))
+        fail("fit: the training loss is {} at epoch {}, step {} of {} ({}); training stopped. The weights are no "
+             "longer finite; fit saved nothing, and files saved at earlier epochs are untouched. Try a lower learning "
+             "rate (now {}) or gradient clipping (compile's clip_norm)",
+             nonfinite_words(loss), epoch + 1, done, steps,
+             last_read == 0 ? std::string("the epoch's first read of it")
+                            : fmt::format("read every {} steps; finite at step {}", o.log_every, last_read),
+             opt.lr());
+    };
     for (auto& batch : *loader) {
       BatchInfo info{.epoch = epoch, .batch = done, .step = global_step_, .size = batch.size(), .loss = {}, .logs = nullptr};
       for (auto& c : callbacks) c->on_batch_begin(*this, info);
@@ -283,6 +310,10 @@ History Model::fit(const data::Dataset& train_in, FitOptions o) {
       info.logs = nullptr;
       if (done % o.log_every == 0 || done == steps) {
         shown = running_logs(loss_sum, seen);
+        // The running sum keeps a NaN or an infinity, so this read (which the progress bar needs
+        // anyway) catches one within log_every steps with no synchronization of its own.
+        check_loss(shown.front().second);
+        last_read = done;
         read = Logs(shown.begin(), shown.end());
         info.logs = &read;
       }
@@ -292,10 +323,17 @@ History Model::fit(const data::Dataset& train_in, FitOptions o) {
     }
     Logs logs;
     for (auto& [k, v] : running_logs(loss_sum, seen)) logs[k] = v;
+    if (last_read != done) check_loss(logs.at("loss"));  // a callback stopped the epoch between reads
     bar.stop_clock();  // ms/step counts the training steps only
     std::vector<std::pair<std::string, double>> extra;
     if (validation) {
-      for (auto& [k, v] : run_evaluation(*validation, o.batch_size)) {
+      const Logs val = run_evaluation(*validation, o.batch_size);
+      if (!o.allow_nonfinite_loss && !std::isfinite(val.at("loss")))
+        fail("fit: the validation loss is {} after epoch {} (the training loss was {}); training stopped before the "
+             "epoch's callbacks, so nothing was saved for this epoch. Check the validation data for NaN or infinite "
+             "values",
+             nonfinite_words(val.at("loss")), epoch + 1, logs.count("loss") ? logs.at("loss") : NAN);
+      for (auto& [k, v] : val) {
         logs["val_" + k] = v;
         // Shown as the training values are: the loss first, then the metrics.
         extra.emplace(k == "loss" ? extra.begin() : extra.end(), "val_" + k, v);

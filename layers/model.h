@@ -15,7 +15,8 @@
 // loss + regularization, backward, clipping, optimizer step, on_batch_end); the validation
 // pass; on_epoch_end. The running loss and metrics stay on the device and are read only every
 // log_every steps (for the progress bar) and at the end of the epoch: no other synchronization
-// happens inside a step. Before the first batch, a shape pass (one forward of a zero batch of
+// happens inside a step. A non-finite loss at one of those reads is an error (see
+// FitOptions::allow_nonfinite_loss). batch_size may exceed the data: the epoch is one batch. Before the first batch, a shape pass (one forward of a zero batch of
 // two samples, in evaluation mode under NoGrad) checks the model against the data's sample
 // shape, and a shape error names the layer: "fit: layer 4 (Dense(3136->128)): ...".
 //
@@ -77,6 +78,11 @@ struct FitOptions {
   std::function<data::Dataset(const data::Dataset& train, int64_t epoch)> epoch_data{};
   bool drop_last = false;
   std::FILE* out = stdout;  // where progress goes
+  // false: a training loss that is NaN or infinite when fit reads it (every log_every steps and
+  // at the epoch's end), or such a validation loss, stops training with a nabla::Error naming
+  // the epoch and step, before any callback sees it (so ModelCheckpoint saves nothing after
+  // it). true: train on (Keras' behavior; TerminateOnNaN can then stop training quietly).
+  bool allow_nonfinite_loss = false;
 };
 
 struct EvaluateOptions {

@@ -12,6 +12,13 @@ namespace nabla {
 ProgressBar::ProgressBar(int64_t total, std::FILE* out, int width)
     : total_(total), out_(out), width_(width), tty_(is_terminal(out)), start_(std::chrono::steady_clock::now()) {}
 
+ProgressBar::~ProgressBar() {
+  if (line_open_) {
+    std::fputc('\n', out_);
+    std::fflush(out_);
+  }
+}
+
 bool ProgressBar::is_terminal(std::FILE* f) { return f && isatty(fileno(f)) != 0; }
 
 void ProgressBar::stop_clock() {
@@ -57,10 +64,12 @@ void ProgressBar::update(int64_t done, const std::vector<std::pair<std::string, 
   last_draw_ = now;
   fmt::print(out_, "\r{}\033[K", render(false));
   std::fflush(out_);
+  line_open_ = true;
 }
 
 void ProgressBar::finish(const std::vector<std::pair<std::string, double>>& extra) {
   for (const auto& kv : extra) values_.push_back(kv);
+  line_open_ = false;
   fmt::print(out_, "{}{}{}\n", tty_ ? "\r" : "", render(true), tty_ ? "\033[K" : "");
   std::fflush(out_);
 }

@@ -18,6 +18,11 @@ class ProgressBar {
  public:
   // total: steps in the epoch. out: where to draw (stdout by default).
   explicit ProgressBar(int64_t total, std::FILE* out = stdout, int width = 30);
+  // Ends a line drawn in place that finish() did not end (training stopped by an exception), so
+  // the error printed next starts on a line of its own.
+  ~ProgressBar();
+  ProgressBar(const ProgressBar&) = delete;
+  ProgressBar& operator=(const ProgressBar&) = delete;
 
   // Marks `done` steps complete with the running values of named metrics.
   void update(int64_t done, const std::vector<std::pair<std::string, double>>& values = {});
@@ -46,6 +51,7 @@ class ProgressBar {
   std::vector<std::pair<std::string, double>> values_;
   std::chrono::steady_clock::time_point start_, last_draw_, stop_;
   bool stopped_ = false;
+  bool line_open_ = false;  // a line drawn in place and not yet ended
 };
 
 }  // namespace nabla

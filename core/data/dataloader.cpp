@@ -67,7 +67,7 @@ DataLoader::DataLoader(const Dataset& data, DataLoaderOptions opts) : opts_(opts
 
 int64_t DataLoader::size() const {
   const int64_t bs = opts_.batch_size;
-  return opts_.drop_last ? n_ / bs : (n_ + bs - 1) / bs;
+  return opts_.drop_last ? n_ / bs : n_ / bs + (n_ % bs != 0);  // not (n + bs - 1) / bs: it overflows
 }
 
 void DataLoader::set_epoch(int64_t e) {

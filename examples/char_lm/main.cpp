@@ -17,7 +17,7 @@
 //   RESULT val_bpc=<x> epochs=<n> seconds=<s> device=<d>
 #include <nabla/nabla.h>
 
-#include "../common/flags.h"
+#include "../common/program.h"
 
 #include <fmt/format.h>
 
@@ -28,7 +28,6 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -51,7 +50,14 @@ struct Args {
   int64_t steps_per_epoch = 0;  // 0: one pass over the training text's characters
 };
 
-std::string read_text(const std::string& path) {
+// Text beyond this needs --max-chars: the ids take 8 bytes a character, and a path such as
+// /dev/zero would otherwise be read until memory runs out.
+constexpr int64_t kMaxTextWithoutLimit = int64_t{256} << 20;
+
+// The text of `path` (a file, or a folder's files), at most `max_chars` characters (0: up to
+// kMaxTextWithoutLimit, more is an error).
+std::string read_text(const std::string& path, int64_t max_chars) {
+  const int64_t limit = max_chars > 0 ? max_chars : kMaxTextWithoutLimit;
   std::vector<fs::path> files;
   if (fs::is_directory(path)) {
     for (const auto& e : fs::directory_iterator(path))
@@ -64,9 +70,20 @@ std::string read_text(const std::string& path) {
   for (const auto& f : files) {
     std::ifstream in(f, std::ios::binary);
     if (!in) throw nb::Error(fmt::format("char_lm: cannot read {}", f.string()));
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    text += ss.str();
+    std::vector<char> buf(1 << 16);
+    while (static_cast<int64_t>(text.size()) < limit) {
+      const auto want = std::min<int64_t>(static_cast<int64_t>(buf.size()), limit - static_cast<int64_t>(text.size()));
+      in.read(buf.data(), want);
+      text.append(buf.data(), static_cast<size_t>(in.gcount()));
+      if (in.gcount() < want) break;
+    }
+    if (static_cast<int64_t>(text.size()) >= limit) {
+      if (max_chars > 0) break;  // the first --max-chars characters
+      if (in.peek() != std::ifstream::traits_type::eof())
+        throw nb::Error(fmt::format("char_lm: {} holds more than {} MiB of text; pass --max-chars N to train on its "
+                                    "first N characters",
+                                    path, kMaxTextWithoutLimit >> 20));
+    }
   }
   if (text.size() < 1000)
     throw nb::Error(fmt::format("char_lm: {} holds {} characters of text, too few to train on (install Debian's "
@@ -157,38 +174,41 @@ std::string sample_text(Model& m, const std::vector<unsigned char>& vocab, const
 
 }  // namespace
 
+// Flags that take sizes: every product the training loop forms from them stays far below 2^63.
+constexpr int64_t kMaxTokensPerStep = int64_t{1} << 24;  // --batch x --seq
+
 int main(int argc, char** argv) {
-  Args args;
-  examples::Flags flags("nabla-char-lm", "Trains a character-level LSTM language model.");
-  flags.positional("PATH", &args.path)
-      .add("--epochs", &args.epochs, "N")
-      .add("--hidden", &args.hidden, "N")
-      .add("--layers", &args.layers, "N")
-      .add("--embed", &args.embed, "N")
-      .add("--seq", &args.seq, "N")
-      .add("--batch", &args.batch, "N")
-      .add("--lr", &args.lr, "X")
-      .add("--clip", &args.clip, "X")
-      .add("--dropout", &args.dropout, "P")
-      .add("--device", &args.device, "best|cpu|cuda")
-      .add("--prompt", &args.prompt, "TEXT")
-      .add("--temperature", &args.temperature, "T")
-      .add("--sample", &args.sample, "N")
-      .add("--seed", &args.seed, "N")
-      .add("--max-chars", &args.max_chars, "N")
-      .add("--steps-per-epoch", &args.steps_per_epoch, "N");
-  flags.parse(argc, argv);
-  if (args.epochs < 1 || args.hidden < 1 || args.layers < 1 || args.embed < 1 || args.seq < 1 || args.batch < 1 ||
-      args.lr <= 0 || args.temperature <= 0 || args.sample < 0 || args.dropout < 0 || args.dropout >= 1)
-    flags.usage("sizes, epochs, lr and temperature must be positive, dropout in [0, 1)");
-  try {
+  return examples::run_program("nabla-char-lm", [&] {
+    Args args;
+    examples::Flags flags("nabla-char-lm", "Trains a character-level LSTM language model.");
+    const examples::Range<double> positive{.min = 0, .min_open = true};
+    flags.positional("PATH", &args.path)
+        .add("--epochs", &args.epochs, "N", {.min = 1, .max = 100000})
+        .add("--hidden", &args.hidden, "N", {.min = 1, .max = 16384})
+        .add("--layers", &args.layers, "N", {.min = 1, .max = 64})
+        .add("--embed", &args.embed, "N", {.min = 1, .max = 16384})
+        .add("--seq", &args.seq, "N", {.min = 1, .max = 65536})
+        .add("--batch", &args.batch, "N", {.min = 1, .max = 65536})
+        .add("--lr", &args.lr, "X", positive)
+        .add("--clip", &args.clip, "X", {.min = 0})
+        .add("--dropout", &args.dropout, "P", {.min = 0, .max = 1, .max_open = true})
+        .add("--device", &args.device, "best|cpu|cuda")
+        .add("--prompt", &args.prompt, "TEXT")
+        .add("--temperature", &args.temperature, "T", {.min = 0.01, .max = 100})
+        .add("--sample", &args.sample, "N", {.min = 0, .max = 1000000})
+        .add("--seed", &args.seed, "N")
+        .add("--max-chars", &args.max_chars, "N", {.min = 0, .max = int64_t{1} << 40})
+        .add("--steps-per-epoch", &args.steps_per_epoch, "N", {.min = 0, .max = 1000000000});
+    flags.parse(argc, argv);
+    if (args.batch * args.seq > kMaxTokensPerStep)
+      examples::Flags::fail("--batch x --seq", fmt::format("{} x {}", args.batch, args.seq),
+                            fmt::format("at most {} characters per step", kMaxTokensPerStep));
     const auto t0 = std::chrono::steady_clock::now();
     nb::manual_seed(args.seed);
     std::mt19937_64 gen(args.seed);
     const nb::Device device = nb::Device::parse(args.device);
 
-    std::string text = read_text(args.path);
-    if (args.max_chars > 0 && static_cast<int64_t>(text.size()) > args.max_chars) text.resize(size_t(args.max_chars));
+    std::string text = read_text(args.path, args.max_chars);
     std::vector<int64_t> to_id(256, -1);
     std::vector<unsigned char> vocab;
     for (unsigned char ch : text) to_id[ch] = 0;
@@ -252,10 +272,19 @@ int main(int argc, char** argv) {
           nb::NoGrad ng;
           loss_sum = nb::add(loss_sum, loss);
         }
-        if (i % 25 == 0 || i == steps)
-          bar.update(i, {{"bpc", loss_sum.item() / static_cast<double>(i) / std::log(2.0)}});
+        if (i % 25 == 0 || i == steps) {
+          const double running = loss_sum.item() / static_cast<double>(i) / std::log(2.0);
+          // The sum keeps a NaN, so the reads the progress bar makes anyway catch one.
+          NABLA_CHECK(std::isfinite(running),
+                      "char_lm: the training loss is {} at epoch {}, step {}; training stopped. Try a lower --lr "
+                      "(now {}) or --clip",
+                      std::isnan(running) ? "not a number (nan)" : "infinite", epoch, i, args.lr);
+          bar.update(i, {{"bpc", running}});
+        }
       }
       bpc = bits_per_char(model, val_ids, args.batch, args.seq, device);
+      NABLA_CHECK(std::isfinite(bpc), "char_lm: the held-out bits per character are not a finite number ({}) after epoch {}",
+                  bpc, epoch);
       bar.finish({{"val_bpc", bpc}});
     }
     fmt::print("\nsample (temperature {}):\n{}\n\n", args.temperature,
@@ -264,8 +293,5 @@ int main(int argc, char** argv) {
     fmt::print("RESULT val_bpc={:.4f} epochs={} seconds={:.1f} device={}\n", bpc, args.epochs, seconds,
                device.is_cpu() ? "cpu" : "cuda");
     return 0;
-  } catch (const nb::Error& e) {
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
-  }
+  });
 }

@@ -4,7 +4,7 @@
 //
 //   nabla-cnn [--epochs 20] [--batch 128] [--lr 1e-3, 2e-3 with --bn] [--bn] [--dropout 0.2] [--augment 1]
 //             [--device best|cpu|cuda]
-//             [--data DIR] [--seed 0] [--train-limit N]
+//             [--data DIR] [--seed 0] [--train-limit N] [--out DIR]
 //
 //   Conv 1->32 3x3 pad 1, [BN], ReLU, MaxPool 2; Conv 32->64 3x3 pad 1, [BN], ReLU, MaxPool 2;
 //   Flatten, Dense 3136->128, ReLU, [Dropout --dropout (0.2)], Dense 128->10
@@ -12,12 +12,12 @@
 // Recipe (the layers stay those of the plain network): inputs standardized with the training
 // set's mean and standard deviation; each epoch sees the training images shifted by up to 2
 // pixels in each direction and mirrored left-right at random; Adam with a short linear warm-up
-// and a cosine decay of the learning rate. Writes cnn.safetensors and its history; ends with
+// and a cosine decay of the learning rate. Writes DIR/cnn.safetensors and its history; ends with
 //   RESULT test_accuracy=<x> epochs=<n> seconds=<s> device=<d>
 #include <nabla/nabla.h>
 
 #include "../common/fashion_mnist.h"
-#include "../common/flags.h"
+#include "../common/program.h"
 
 #include <fmt/format.h>
 
@@ -42,20 +42,19 @@ nb::Sequential make_model(bool bn, double dropout) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  examples::RunArgs args{.epochs = 20, .lr = 0};  // lr 0: 1e-3, or 2e-3 with --bn
-  bool bn = false;
-  double dropout = 0.2;
-  examples::Flags flags("nabla-cnn", "Trains a CNN on Fashion-MNIST.");
-  examples::add_run_flags(flags, &args);
-  flags.add("--bn", &bn).add("--dropout", &dropout, "P");
-  flags.parse(argc, argv);
-  // Batch norm tolerates, and here needs, a larger step: 20 epochs at 2e-3 gave test accuracy
-  // 0.9319 on the CPU, at 1e-3 0.9262.
-  if (args.lr == 0) args.lr = bn ? 2e-3 : 1e-3;
-  if (args.epochs < 1 || args.batch < 1 || args.lr <= 0 || dropout < 0 || dropout >= 1)
-    flags.usage("epochs, batch and lr must be positive, dropout in [0, 1)");
-  try {
+  return examples::run_program("nabla-cnn", [&] {
+    examples::RunArgs args{.epochs = 20, .lr = 0};  // lr 0: 1e-3, or 2e-3 with --bn
+    bool bn = false;
+    double dropout = 0.2;
+    examples::Flags flags("nabla-cnn", "Trains a CNN on Fashion-MNIST.");
+    examples::add_run_flags(flags, &args);
+    flags.add("--bn", &bn).add("--dropout", &dropout, "P", {.min = 0, .max = 1, .max_open = true});
+    flags.parse(argc, argv);
+    // Batch norm tolerates, and here needs, a larger step: 20 epochs at 2e-3 gave test accuracy
+    // 0.9319 on the CPU, at 1e-3 0.9262.
+    if (args.lr == 0) args.lr = bn ? 2e-3 : 1e-3;
     const auto t0 = std::chrono::steady_clock::now();
+    examples::check_output_dir(args.out);
     nb::manual_seed(args.seed);
     const nb::Device device = nb::Device::parse(args.device);
     const auto data = examples::load_fashion_mnist(args);
@@ -65,10 +64,6 @@ int main(int argc, char** argv) {
     model.compile(nb::Adam({.lr = args.lr}), nb::CrossEntropyLoss(), {"accuracy"});
     model.summary({1, 28, 28});
     fmt::print("device {}\n", device);
-    examples::train_and_report(model, data, args, bn ? "cnn_bn" : "cnn", t0);
-    return 0;
-  } catch (const nb::Error& e) {
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
-  }
+    return examples::train_and_report(model, data, args, bn ? "cnn_bn" : "cnn", t0);
+  });
 }

@@ -3,7 +3,9 @@
 // end of a run (weights, history, the RESULT line).
 #pragma once
 
+#include "flags.h"
 #include "history_plot.h"
+#include "output.h"
 
 #include <nabla/nabla.h>
 
@@ -11,6 +13,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <functional>
 #include <random>
 #include <string>
@@ -28,18 +31,21 @@ struct RunArgs {
   std::string data;  // folder of the IDX files; empty: $NABLA_FASHION_MNIST or Debian's
   uint64_t seed = 0;
   int64_t train_limit = 0;  // 0: the whole training set
+  std::string out = ".";    // the folder for <stem>.safetensors and the history
 };
 
-template <typename F>
-void add_run_flags(F& flags, RunArgs* a) {
-  flags.add("--epochs", &a->epochs, "N")
-      .add("--batch", &a->batch, "N")
-      .add("--lr", &a->lr, "X")
-      .add("--augment", &a->augment, "0|1")
+// The bounds keep every later product (steps per epoch times epochs, batch times image size)
+// far from overflowing.
+inline void add_run_flags(Flags& flags, RunArgs* a) {
+  flags.add("--epochs", &a->epochs, "N", {.min = 1, .max = 100000})
+      .add("--batch", &a->batch, "N", {.min = 1, .max = 65536})
+      .add("--lr", &a->lr, "X", {.min = 0, .min_open = true})
+      .add("--augment", &a->augment)
       .add("--device", &a->device, "best|cpu|cuda")
       .add("--data", &a->data, "DIR")
       .add("--seed", &a->seed, "N")
-      .add("--train-limit", &a->train_limit, "N");
+      .add("--train-limit", &a->train_limit, "N", {.min = 0, .max = 1000000000})
+      .add("--out", &a->out, "DIR");
 }
 
 // A copy of the images (float32 [N, 1, 28, 28] on the CPU), each shifted by a random (dy, dx) in
@@ -107,10 +113,12 @@ inline nabla::CosineDecay warmup_cosine(const RunArgs& a, int64_t train_size) {
   return {.initial_lr = a.lr, .total = total, .warmup = std::min<int64_t>(steps_per_epoch / 2, total / 10)};
 }
 
-// Trains `model` (compiled) on the data with the schedule, saves <stem>.safetensors and the
-// history, and prints the RESULT line.
-inline void train_and_report(nabla::Model& model, const FashionMnist& d, const RunArgs& a, const std::string& stem,
-                             std::chrono::steady_clock::time_point t0) {
+// Trains `model` (compiled) on the data with the schedule, saves <out>/<stem>.safetensors and
+// the history, and prints the RESULT line. Returns the exit status: 0, or 1 when a file could
+// not be written where asked (the weights then went to the temporary folder, as stderr says).
+// A training loss that turns NaN is a nabla::Error from fit: nothing is saved.
+inline int train_and_report(nabla::Model& model, const FashionMnist& d, const RunArgs& a, const std::string& stem,
+                            std::chrono::steady_clock::time_point t0) {
   auto history = model.fit(d.raw_train, {.epochs = a.epochs,
                                          .batch_size = a.batch,
                                          .validation = d.test,
@@ -119,11 +127,18 @@ inline void train_and_report(nabla::Model& model, const FashionMnist& d, const R
                                                                                     nabla::ScheduleUnit::step)},
                                          .epoch_data = d.epoch_data(a.augment, a.seed)});
   const double test_acc = history.at("val_accuracy").back();
-  model.save(stem + ".safetensors");
-  fmt::print("wrote {}.safetensors, {}\n", stem, save_history(history, stem));
+  const std::string base = a.out == "." ? stem : (std::filesystem::path(a.out) / stem).string();
+  const Saved weights =
+      save_with_fallback(base + ".safetensors", "weights", [&](const std::string& p) { model.save(p); });
+  std::string history_files;
+  const Saved hist = save_with_fallback(base + "_history.csv", "training history", [&](const std::string& p) {
+    history_files = save_history(history, p.substr(0, p.size() - std::string("_history.csv").size()));
+  });
+  fmt::print("wrote {}, {}\n", weights.path, history_files);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   fmt::print("RESULT test_accuracy={:.4f} epochs={} seconds={:.1f} device={}\n", test_acc, a.epochs, seconds,
              model.device().is_cpu() ? "cpu" : "cuda");
+  return weights.fell_back || hist.fell_back ? 1 : 0;
 }
 
 }  // namespace examples

@@ -19,6 +19,11 @@ inline bool has_gnuplot() { return std::system("command -v gnuplot > /dev/null 2
 inline std::string save_history(const nabla::History& h, const std::string& stem) {
   const std::string csv = stem + "_history.csv", png = stem + "_history.png", gp = stem + "_history.gp";
   h.save_csv(csv);
+  // The paths go into a gnuplot script and a shell command, both inside single quotes: a path
+  // (from --out) with a quote or a control character could end the quoting, so it gets no plot.
+  for (char c : stem)
+    if (c == '\'' || static_cast<unsigned char>(c) < 0x20)
+      return csv + " (a quote or control character in the path: no plot)";
   if (!has_gnuplot()) return csv + " (no gnuplot: no plot)";
   std::FILE* f = std::fopen(gp.c_str(), "w");
   if (!f) return csv + " (cannot write " + gp + ")";

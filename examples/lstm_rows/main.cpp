@@ -2,35 +2,34 @@
 // rows, its last output into Dense(128 -> 10); trained with Model::compile/fit and Adam.
 //
 //   nabla-lstm-rows [--epochs 30] [--batch 128] [--lr 2e-3] [--hidden 128] [--clip 1] [--augment 1]
-//                   [--device best|cpu|cuda] [--data DIR] [--seed 0] [--train-limit N]
+//                   [--device best|cpu|cuda] [--data DIR] [--seed 0] [--train-limit N] [--out DIR]
 //
 // Recipe (the layers stay LSTM + Dense): inputs standardized with the training set's mean and
 // standard deviation; each epoch sees the images shifted by up to 2 pixels and mirrored
 // left-right at random; Adam with a short linear warm-up and a cosine decay of the learning rate;
-// gradients clipped to a global norm of --clip. Writes lstm_rows.safetensors and its history;
+// gradients clipped to a global norm of --clip. Writes DIR/lstm_rows.safetensors and its history;
 // ends with one line
 //   RESULT test_accuracy=<x> epochs=<n> seconds=<s> device=<d>
 #include <nabla/nabla.h>
 
 #include "../common/fashion_mnist.h"
-#include "../common/flags.h"
+#include "../common/program.h"
 
 #include <fmt/format.h>
 
 namespace nb = nabla;
 
 int main(int argc, char** argv) {
-  examples::RunArgs args{.epochs = 30, .lr = 2e-3};
-  int64_t hidden = 128;
-  double clip = 1.0;
-  examples::Flags flags("nabla-lstm-rows", "Trains an LSTM over the rows of Fashion-MNIST images.");
-  examples::add_run_flags(flags, &args);
-  flags.add("--hidden", &hidden, "N").add("--clip", &clip, "X");
-  flags.parse(argc, argv);
-  if (args.epochs < 1 || args.batch < 1 || args.lr <= 0 || hidden < 1 || clip < 0)
-    flags.usage("epochs, batch, hidden and lr must be positive, clip not negative");
-  try {
+  return examples::run_program("nabla-lstm-rows", [&] {
+    examples::RunArgs args{.epochs = 30, .lr = 2e-3};
+    int64_t hidden = 128;
+    double clip = 1.0;
+    examples::Flags flags("nabla-lstm-rows", "Trains an LSTM over the rows of Fashion-MNIST images.");
+    examples::add_run_flags(flags, &args);
+    flags.add("--hidden", &hidden, "N", {.min = 1, .max = 16384}).add("--clip", &clip, "X", {.min = 0});
+    flags.parse(argc, argv);
     const auto t0 = std::chrono::steady_clock::now();
+    examples::check_output_dir(args.out);
     nb::manual_seed(args.seed);
     const nb::Device device = nb::Device::parse(args.device);
     const auto data = examples::load_fashion_mnist(args);
@@ -42,10 +41,6 @@ int main(int argc, char** argv) {
     model.compile(nb::Adam({.lr = args.lr}), nb::CrossEntropyLoss(), {"accuracy"}, {.clip_norm = clip});
     model.summary({1, 28, 28});
     fmt::print("device {}\n", device);
-    examples::train_and_report(model, data, args, "lstm_rows", t0);
-    return 0;
-  } catch (const nb::Error& e) {
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
-  }
+    return examples::train_and_report(model, data, args, "lstm_rows", t0);
+  });
 }

@@ -2,33 +2,32 @@
 // the test accuracy.
 //
 //   nabla-mlp [--epochs 40] [--batch 128] [--lr 1e-3] [--dropout 0.2] [--augment 0]
-//             [--device best|cpu|cuda] [--data DIR] [--seed 0] [--train-limit N]
+//             [--device best|cpu|cuda] [--data DIR] [--seed 0] [--train-limit N] [--out DIR]
 //
 // Recipe: inputs standardized with the training set's mean and standard deviation, Adam with a
 // short warm-up and a cosine decay of the learning rate, light dropout between the hidden
-// layers. Writes mlp.safetensors and its history (mlp_history.csv, and a plot with gnuplot);
+// layers. Writes DIR/mlp.safetensors and its history (mlp_history.csv, and a plot with gnuplot);
 // ends with one line
 //   RESULT test_accuracy=<x> epochs=<n> seconds=<s> device=<d>
 #include <nabla/nabla.h>
 
 #include "../common/fashion_mnist.h"
-#include "../common/flags.h"
+#include "../common/program.h"
 
 #include <fmt/format.h>
 
 namespace nb = nabla;
 
 int main(int argc, char** argv) {
-  examples::RunArgs args{.epochs = 40, .augment = false};
-  double dropout = 0.2;
-  examples::Flags flags("nabla-mlp", "Trains an MLP on Fashion-MNIST.");
-  examples::add_run_flags(flags, &args);
-  flags.add("--dropout", &dropout, "P");
-  flags.parse(argc, argv);
-  if (args.epochs < 1 || args.batch < 1 || args.lr <= 0 || dropout < 0 || dropout >= 1)
-    flags.usage("epochs, batch and lr must be positive, dropout in [0, 1)");
-  try {
+  return examples::run_program("nabla-mlp", [&] {
+    examples::RunArgs args{.epochs = 40, .augment = false};
+    double dropout = 0.2;
+    examples::Flags flags("nabla-mlp", "Trains an MLP on Fashion-MNIST.");
+    examples::add_run_flags(flags, &args);
+    flags.add("--dropout", &dropout, "P", {.min = 0, .max = 1, .max_open = true});
+    flags.parse(argc, argv);
     const auto t0 = std::chrono::steady_clock::now();
+    examples::check_output_dir(args.out);
     nb::manual_seed(args.seed);
     const nb::Device device = nb::Device::parse(args.device);
     const auto data = examples::load_fashion_mnist(args);
@@ -39,10 +38,6 @@ int main(int argc, char** argv) {
     model.compile(nb::Adam({.lr = args.lr}), nb::CrossEntropyLoss(), {"accuracy"});
     model.summary({1, 28, 28});
     fmt::print("device {}\n", device);
-    examples::train_and_report(model, data, args, "mlp", t0);
-    return 0;
-  } catch (const nb::Error& e) {
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
-  }
+    return examples::train_and_report(model, data, args, "mlp", t0);
+  });
 }

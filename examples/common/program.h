@@ -1,0 +1,73 @@
+// Shared by the examples and the benchmark: the frame of main(). run_program runs the program's
+// body and turns every way it can fail into one message on stderr and a non-zero exit status,
+// never `terminate called ...`:
+//
+//   int main(int argc, char** argv) {
+//     return examples::run_program("nabla-mlp", [&] { ...; return 0; });
+//   }
+//
+// Exit status: the body's, 2 for a bad command line (UsageError), 1 for anything thrown
+// (nabla::Error, std::bad_alloc, std::exception, ...), and 1 when standard output could not be
+// written (a full disk, `> /dev/full`): the results a script reads from stdout would be missing.
+// stdout is flushed before an error goes to stderr, so the two stay in order.
+#pragma once
+
+#include "flags.h"
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <new>
+#include <string>
+
+namespace examples {
+
+// Flushes stdout and reports a failed write on stderr; returns `status`, or 1 when it was 0 and
+// stdout failed.
+inline int finish_stdout(const char* program, int status) {
+  errno = 0;
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    const int err = errno;
+    std::fprintf(stderr, "%s: error: cannot write to standard output%s%s\n", program, err ? ": " : "",
+                 err ? std::strerror(err) : "");
+    return status == 0 ? 1 : status;
+  }
+  return status;
+}
+
+// "<program>: error: <what>" on stderr after flushing stdout (whose own failure is reported by
+// finish_stdout, not here).
+inline void report_error(const char* program, const std::string& what) {
+  std::fflush(stdout);
+  std::fputs(fmt::format("{}: error: {}\n", program, what).c_str(), stderr);
+}
+
+template <typename F>
+int run_program(const char* program, F&& body) noexcept {
+  int status = 1;
+  try {
+    try {
+      status = body();
+    } catch (const HelpShown&) {
+      status = 0;
+    } catch (const UsageError& e) {
+      report_error(program, std::string(e.what()));
+      status = 2;
+    } catch (const std::bad_alloc&) {
+      report_error(program, "out of memory (std::bad_alloc); try smaller sizes (e.g. --batch)");
+    } catch (const std::exception& e) {
+      report_error(program, e.what());  // nabla::Error, fmt's write errors, std::length_error, ...
+    } catch (...) {
+      report_error(program, "an unknown exception");
+    }
+  } catch (...) {  // formatting the report itself failed (out of memory): say the least
+    std::fputs("error: (the message could not be formatted)\n", stderr);
+    status = 1;
+  }
+  return finish_stdout(program, status);
+}
+
+}  // namespace examples
