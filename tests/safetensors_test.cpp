@@ -574,9 +574,24 @@ TEST_F(Safetensors, TargetThatIsNotARegularFileIsRefusedBeforeWriting) {
   EXPECT_TRUE(ThrowsWith([&] { nb::save_safetensors(s, {{"w", nb::ones({4})}}); },
                          {s, "refusing to save over a socket"}));
   EXPECT_TRUE(fs::is_socket(s));
-  // A device: /dev/null (as root, renaming over it would replace the system's /dev/null).
+  // A device. As root, a save that renamed over /dev/null would replace the system's: first a
+  // private node of the same device (root only), so that a regression stops the test there.
   struct stat before {};
   if (::stat("/dev/null", &before) != 0 || !S_ISCHR(before.st_mode)) GTEST_SKIP() << "no /dev/null";
+  const auto node = path("null_node");
+  if (::mknod(node.c_str(), S_IFCHR | 0666, before.st_rdev) == 0) {
+    ASSERT_TRUE(ThrowsWith([&] { nb::save_safetensors(node, {{"w", nb::ones({4})}}); },
+                           {node, "refusing to save over a character device"}));
+    struct stat st {};
+    ASSERT_EQ(::stat(node.c_str(), &st), 0);
+    ASSERT_TRUE(S_ISCHR(st.st_mode) && st.st_rdev == before.st_rdev);
+    EXPECT_TRUE(temp_files().empty());
+  } else {
+    if (::geteuid() == 0)
+      GTEST_SKIP() << "mknod failed as root (" << std::strerror(errno)
+                   << "): /dev/null is not risked without the private node checked first";
+  }
+  // /dev/null itself (as a user, the rename into /dev would be refused anyway).
   EXPECT_TRUE(ThrowsWith([&] { nb::save_safetensors("/dev/null", {{"w", nb::ones({4})}}); },
                          {"/dev/null", "refusing to save over a character device"}));
   struct stat after {};
