@@ -414,7 +414,9 @@ struct TrainingState {
 // "'nabla.training' <key> is <value>, expected <what>" for `where` ("load_checkpoint <path>").
 [[noreturn]] void bad_training_value(const std::string& where, const std::string& key, const json& v,
                                      const char* expected) {
-  fail("{}: '{}' {} is {}, expected {}", where, kTrainingKey, key, v.dump(), expected);
+  std::string text = v.dump();
+  if (text.size() > 80) text = text.substr(0, 72) + fmt::format("... ({} bytes)", text.size());
+  fail("{}: '{}' {} is {}, expected {}", where, kTrainingKey, key, text, expected);
 }
 
 const json& training_field(const std::string& where, const json& obj, const std::string& prefix, const char* key) {
@@ -485,8 +487,8 @@ void Model::load_file(const std::string& path, bool with_optimizer) {
   } catch (const Error& e) {
     // Every error names the file: those of the optimizer's checks do not by themselves.
     const std::string msg = e.what();
-    if (msg.find(path) == std::string::npos) throw Error(fmt::format("{}: {}", where, msg));
-    throw;
+    if (msg.rfind(where + ":", 0) == 0 || msg.rfind("safetensors " + path + ":", 0) == 0) throw;
+    throw Error(fmt::format("{}: {}", where, msg));
   }
 }
 

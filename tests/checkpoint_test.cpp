@@ -175,6 +175,8 @@ TEST_F(Checkpoint, BadTrainingValueNamesKeyAndValueAndChangesNothing) {
       {"/rng_state/offset", "-4", {"rng_state.offset is -4", "an integer in [0, 2^64)"}},
       {"/rng_state/offset", "4.5", {"rng_state.offset is 4.5"}},
       {"/rng_state/offset", "18446744073709551616", {"rng_state.offset is"}},
+      // A long value is cut short in the message.
+      {"/rng_state/offset", "\"" + std::string(1000, 'x') + "\"", {"rng_state.offset is \"xxx", "... (1002 bytes)"}},
   };
   const std::string bad = temp_path("bad_value.safetensors");
   for (const Case& c : cases) {
