@@ -668,6 +668,16 @@ TEST_F(Safetensors, ExistingFileKeepsItsModeNewFileGetsTheUmask) {
   nb::save_safetensors(q, {{"w", nb::ones({4})}});
   EXPECT_EQ(fs::status(q).permissions(), fs::perms(0600));
   ::umask(mask);
+  // Root may keep another user's file theirs; the save does.
+  if (::geteuid() == 0) {
+    ASSERT_EQ(::chown(q.c_str(), 1234, 5678), 0);
+    nb::save_safetensors(q, {{"w", nb::zeros({4})}});
+    struct stat st {};
+    ASSERT_EQ(::stat(q.c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, 1234u);
+    EXPECT_EQ(st.st_gid, 5678u);
+    EXPECT_EQ(st.st_mode & 07777, 0600u);
+  }
 }
 
 // A pid that no process has: a child that has exited and been waited for.
