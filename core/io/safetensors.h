@@ -34,16 +34,17 @@
 // processes) never share one; when that name would exceed NAME_MAX (255 bytes) it is
 // ".<16 hex digits of a hash of name>.tmp.<pid>.<n>". A process killed mid-save leaves its
 // temporary file behind: the next save to the same target removes those whose process no longer
-// exists (kill(pid, 0) fails with ESRCH), never one of a live process. (A process in another PID
-// namespace that saves to the same folder looks dead; if its temporary file is removed, its
-// rename fails and its save is an error, with the target intact.)
+// exists (kill(pid, 0) fails with ESRCH; the ".tmp.<pid>" of older nabla versions too), never
+// one of a live process or of this one. (A process in another PID namespace that saves to the
+// same folder looks dead; if its temporary file is removed, its rename fails and its save is an
+// error, with the target intact.)
 //
 // The target: an existing target that is not a regular file (a folder, a device such as
 // /dev/null, a FIFO, a socket) is refused before anything is written. A symbolic link is
 // followed (through up to 40 links): the file it points at is replaced and the link kept, as
 // editors do; a dangling link creates the file it points at. An existing file keeps its
 // permission bits (and, where the process may set them, its owner and group); a new file gets
-// 0666 & ~umask.
+// 0666 & ~umask. Only the name is replaced: other hard links to the old file keep its contents.
 //
 // A file is treated as hostile. Before any tensor is allocated the reader checks: the file
 // holds at least 8 bytes; N <= kSafetensorsMaxHeaderBytes and 8 + N <= the file size; the
