@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <climits>
 #include <cmath>
 #include <map>
 #include <set>
@@ -439,9 +440,104 @@ void Model::save_checkpoint(const std::string& path) const {
 void Model::load(const std::string& path) { load_file(path, false); }
 void Model::load_checkpoint(const std::string& path) { load_file(path, true); }
 
+namespace {
+
+// The training state of a checkpoint ("nabla.training"), every value checked.
+struct TrainingState {
+  double lr = 0;
+  int64_t epoch = 0, global_step = 0;
+  RngState rng;
+};
+
+// "'nabla.training' <key> is <value>, expected <what>" for `where` ("load_checkpoint <path>").
+[[noreturn]] void bad_training_value(const std::string& where, const std::string& key, const json& v,
+                                     const char* expected) {
+  std::string text = v.dump();
+  if (text.size() > 80) text = text.substr(0, 72) + fmt::format("... ({} bytes)", text.size());
+  fail("{}: '{}' {} is {}, expected {}", where, kTrainingKey, key, text, expected);
+}
+
+const json& training_field(const std::string& where, const json& obj, const std::string& prefix, const char* key) {
+  auto it = obj.find(key);
+  if (it == obj.end()) fail("{}: '{}' has no {}{}", where, kTrainingKey, prefix, key);
+  return *it;
+}
+
+// A count: an integer in [0, 2^63).
+int64_t training_count(const std::string& where, const json& obj, const char* key) {
+  const json& v = training_field(where, obj, "", key);
+  const bool ok = v.is_number_unsigned() ? v.get<uint64_t>() <= uint64_t{INT64_MAX}
+                                         : v.is_number_integer() && v.get<int64_t>() >= 0;
+  if (!ok) bad_training_value(where, key, v, "an integer in [0, 2^63)");
+  return v.get<int64_t>();
+}
+
+// A non-negative integer that fits 64 bits (JSON parses those as unsigned).
+uint64_t training_u64(const std::string& where, const json& obj, const std::string& prefix, const char* key) {
+  const json& v = training_field(where, obj, prefix, key);
+  if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<int64_t>() >= 0))
+    bad_training_value(where, prefix + key, v, "an integer in [0, 2^64)");
+  return v.get<uint64_t>();
+}
+
+// Parses and checks "nabla.training" as save_checkpoint writes it.
+TrainingState parse_training(const std::string& where, const std::string& text, const char* optimizer_name) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    fail("{}: '{}' is not JSON: {}", where, kTrainingKey, e.what());
+  }
+  if (!j.is_object()) fail("{}: '{}' is {}, expected a JSON object", where, kTrainingKey, j.type_name());
+  TrainingState s;
+  s.epoch = training_count(where, j, "epoch");
+  s.global_step = training_count(where, j, "global_step");
+  const json& opt = training_field(where, j, "", "optimizer");
+  if (!opt.is_object()) bad_training_value(where, "optimizer", opt, "an object");
+  const json& name = training_field(where, opt, "optimizer.", "name");
+  if (!name.is_string()) bad_training_value(where, "optimizer.name", name, "a string");
+  NABLA_CHECK(name.get<std::string>() == optimizer_name, "{}: written by the {} optimizer, the model is compiled with {}",
+              where, name.get<std::string>(), optimizer_name);
+  const json& lr = training_field(where, opt, "optimizer.", "lr");
+  if (!lr.is_number() || !std::isfinite(lr.get<double>()) || lr.get<double>() < 0)
+    bad_training_value(where, "optimizer.lr", lr, "a finite number >= 0");
+  s.lr = lr.get<double>();
+  if (auto h = opt.find("hyperparameters"); h != opt.end()) {
+    if (!h->is_object()) bad_training_value(where, "optimizer.hyperparameters", *h, "an object");
+    for (const auto& [k, v] : h->items())
+      if (!v.is_number() || !std::isfinite(v.get<double>()))
+        bad_training_value(where, "optimizer.hyperparameters." + k, v, "a finite number");
+  }
+  const json& rng = training_field(where, j, "", "rng_state");
+  if (!rng.is_object()) bad_training_value(where, "rng_state", rng, "an object {\"seed\", \"offset\"}");
+  s.rng.seed = training_u64(where, rng, "rng_state.", "seed");
+  s.rng.offset = training_u64(where, rng, "rng_state.", "offset");
+  return s;
+}
+
+}  // namespace
+
 void Model::load_file(const std::string& path, bool with_optimizer) {
   const char* who = with_optimizer ? "load_checkpoint" : "load";
-  const SafetensorsHeader header = read_safetensors_header(path);
+  const std::string where = fmt::format("{} {}", who, path);
+  try {
+    load_file_checked(path, with_optimizer, where);
+  } catch (const Error& e) {
+    // Every error names the file: those of the optimizer's checks do not by themselves.
+    const std::string msg = e.what();
+    if (msg.rfind(where + ":", 0) == 0 || msg.rfind("safetensors " + path + ":", 0) == 0) throw;
+    throw Error(fmt::format("{}: {}", where, msg));
+  }
+}
+
+// Reads the file once (one open descriptor: the header, then the data, checked by its CRC, of
+// one version of the file, however often another process renames a new one over `path`),
+// checks names, dtypes, shapes and every training value, builds the new state aside, and only
+// then changes the model: a file that fails any check leaves parameters, buffers, optimizer
+// state, counters and the random generator as they were.
+void Model::load_file_checked(const std::string& path, bool with_optimizer, const std::string& where) {
+  const SafetensorsReader reader(path);
+  const SafetensorsHeader& header = reader.header();
   std::vector<std::string> missing, unexpected, mismatched;
   const auto mine = state_dict();
   std::set<std::string> names;
@@ -455,25 +551,13 @@ void Model::load_file(const std::string& path, bool with_optimizer) {
                                        shape_str(t.shape())));
   }
   // The training state, parsed and checked before anything changes.
-  json training;
+  TrainingState training;
   if (with_optimizer) {
     const Optimizer& opt = optimizer();
     auto it = header.metadata.find(kTrainingKey);
-    NABLA_CHECK(it != header.metadata.end(), "{} {}: no '{}' metadata; the file holds weights only (use load)", who,
-                path, kTrainingKey);
-    try {
-      training = json::parse(it->second);
-      const std::string saved = training.at("optimizer").at("name").get<std::string>();
-      NABLA_CHECK(saved == opt.name(), "{} {}: written by the {} optimizer, the model is compiled with {}", who, path,
-                  saved, opt.name());
-      training.at("optimizer").at("lr").get<double>();
-      training.at("epoch").get<int64_t>();
-      training.at("global_step").get<int64_t>();
-      training.at("rng_state").at("seed").get<uint64_t>();
-      training.at("rng_state").at("offset").get<uint64_t>();
-    } catch (const json::exception& e) {
-      fail("{} {}: bad '{}' metadata: {}", who, path, kTrainingKey, e.what());
-    }
+    NABLA_CHECK(it != header.metadata.end(), "{}: no '{}' metadata; the file holds weights only (use load)", where,
+                kTrainingKey);
+    training = parse_training(where, it->second, opt.name());
   }
   const std::string prefix = kOptimizerPrefix;
   const size_t n_params = with_optimizer ? optimizer().params().size() : 0;
@@ -499,28 +583,35 @@ void Model::load_file(const std::string& path, bool with_optimizer) {
                                        is_step ? DType::int64 : p.dtype(), is_step ? "[]" : shape_str(p.shape())));
   }
   if (!missing.empty() || !unexpected.empty() || !mismatched.empty())
-    fail("{} {}: the file does not match the model {}: {} missing [{}], {} unexpected [{}], {} mismatched [{}]", who,
-         path, module_->type_name(), missing.size(), join(missing), unexpected.size(), join(unexpected),
-         mismatched.size(), join(mismatched));
+    fail("{}: the file does not match the model {}: {} missing [{}], {} unexpected [{}], {} mismatched [{}]", where,
+         module_->type_name(), missing.size(), join(missing), unexpected.size(), join(unexpected), mismatched.size(),
+         join(mismatched));
 
-  SafetensorsFile file = load_safetensors(path);
+  // The data, from the same descriptor, checked against its CRC; then the new values, on the
+  // model's devices, aside.
+  SafetensorsFile file = reader.read();
   std::map<std::string, Tensor> loaded(file.tensors.begin(), file.tensors.end());
-  if (with_optimizer) {
-    std::vector<std::pair<std::string, Tensor>> state;
+  std::vector<Tensor> values;
+  values.reserve(mine.size());
+  for (const auto& [name, t] : mine) values.push_back(loaded.at(name).to(t.device()));
+  std::vector<std::pair<std::string, Tensor>> state;
+  if (with_optimizer)
     for (auto& [name, t] : file.tensors)
       if (name.rfind(prefix, 0) == 0) state.emplace_back(name.substr(prefix.size()), t);
-    optimizer().load_state(state);  // checks everything before it changes anything
-  }
+
+  // Commit. load_state checks every entry before it changes the optimizer, so it is the one
+  // step that may still refuse the file; nothing after it can fail on the file's contents.
+  if (with_optimizer) optimizer().load_state(state);
   {
     NoGrad no_grad;
-    for (auto& [name, t] : mine) Tensor(t).copy_(loaded.at(name));
+    for (size_t i = 0; i < mine.size(); ++i) Tensor(mine[i].second).copy_(values[i]);
   }
   notify_loaded();
   if (with_optimizer) {
-    optimizer().set_lr(training["optimizer"]["lr"].get<double>());
-    epoch_ = training["epoch"].get<int64_t>();
-    global_step_ = training["global_step"].get<int64_t>();
-    set_rng_state({training["rng_state"]["seed"].get<uint64_t>(), training["rng_state"]["offset"].get<uint64_t>()});
+    optimizer().set_lr(training.lr);
+    epoch_ = training.epoch;
+    global_step_ = training.global_step;
+    set_rng_state(training.rng);
   }
 }
 

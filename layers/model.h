@@ -29,9 +29,15 @@
 // "nabla.training" (JSON: epoch, global_step, loss, optimizer name, lr and hyperparameters, and
 // the random generator's state), which is enough for a resumed run to reproduce the next losses
 // of an uninterrupted one exactly (on the same device, with fit's seed, and callbacks that keep
-// no state across the break). load() and load_checkpoint() check the names, dtypes and shapes
-// in the header against the model before reading any data, and report every missing,
-// unexpected and mismatched tensor in one nabla::Error.
+// no state across the break). load() and load_checkpoint() open the file once (a
+// SafetensorsReader: header and data of one version of the file), check the names, dtypes and
+// shapes in the header against the model before reading any data, and report every missing,
+// unexpected and mismatched tensor in one nabla::Error; load_checkpoint also checks every value
+// of "nabla.training" (epoch and global_step integers in [0, 2^63), lr finite and >= 0, the
+// optimizer's hyperparameters finite, rng_state's seed and offset integers in [0, 2^64)). The
+// data is checked against its CRC and the new state built aside before anything is changed:
+// a file that fails any check leaves parameters, buffers, optimizer state, counters, learning
+// rate and random generator as they were. Every error names the file.
 #pragma once
 
 #include <nabla/core/data/dataset.h>
@@ -210,6 +216,7 @@ class Model {
   std::string metadata_architecture() const;
   std::string metadata_training() const;
   void load_file(const std::string& path, bool with_optimizer);
+  void load_file_checked(const std::string& path, bool with_optimizer, const std::string& where);
 
   std::shared_ptr<Module> module_;
   Device device_ = Device::cpu();

@@ -8,6 +8,7 @@
 
 #include "hostile_file.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -212,6 +213,16 @@ TEST_F(DataFiles, IdxNotAFile) {
   EXPECT_TRUE(ThrowsWith([&] { nd::read_idx((dir_ / "absent.gz").string()); },
                          {"absent.gz", "no such file"}));
   EXPECT_TRUE(ThrowsWith([&] { nd::read_idx(dir_.string()); }, {"not a regular file"}));
+}
+
+TEST_F(DataFiles, IdxFifoIsRefusedWithoutWaitingAndErrorsNameTheFile) {
+  // Opening a FIFO for reading waits for a writer: the reader must refuse it instead.
+  const std::string fifo = (dir_ / "labels.fifo").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  EXPECT_TRUE(ThrowsWith([&] { nd::read_idx(fifo); }, {fifo, "not a regular file"}));
+  EXPECT_TRUE(ThrowsWith([&] { nd::read_idx(dir_.string()); }, {dir_.string(), "not a regular file"}));
+  auto p = write("short", Bytes{0, 0, 8});
+  EXPECT_TRUE(ThrowsWith([&] { nd::read_idx(p); }, {p, "truncated header"}));
 }
 
 TEST_F(DataFiles, GzipGarbage) {

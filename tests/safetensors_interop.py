@@ -59,9 +59,10 @@ def main():
             problems.append(f"{name}: values differ: got {g.tolist()}, want {w.tolist()}")
     with safe_open(src, framework="np") as f:
         meta = dict(f.metadata() or {})
-    crc = meta.pop("nabla.crc32c", None)
-    if crc is None or not re.fullmatch(r"[0-9a-f]{8}", crc):
-        problems.append(f"metadata nabla.crc32c: got {crc!r}, want 8 hex digits")
+    for key in ("nabla.crc32c", "nabla.header_crc32c"):
+        crc = meta.pop(key, None)
+        if crc is None or not re.fullmatch(r"[0-9a-f]{8}", crc):
+            problems.append(f"metadata {key}: got {crc!r}, want 8 hex digits")
     if meta != EXPECTED_METADATA:
         problems.append(f"metadata: got {meta!r}, want {EXPECTED_METADATA!r}")
 

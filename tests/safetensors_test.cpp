@@ -4,14 +4,18 @@
 #include <gtest/gtest.h>
 #include <nabla/core/io/safetensors.h>
 #include <nabla/core/tensor.h>
+#include <nlohmann/json.hpp>
 #include <nabla/cuda/device.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <climits>
 #include <cmath>
@@ -21,7 +25,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -206,7 +212,8 @@ TEST_P(SafetensorsDType, RoundTripIsExact) {
   EXPECT_TRUE(SameTensors(f.tensors, t));
   EXPECT_EQ(f.metadata.at("k"), "v");
   EXPECT_EQ(f.metadata.at("nabla.crc32c"), crc_hex(data_section(read_bytes(p))));
-  EXPECT_EQ(f.metadata.size(), 2u);
+  EXPECT_EQ(f.metadata.count("nabla.header_crc32c"), 1u);
+  EXPECT_EQ(f.metadata.size(), 3u);
   EXPECT_TRUE(temp_files().empty());
 }
 
@@ -270,9 +277,11 @@ TEST_F(Safetensors, MetadataStringsRoundTrip) {
   nb::save_safetensors(p, {{"w", nb::ones({2})}}, meta);
   Meta got = nb::load_safetensors(p).metadata;
   EXPECT_EQ(got.erase("nabla.crc32c"), 1u);
+  EXPECT_EQ(got.erase("nabla.header_crc32c"), 1u);
   EXPECT_EQ(got, meta);
   // A stale checksum passed back in (load, then save elsewhere) is replaced, not kept.
   meta["nabla.crc32c"] = "deadbeef";
+  meta["nabla.header_crc32c"] = "deadbeef";
   nb::save_safetensors(p, {{"w", nb::ones({3})}}, meta);
   EXPECT_NO_THROW(nb::load_safetensors(p));
 }
@@ -390,19 +399,6 @@ TEST_F(Safetensors, BadTensorListsAreRefusedBeforeWriting) {
   }
 }
 
-TEST_F(Safetensors, FailedRenameRemovesTheTempFile) {
-  // The target is a non-empty folder: the temporary file is written, the rename fails.
-  const auto p = path("is_a_folder");
-  fs::create_directories(fs::path(p) / "inside");
-  EXPECT_TRUE(ThrowsWith(
-      [&] {
-        nb::save_safetensors(p, {{"w", nb::ones({100})}});
-      },
-      {p, "cannot rename", "Is a directory|Directory not empty"}));
-  EXPECT_TRUE(fs::is_directory(fs::path(p) / "inside"));
-  EXPECT_TRUE(temp_files().empty());
-}
-
 TEST_F(Safetensors, MissingOrUnwritableFolderIsAnError) {
   const auto p = path("no/such/folder/x.safetensors");
   EXPECT_TRUE(ThrowsWith(
@@ -458,6 +454,300 @@ TEST_F(Safetensors, WriteErrorMidFileKeepsTheOldFile) {
   EXPECT_NE(text.find(p), std::string::npos) << text;
   EXPECT_EQ(read_bytes(p), old);
   EXPECT_TRUE(temp_files().empty());
+}
+
+// ---- concurrent saves, the save target, temporary files -----------------------------------------
+
+TEST_F(Safetensors, ConcurrentSavesToOnePathNeverShowAPartialFile) {
+  // Four threads save their own version (different sizes) to one path, 25 times each, while a
+  // fifth loads it in a loop: every load sees one complete version, CRCs valid. With a temporary
+  // name shared by the threads of a process, a reader found truncated or mixed files.
+  constexpr int kWriters = 4, kSaves = 25;
+  std::mt19937_64 rng(7);
+  std::vector<Named> versions;
+  for (int w = 0; w < kWriters; ++w)
+    versions.push_back({{"w", random_tensor({64 + 64 * w, 33}, nb::DType::float32, rng)},
+                        {"id", nb::scalar(w, {.dtype = nb::DType::int64})}});
+  const auto p = path("shared.safetensors");
+  nb::save_safetensors(p, versions[0], {{"writer", "0"}});
+  std::atomic<int> writers_left{kWriters};
+  std::atomic<int> save_errors{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w)
+    threads.emplace_back([&, w] {
+      for (int k = 0; k < kSaves; ++k) {
+        try {
+          nb::save_safetensors(p, versions[w], {{"writer", std::to_string(w)}});
+        } catch (const nb::Error& e) {
+          std::fprintf(stderr, "writer %d: %s\n", w, e.what());
+          ++save_errors;
+        }
+      }
+      --writers_left;
+    });
+  int loads = 0, bad = 0;
+  while (writers_left.load() > 0 || loads < 20) {
+    try {
+      nb::SafetensorsFile f = nb::load_safetensors(p);
+      const int w = std::stoi(f.metadata.at("writer"));
+      if (w < 0 || w >= kWriters || !SameTensors(f.tensors, versions[w])) ++bad;
+    } catch (const std::exception& e) {
+      if (bad++ < 3) ADD_FAILURE() << "load " << loads << ": " << e.what();
+    }
+    ++loads;
+  }
+  for (auto& t : threads) t.join();
+  std::printf("%d loads during %d concurrent saves\n", loads, kWriters * kSaves);
+  EXPECT_EQ(save_errors.load(), 0);
+  EXPECT_EQ(bad, 0) << "of " << loads << " loads";
+  EXPECT_TRUE(temp_files().empty());
+}
+
+TEST_F(Safetensors, TempNamesAreUniquePerSave) {
+  // Every save, in one thread or many, uses a fresh name in the target's folder.
+  std::vector<std::string> names;
+  std::mutex mu;
+  nb::detail::set_save_before_rename_hook([&](const std::string& tmp, const std::string&) {
+    std::lock_guard<std::mutex> lock(mu);
+    names.push_back(tmp);
+  });
+  const auto p = path("t.safetensors");
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i)
+    threads.emplace_back([&] {
+      for (int k = 0; k < 5; ++k) nb::save_safetensors(p, {{"w", nb::ones({8})}});
+    });
+  for (auto& t : threads) t.join();
+  nb::detail::set_save_before_rename_hook(nullptr);
+  ASSERT_EQ(names.size(), 20u);
+  std::set<std::string> unique(names.begin(), names.end());
+  EXPECT_EQ(unique.size(), names.size());
+  const std::string prefix = p + ".tmp." + std::to_string(::getpid()) + ".";
+  for (const auto& n : names) EXPECT_EQ(n.rfind(prefix, 0), 0u) << n;
+}
+
+TEST_F(Safetensors, FailedRenameRemovesTheTempFile) {
+  // The target becomes a non-empty folder after it was checked (another process made it): the
+  // temporary file is written, the rename fails.
+  const auto p = path("is_a_folder");
+  nb::detail::set_save_before_rename_hook([&](const std::string&, const std::string&) {
+    fs::create_directories(fs::path(p) / "inside");
+  });
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        nb::save_safetensors(p, {{"w", nb::ones({100})}});
+      },
+      {p, "cannot rename", "Is a directory|Directory not empty"}));
+  nb::detail::set_save_before_rename_hook(nullptr);
+  EXPECT_TRUE(fs::is_directory(fs::path(p) / "inside"));
+  EXPECT_TRUE(temp_files().empty());
+}
+
+TEST_F(Safetensors, TargetThatIsNotARegularFileIsRefusedBeforeWriting) {
+  // A folder: refused before a temporary file is made; what is inside stays.
+  const auto d = path("folder");
+  fs::create_directories(fs::path(d) / "inside");
+  EXPECT_TRUE(ThrowsWith([&] { nb::save_safetensors(d, {{"w", nb::ones({4})}}); },
+                         {d, "refusing to save over a directory", "not a regular file"}));
+  EXPECT_TRUE(fs::is_directory(fs::path(d) / "inside"));
+  EXPECT_TRUE(temp_files().empty());
+  // A FIFO (any user can make one): refused at once, not written into (which would wait for a
+  // reader) and not replaced.
+  const auto f = path("pipe");
+  ASSERT_EQ(::mkfifo(f.c_str(), 0600), 0) << std::strerror(errno);
+  EXPECT_TRUE(ThrowsWith([&] { nb::save_safetensors(f, {{"w", nb::ones({4})}}); },
+                         {f, "refusing to save over a FIFO", "not a regular file"}));
+  EXPECT_TRUE(fs::is_fifo(f));
+  EXPECT_TRUE(temp_files().empty());
+  // A socket.
+  const auto s = path("sock");
+  {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    ASSERT_LT(s.size(), sizeof(addr.sun_path));
+    std::strcpy(addr.sun_path, s.c_str());
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << std::strerror(errno);
+    ::close(fd);
+  }
+  EXPECT_TRUE(ThrowsWith([&] { nb::save_safetensors(s, {{"w", nb::ones({4})}}); },
+                         {s, "refusing to save over a socket"}));
+  EXPECT_TRUE(fs::is_socket(s));
+  // A device. As root, a save that renamed over /dev/null would replace the system's: first a
+  // private node of the same device (root only), so that a regression stops the test there.
+  struct stat before {};
+  if (::stat("/dev/null", &before) != 0 || !S_ISCHR(before.st_mode)) GTEST_SKIP() << "no /dev/null";
+  const auto node = path("null_node");
+  if (::mknod(node.c_str(), S_IFCHR | 0666, before.st_rdev) == 0) {
+    ASSERT_TRUE(ThrowsWith([&] { nb::save_safetensors(node, {{"w", nb::ones({4})}}); },
+                           {node, "refusing to save over a character device"}));
+    struct stat st {};
+    ASSERT_EQ(::stat(node.c_str(), &st), 0);
+    ASSERT_TRUE(S_ISCHR(st.st_mode) && st.st_rdev == before.st_rdev);
+    EXPECT_TRUE(temp_files().empty());
+  } else {
+    if (::geteuid() == 0)
+      GTEST_SKIP() << "mknod failed as root (" << std::strerror(errno)
+                   << "): /dev/null is not risked without the private node checked first";
+  }
+  // /dev/null itself (as a user, the rename into /dev would be refused anyway).
+  EXPECT_TRUE(ThrowsWith([&] { nb::save_safetensors("/dev/null", {{"w", nb::ones({4})}}); },
+                         {"/dev/null", "refusing to save over a character device"}));
+  struct stat after {};
+  ASSERT_EQ(::stat("/dev/null", &after), 0);
+  EXPECT_TRUE(S_ISCHR(after.st_mode));
+  EXPECT_EQ(after.st_rdev, before.st_rdev);
+  EXPECT_EQ(after.st_ino, before.st_ino) << "/dev/null was replaced";
+  for (const auto& e : fs::directory_iterator("/dev"))
+    EXPECT_EQ(e.path().filename().string().find("null.tmp."), std::string::npos) << e.path();
+}
+
+TEST_F(Safetensors, SymlinkIsFollowedAndKept) {
+  // Decision: a save through a symbolic link replaces the file the link points at and keeps the
+  // link (as editors do); the temporary file is made next to that file.
+  std::mt19937_64 rng(5);
+  const Named a = {{"w", random_tensor({10}, nb::DType::float32, rng)}};
+  const Named b = {{"w", random_tensor({12}, nb::DType::float64, rng)}};
+  fs::create_directories(dir_ / "runs");
+  const auto real = path("runs/real.safetensors");
+  nb::save_safetensors(real, a);
+  const auto link = path("latest.safetensors");
+  fs::create_symlink("runs/real.safetensors", link);  // relative to the link's folder
+  nb::save_safetensors(link, b);
+  EXPECT_TRUE(fs::is_symlink(link));
+  EXPECT_EQ(fs::read_symlink(link), fs::path("runs/real.safetensors"));
+  EXPECT_TRUE(SameTensors(nb::load_safetensors(real).tensors, b));
+  EXPECT_TRUE(temp_files().empty());
+  for (const auto& e : fs::directory_iterator(dir_ / "runs"))
+    EXPECT_EQ(e.path().filename(), "real.safetensors") << "left behind: " << e.path();
+
+  // A chain of links, the last one absolute.
+  const auto link2 = path("chain.safetensors");
+  fs::create_symlink(link, link2);
+  nb::save_safetensors(link2, a);
+  EXPECT_TRUE(fs::is_symlink(link2) && fs::is_symlink(link));
+  EXPECT_TRUE(SameTensors(nb::load_safetensors(real).tensors, a));
+
+  // A dangling link: the file it points at is created.
+  const auto dangling = path("dangling.safetensors");
+  fs::create_symlink("runs/new.safetensors", dangling);
+  nb::save_safetensors(dangling, b);
+  EXPECT_TRUE(fs::is_symlink(dangling));
+  EXPECT_TRUE(SameTensors(nb::load_safetensors(path("runs/new.safetensors")).tensors, b));
+
+  // A link to something that is not a regular file is refused, naming both.
+  const auto to_dir = path("to_dir.safetensors");
+  fs::create_symlink(dir_ / "runs", to_dir);
+  EXPECT_TRUE(ThrowsWith([&] { nb::save_safetensors(to_dir, a); },
+                         {to_dir, (dir_ / "runs").string(), "a directory", "symbolic link"}));
+  EXPECT_TRUE(fs::is_symlink(to_dir));
+  // A loop is an error, not a hang.
+  const auto loop1 = path("loop1"), loop2 = path("loop2");
+  fs::create_symlink("loop2", loop1);
+  fs::create_symlink("loop1", loop2);
+  EXPECT_TRUE(ThrowsWith([&] { nb::save_safetensors(loop1, a); }, {loop1, "symbolic links"}));
+  EXPECT_TRUE(temp_files().empty());
+}
+
+TEST_F(Safetensors, ExistingFileKeepsItsModeNewFileGetsTheUmask) {
+  const mode_t mask = ::umask(022);  // the test's own umask, restored below
+  const auto p = path("mode.safetensors");
+  nb::save_safetensors(p, {{"w", nb::ones({4})}});
+  EXPECT_EQ(fs::status(p).permissions(), fs::perms(0644)) << "a new file: 0666 & ~umask";
+  for (const mode_t mode : {0600, 0640, 0400, 0664}) {
+    ASSERT_EQ(::chmod(p.c_str(), mode), 0);
+    nb::save_safetensors(p, {{"w", nb::zeros({4})}});
+    struct stat st {};
+    ASSERT_EQ(::stat(p.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, mode) << fmt::format("{:o}", mode);
+    EXPECT_TRUE(SameTensor(nb::load_safetensors(p).tensors[0].second, nb::zeros({4})));
+  }
+  ::umask(077);
+  const auto q = path("private.safetensors");
+  nb::save_safetensors(q, {{"w", nb::ones({4})}});
+  EXPECT_EQ(fs::status(q).permissions(), fs::perms(0600));
+  ::umask(mask);
+  // Root may keep another user's file theirs; the save does.
+  if (::geteuid() == 0) {
+    ASSERT_EQ(::chown(q.c_str(), 1234, 5678), 0);
+    nb::save_safetensors(q, {{"w", nb::zeros({4})}});
+    struct stat st {};
+    ASSERT_EQ(::stat(q.c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, 1234u);
+    EXPECT_EQ(st.st_gid, 5678u);
+    EXPECT_EQ(st.st_mode & 07777, 0600u);
+  }
+}
+
+// A pid that no process has: a child that has exited and been waited for.
+pid_t dead_pid() {
+  const pid_t pid = ::fork();
+  if (pid == 0) ::_exit(0);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return pid;
+}
+
+TEST_F(Safetensors, StaleTempFilesOfDeadProcessesAreRemoved) {
+  const auto p = path("ckpt.safetensors");
+  const std::string dead = std::to_string(dead_pid());
+  ASSERT_EQ(::kill(std::stoi(dead), 0), -1);
+  const std::string self = std::to_string(::getpid());
+  const Bytes junk = iota_bytes(100);
+  // Removed: this target's temporary files of a dead process, in the old and the new form.
+  const std::vector<std::string> stale = {"ckpt.safetensors.tmp." + dead,
+                                          "ckpt.safetensors.tmp." + dead + ".0",
+                                          "ckpt.safetensors.tmp." + dead + ".17"};
+  // Kept: a live process's (pid 1, and this process: another thread may be saving), another
+  // target's, names that only look similar, and a folder.
+  const std::vector<std::string> kept = {"ckpt.safetensors.tmp.1.3",
+                                         "ckpt.safetensors.tmp." + self + ".999",
+                                         "other.safetensors.tmp." + dead + ".1",
+                                         "ckpt.safetensors.tmp." + dead + ".x",
+                                         "ckpt.safetensors.tmp.",
+                                         "ckpt.safetensors.tmp.abc",
+                                         "ckpt.safetensors.tmp." + dead + ".1.2",
+                                         "xckpt.safetensors.tmp." + dead};
+  for (const auto& n : stale) write(n, junk);
+  for (const auto& n : kept) write(n, junk);
+  fs::create_directories(path("ckpt.safetensors.tmp." + dead + ".5"));
+  nb::save_safetensors(p, {{"w", nb::ones({3})}});
+  for (const auto& n : stale) EXPECT_FALSE(fs::exists(path(n))) << n;
+  for (const auto& n : kept) EXPECT_TRUE(fs::exists(path(n))) << n;
+  EXPECT_TRUE(fs::is_directory(path("ckpt.safetensors.tmp." + dead + ".5")));
+  EXPECT_NO_THROW(nb::load_safetensors(p));
+}
+
+TEST_F(Safetensors, LongestLegalNameStillSaves) {
+  // 255 bytes (NAME_MAX): no room for ".tmp.<pid>.<n>", so the temporary file gets a short name
+  // from a hash of the target's, in the same folder.
+  const std::string name = std::string(255 - 12, 'n') + ".safetensors";
+  ASSERT_EQ(name.size(), 255u);
+  const auto p = path(name);
+  std::string tmp_used;
+  nb::detail::set_save_before_rename_hook(
+      [&](const std::string& tmp, const std::string&) { tmp_used = tmp; });
+  nb::save_safetensors(p, {{"w", nb::ones({5})}});
+  nb::detail::set_save_before_rename_hook(nullptr);
+  EXPECT_TRUE(SameTensor(nb::load_safetensors(p).tensors[0].second, nb::ones({5})));
+  const std::string tmp_name = fs::path(tmp_used).filename().string();
+  EXPECT_EQ(fs::path(tmp_used).parent_path(), dir_);
+  EXPECT_LE(tmp_name.size(), 255u);
+  EXPECT_EQ(tmp_name.front(), '.');
+  EXPECT_NE(tmp_name.find(".tmp." + std::to_string(::getpid()) + "."), std::string::npos) << tmp_name;
+  // Saved again over itself; the short name of a dead process is cleaned up like the long form.
+  const std::string stem = tmp_name.substr(0, tmp_name.find(".tmp."));
+  const std::string stale = stem + ".tmp." + std::to_string(dead_pid()) + ".4";
+  write(stale, iota_bytes(10));
+  nb::save_safetensors(p, {{"w", nb::zeros({5})}});
+  EXPECT_TRUE(SameTensor(nb::load_safetensors(p).tensors[0].second, nb::zeros({5})));
+  EXPECT_FALSE(fs::exists(path(stale)));
+  EXPECT_TRUE(temp_files().empty());
+  // One byte more is not a legal name: the system's error, naming the file.
+  const auto too_long = path(name + "x");
+  EXPECT_TRUE(ThrowsWith([&] { nb::save_safetensors(too_long, {{"w", nb::ones({1})}}); },
+                         {too_long, "File name too long"}));
 }
 
 // ---- interrupted saves --------------------------------------------------------------------------
@@ -533,7 +823,7 @@ TEST_F(Safetensors, SigkillDuringSavesLeavesTheOldOrTheNewFile) {
     EXPECT_EQ(f.metadata.at("which"), is_a ? "A" : "B");
     // A killed save leaves its own temporary file, never a damaged checkpoint.
     for (const std::string& t : temp_files()) {
-      stale_tmp += t == p + ".tmp." + std::to_string(pid);
+      stale_tmp += t.rfind(p + ".tmp." + std::to_string(pid) + ".", 0) == 0;
       fs::remove(t);
     }
   }
@@ -783,6 +1073,83 @@ TEST_F(Safetensors, FlippedDataIsAChecksumMismatch) {
     const auto q = write("flip_" + std::to_string(at), m);
     EXPECT_TRUE(ThrowsWith([&] { nb::load_safetensors(q); }, {q, "checksum mismatch"}));
   }
+}
+
+TEST_F(Safetensors, EditedHeaderIsAHeaderChecksumMismatch) {
+  // One edited byte in the header, the JSON still valid and the length the same: the data CRC
+  // cannot see it (the data did not change), the header CRC does.
+  const auto p = path("edit.safetensors");
+  nb::save_safetensors(p, {{"w", nb::ones({4})}, {"b", nb::zeros({2})}},
+                       {{"epoch", "12"}, {"lr", "0.001"}, {"rng", R"({"seed":5,"offset":8})"}});
+  const Bytes good = read_bytes(p);
+  ASSERT_NO_THROW(nb::load_safetensors(p));
+  const std::string text(good.begin(), good.end());
+  const std::vector<std::pair<std::string, std::string>> edits = {
+      {R"("epoch":"12")", R"("epoch":"19")"},
+      {R"("lr":"0.001")", R"("lr":"0.101")"},
+      {R"(\"seed\":5)", R"(\"seed\":6)"},
+      {R"("w":{"dtype":"F32")", R"("w":{"dtype":"I32")"},  // same byte size: the data CRC holds
+      {R"("w":{)", R"("v":{)"},                             // a tensor renamed
+      {R"("nabla.crc32c":")", R"("nabla.crc32C":")"},       // the data CRC's key
+  };
+  for (const auto& [from, to] : edits) {
+    const size_t at = text.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    std::string edited = text;
+    edited.replace(at, from.size(), to);
+    const auto q = write("edited", Bytes(edited.begin(), edited.end()));
+    EXPECT_TRUE(ThrowsWith([&] { nb::load_safetensors(q); }, {q, "header checksum mismatch"}))
+        << from << " -> " << to;
+    EXPECT_TRUE(ThrowsWith([&] { nb::read_safetensors_header(q); }, {q, "checksum"}));
+  }
+  // The data CRC's value edited: also a change of the header.
+  const size_t crc_at = text.find(R"("nabla.crc32c":")") + 16;
+  std::string edited = text;
+  edited[crc_at] = edited[crc_at] == '0' ? '1' : '0';
+  const auto q = write("edited_crc", Bytes(edited.begin(), edited.end()));
+  EXPECT_TRUE(ThrowsWith([&] { nb::load_safetensors(q); }, {q, "checksum mismatch"}));
+}
+
+TEST_F(Safetensors, HeaderChecksumCoversTheMeaningNotTheLayout) {
+  // The same header rewritten with other key order and spacing (as a JSON tool would) keeps its
+  // checksum; every value still counts.
+  const auto p = path("layout.safetensors");
+  nb::save_safetensors(p, {{"w", nb::ones({4})}, {"b", nb::zeros({2})}}, {{"epoch", "12"}});
+  const Bytes b = read_bytes(p);
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= uint64_t{b[i]} << (8 * i);
+  const auto header = nlohmann::json::parse(std::string(b.begin() + 8, b.begin() + 8 + static_cast<ptrdiff_t>(n)));
+  const std::string sorted = header.dump(1);  // keys sorted: "b" before "w", newlines, indents
+  ASSERT_LT(sorted.find("\"b\""), sorted.find("\"w\""));
+  const auto q = write("resorted", st_file(sorted, data_section(b)));
+  nb::SafetensorsFile f;
+  ASSERT_NO_THROW(f = nb::load_safetensors(q));
+  EXPECT_EQ(f.metadata.at("epoch"), "12");
+}
+
+TEST_F(Safetensors, FilesWithoutTheHeaderChecksumStillLoad) {
+  // An older nabla file: only the data CRC, which is still checked.
+  const Bytes d8 = iota_bytes(8);
+  const std::string entry = R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
+  const auto old_file = write(
+      "old", st_file(R"({"__metadata__":{"epoch":"3","nabla.crc32c":")" + crc_hex(d8) + R"("},)" + entry + "}", d8));
+  nb::SafetensorsFile f;
+  ASSERT_NO_THROW(f = nb::load_safetensors(old_file));
+  EXPECT_EQ(f.metadata.at("epoch"), "3");
+  Bytes flipped = d8;
+  flipped[3] ^= 1;
+  const auto old_flipped = write(
+      "old_flipped",
+      st_file(R"({"__metadata__":{"nabla.crc32c":")" + crc_hex(d8) + R"("},)" + entry + "}", flipped));
+  EXPECT_TRUE(ThrowsWith([&] { nb::load_safetensors(old_flipped); }, {old_flipped, "checksum mismatch"}));
+  // Another writer's file, without either key.
+  const auto foreign = write("foreign", st_file(R"({"__metadata__":{"format":"pt"},)" + entry + "}", d8));
+  EXPECT_NO_THROW(nb::load_safetensors(foreign));
+  // A header checksum that is not 8 hex digits.
+  const auto bad = write(
+      "bad_hcrc", st_file(R"({"__metadata__":{"nabla.header_crc32c":"12345"},)" + entry + "}", d8));
+  EXPECT_TRUE(ThrowsWith([&] { nb::read_safetensors_header(bad); },
+                         {bad, "'nabla.header_crc32c' must be 8 hex digits, got '12345'"}));
 }
 
 TEST_F(Safetensors, MutatedFilesLoadOrThrowNeverCrash) {

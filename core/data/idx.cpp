@@ -2,6 +2,9 @@
 
 #include <nabla/core/error.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -9,9 +12,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <memory>
-#include <system_error>
 
 namespace nabla::data {
 
@@ -183,16 +184,24 @@ size_t idx_type_size(IdxType t) {
 }
 
 IdxArray read_idx(const std::string& path, const IdxOptions& opts) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::file_status st = fs::status(path, ec);
-  if (ec || !fs::exists(st)) idx_fail(path, "cannot open: no such file");
-  if (!fs::is_regular_file(st)) idx_fail(path, "cannot open: not a regular file");
-  uint64_t file_size = fs::file_size(path, ec);
-  if (ec) idx_fail(path, "cannot read the file size: {}", ec.message());
-
-  File file(std::fopen(path.c_str(), "rb"));
-  if (!file) idx_fail(path, "cannot open: {}", std::strerror(errno));
+  // One open, and the size and type of what was opened (not of whatever the path names a moment
+  // later). O_NONBLOCK so that a FIFO is refused instead of waited on.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ENOENT) idx_fail(path, "cannot open: no such file");
+    idx_fail(path, "cannot open: {}", std::strerror(errno));
+  }
+  File file(::fdopen(fd, "rb"));
+  if (!file) {
+    const int err = errno;
+    ::close(fd);
+    idx_fail(path, "cannot open: {}", std::strerror(err));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) idx_fail(path, "cannot read the file size: {}", std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) idx_fail(path, "cannot open: not a regular file");
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  const auto file_size = static_cast<uint64_t>(st.st_size);
   if (file_size == 0) idx_fail(path, "empty file (0 bytes), expected an IDX header");
 
   uint8_t first[2] = {0, 0};

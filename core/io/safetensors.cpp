@@ -1,10 +1,16 @@
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <nabla/core/error.h>
 #include <nabla/core/io/safetensors.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <climits>
+#include <functional>
+#include <memory>
 #include <array>
 #include <bit>
 #include <cerrno>
@@ -15,6 +21,7 @@
 #include <optional>
 #include <set>
 #include <string_view>
+#include <utility>
 
 namespace nabla {
 
@@ -399,6 +406,42 @@ std::optional<uint32_t> parse_crc(const std::string& s) {
   return v;
 }
 
+// The CRC-32C of the header's canonical serialization (safetensors.h describes it).
+uint32_t header_crc(const std::vector<SafetensorsEntry>& tensors,
+                    const std::map<std::string, std::string>& metadata) {
+  uint32_t crc = 0;
+  auto u64 = [&](uint64_t v) {
+    uint8_t b[8];
+    for (int i = 0; i < 8; ++i) b[i] = static_cast<uint8_t>(v >> (8 * i));
+    crc = crc32c(b, 8, crc);
+  };
+  auto bytes = [&](std::string_view s) {
+    u64(s.size());
+    crc = crc32c(s.data(), s.size(), crc);
+  };
+  auto tag = [&](char c) { crc = crc32c(&c, 1, crc); };
+  for (const auto& [k, v] : metadata) {  // std::string orders bytewise (as unsigned char)
+    if (k == kSafetensorsHeaderCrcKey) continue;
+    tag('M');
+    bytes(k);
+    bytes(v);
+  }
+  std::vector<const SafetensorsEntry*> by_name;
+  for (const SafetensorsEntry& e : tensors) by_name.push_back(&e);
+  std::sort(by_name.begin(), by_name.end(),
+            [](const SafetensorsEntry* a, const SafetensorsEntry* b) { return a->name < b->name; });
+  for (const SafetensorsEntry* e : by_name) {
+    tag('T');
+    bytes(e->name);
+    bytes(st_code(e->dtype));
+    u64(e->shape.size());
+    for (int64_t d : e->shape) u64(static_cast<uint64_t>(d));
+    u64(e->begin);
+    u64(e->end);
+  }
+  return crc;
+}
+
 int open_for_read(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) st_fail(path, "cannot open: {}", errno_text());
@@ -478,10 +521,18 @@ SafetensorsHeader parse_header(int fd, const std::string& path) {
             "byte {} belong to no tensor",
             h.data_bytes, covered, h.data_bytes - covered, 8 + n + covered);
 
-  if (auto it = h.metadata.find(kSafetensorsCrcKey);
-      it != h.metadata.end() && !parse_crc(it->second))
-    st_fail(path, "__metadata__ '{}' must be 8 hex digits, got '{}'", kSafetensorsCrcKey,
-            it->second);
+  for (const char* key : {kSafetensorsCrcKey, kSafetensorsHeaderCrcKey})
+    if (auto it = h.metadata.find(key); it != h.metadata.end() && !parse_crc(it->second))
+      st_fail(path, "__metadata__ '{}' must be 8 hex digits, got '{}'", key, it->second);
+  if (auto it = h.metadata.find(kSafetensorsHeaderCrcKey); it != h.metadata.end()) {
+    const uint32_t want = *parse_crc(it->second), got = header_crc(h.tensors, h.metadata);
+    if (want != got)
+      st_fail(path,
+              "header checksum mismatch: file says {:08x}, header gives {:08x} (CRC-32C of the "
+              "tensor entries and metadata, __metadata__ '{}'): the header was edited or is "
+              "corrupt",
+              want, got, kSafetensorsHeaderCrcKey);
+  }
   return h;
 }
 
@@ -492,8 +543,21 @@ std::string json_string(const std::string& s) {
   return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::strict);
 }
 
+// The entries save_safetensors writes: the tensors in the order given, tiling the data section.
+std::vector<SafetensorsEntry> entries_of(
+    const std::vector<std::pair<std::string, Tensor>>& tensors) {
+  std::vector<SafetensorsEntry> out;
+  uint64_t offset = 0;
+  for (const auto& [name, t] : tensors) {
+    const uint64_t nbytes = static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype());
+    out.push_back({name, t.dtype(), t.shape(), offset, offset + nbytes});
+    offset += nbytes;
+  }
+  return out;
+}
+
 // The header JSON, padded with spaces to a multiple of 8 bytes.
-std::string header_text(const std::vector<std::pair<std::string, Tensor>>& tensors,
+std::string header_text(const std::vector<SafetensorsEntry>& entries,
                         const std::map<std::string, std::string>& metadata) {
   std::string s = "{\"__metadata__\":{";
   bool first = true;
@@ -503,14 +567,10 @@ std::string header_text(const std::vector<std::pair<std::string, Tensor>>& tenso
     s += json_string(k) + ':' + json_string(v);
   }
   s += '}';
-  uint64_t offset = 0;
-  for (const auto& [name, t] : tensors) {
-    const uint64_t nbytes = static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype());
+  for (const SafetensorsEntry& e : entries)
     s += fmt::format(",{}:{{\"dtype\":\"{}\",\"shape\":[{}],\"data_offsets\":[{},{}]}}",
-                     json_string(name), st_code(t.dtype()), fmt::join(t.shape(), ","), offset,
-                     offset + nbytes);
-    offset += nbytes;
-  }
+                     json_string(e.name), st_code(e.dtype), fmt::join(e.shape, ","), e.begin,
+                     e.end);
   s += '}';
   s.append((8 - s.size() % 8) % 8, ' ');
   return s;
@@ -530,7 +590,8 @@ void write_all(int fd, const void* data, size_t n, const std::string& path,
   }
 }
 
-// Removes the temporary file unless the save got as far as renaming it.
+// Removes the temporary file unless the save got as far as renaming it. Its name is this
+// save's alone (O_EXCL), so this never removes another save's file.
 struct TempFile {
   std::string path;
   bool keep = false;
@@ -538,6 +599,153 @@ struct TempFile {
     if (!keep) ::unlink(path.c_str());
   }
 };
+
+// ---- the save target ----------------------------------------------------------------------------
+
+// What a save replaces or creates: the file at the end of any symbolic links.
+struct SaveTarget {
+  std::string file;  // the path renamed over
+  std::string dir;   // its folder ("." for a bare name)
+  std::string name;  // its last component
+  bool exists = false;
+  struct stat st {};  // when it exists
+};
+
+const char* file_kind(mode_t m) {
+  if (S_ISDIR(m)) return "a directory";
+  if (S_ISCHR(m)) return "a character device";
+  if (S_ISBLK(m)) return "a block device";
+  if (S_ISFIFO(m)) return "a FIFO";
+  if (S_ISSOCK(m)) return "a socket";
+  return "a special file";
+}
+
+constexpr int kMaxSymlinks = 40;  // Linux's limit on a path lookup
+
+// Follows `path` through symbolic links to the file a save replaces (or creates, for a missing
+// file or a dangling link) and refuses one that exists and is not a regular file.
+SaveTarget resolve_target(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::string cur = path;
+  for (int links = 0;; ++links) {
+    SaveTarget t;
+    if (::lstat(cur.c_str(), &t.st) != 0) {
+      if (errno != ENOENT) st_fail(path, "cannot stat {}: {}", cur, errno_text());
+    } else if (S_ISLNK(t.st.st_mode)) {
+      if (links == kMaxSymlinks)
+        st_fail(path, "more than {} symbolic links to follow from {}", kMaxSymlinks, path);
+      std::error_code ec;
+      fs::path to = fs::read_symlink(cur, ec);
+      if (ec) st_fail(path, "cannot read the symbolic link {}: {}", cur, ec.message());
+      cur = (to.is_relative() ? fs::path(cur).parent_path() / to : to).string();
+      continue;
+    } else if (!S_ISREG(t.st.st_mode)) {
+      if (cur == path)
+        st_fail(path, "refusing to save over {}: not a regular file", file_kind(t.st.st_mode));
+      st_fail(path, "refusing to save over {}, {} that the symbolic link points at: not a regular "
+              "file", cur, file_kind(t.st.st_mode));
+    } else {
+      t.exists = true;
+    }
+    const fs::path p(cur);
+    t.file = cur;
+    t.dir = p.has_parent_path() ? p.parent_path().string() : ".";
+    t.name = p.filename().string();
+    if (t.name.empty() || t.name == "." || t.name == "..")
+      st_fail(path, "names a folder, not a file");
+    return t;
+  }
+}
+
+// ---- temporary files ----------------------------------------------------------------------------
+
+std::atomic<uint64_t> g_temp_counter{0};
+std::function<void(const std::string&, const std::string&)> g_before_rename;
+
+// Longest ".tmp.<pid>.<n>": pid_t up to 10 digits, n up to 20.
+constexpr size_t kTempSuffixMax = 5 + 10 + 1 + 20;
+
+// What comes before ".tmp.<pid>.<n>" in a temporary file's name: the target's name, or, when
+// that would make the name longer than NAME_MAX, "." and 16 hex digits of its FNV-1a hash.
+std::string temp_stem(const std::string& name, bool long_form) {
+  if (!long_form) return name;
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ull;
+  return fmt::format(".{:016x}", h);
+}
+
+// The pid in "<pid>" or "<pid>.<n>" (the part after ".tmp."), or 0 when it is not that.
+pid_t temp_owner(std::string_view rest) {
+  const size_t dot = rest.find('.');
+  auto digits = [](std::string_view s) {
+    return !s.empty() && s.size() <= 19 &&
+           s.find_first_not_of("0123456789") == std::string_view::npos;
+  };
+  const std::string_view pid = rest.substr(0, dot);
+  if (!digits(pid) || (dot != std::string_view::npos && !digits(rest.substr(dot + 1)))) return 0;
+  const uint64_t v = std::stoull(std::string(pid));
+  return v <= static_cast<uint64_t>(std::numeric_limits<pid_t>::max()) ? static_cast<pid_t>(v) : 0;
+}
+
+// Removes the temporary files of `t` (both name forms, and the ".tmp.<pid>" of older nabla)
+// left by processes that no longer exist. A live process's file, this process's own (another
+// thread may be saving) and anything that is not a regular file are left alone. Best effort:
+// errors are ignored.
+void remove_stale_temps(const SaveTarget& t) {
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(t.dir.c_str()), ::closedir);
+  if (!dir) return;
+  const std::string prefixes[] = {temp_stem(t.name, false) + ".tmp.",
+                                  temp_stem(t.name, true) + ".tmp."};
+  const pid_t self = ::getpid();
+  while (const dirent* e = ::readdir(dir.get())) {
+    const std::string_view n = e->d_name;
+    for (const std::string& prefix : prefixes) {
+      if (!n.starts_with(prefix)) continue;
+      const pid_t pid = temp_owner(n.substr(prefix.size()));
+      struct stat st {};
+      if (pid <= 0 || pid == self || ::kill(pid, 0) == 0 || errno != ESRCH) break;
+      if (::fstatat(::dirfd(dir.get()), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          S_ISREG(st.st_mode))
+        ::unlinkat(::dirfd(dir.get()), e->d_name, 0);
+      break;
+    }
+  }
+}
+
+// Creates a temporary file for `t` in its folder, with a name no other save uses (O_EXCL), and
+// gives it the permissions of the file it will replace. Returns the descriptor and the path.
+std::pair<int, std::string> create_temp(const SaveTarget& t, const std::string& path) {
+  namespace fs = std::filesystem;
+  const std::string stem = temp_stem(t.name, t.name.size() + kTempSuffixMax > NAME_MAX);
+  // A file that exists keeps its mode: start private, then take its bits before any data is
+  // written. A new file gets 0666 & ~umask.
+  const mode_t mode = t.exists ? 0600 : 0666;
+  for (int attempt = 0;; ++attempt) {
+    const std::string tmp =
+        (fs::path(t.file).parent_path() /
+         fmt::format("{}.tmp.{}.{}", stem, ::getpid(), g_temp_counter.fetch_add(1)))
+            .string();
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0) {
+      if (errno == EEXIST && attempt < 100) continue;  // a stale file of a reused pid
+      st_fail(path, "cannot create {}: {}", tmp, errno_text());
+    }
+    if (t.exists) {
+      // Owner and group only where the process may set them (root, or a group it is in).
+      if ((t.st.st_uid != ::geteuid() || t.st.st_gid != ::getegid()) &&
+          ::fchown(fd, t.st.st_uid, t.st.st_gid) != 0) {
+      }
+      if (::fchmod(fd, t.st.st_mode & 07777) != 0) {
+        const std::string why = errno_text();
+        ::close(fd);
+        ::unlink(tmp.c_str());
+        st_fail(path, "cannot give {} the mode {:o} of the file it replaces: {}", tmp,
+                t.st.st_mode & 07777, why);
+      }
+    }
+    return {fd, tmp};
+  }
+}
 
 }  // namespace
 
@@ -560,14 +768,37 @@ const SafetensorsEntry* SafetensorsHeader::find(const std::string& name) const {
   return nullptr;
 }
 
-SafetensorsHeader read_safetensors_header(const std::string& path) {
-  Fd fd(open_for_read(path));
-  return parse_header(fd.get(), path);
+// ---- SafetensorsReader --------------------------------------------------------------------------
+
+SafetensorsReader::SafetensorsReader(const std::string& path) : fd_(open_for_read(path)) {
+  try {
+    header_ = parse_header(fd_, path);
+  } catch (...) {
+    ::close(fd_);
+    throw;
+  }
 }
 
-SafetensorsFile load_safetensors(const std::string& path, Device device) {
-  Fd fd(open_for_read(path));
-  SafetensorsHeader h = parse_header(fd.get(), path);
+SafetensorsReader::~SafetensorsReader() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+SafetensorsReader::SafetensorsReader(SafetensorsReader&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), header_(std::move(other.header_)) {}
+
+SafetensorsReader& SafetensorsReader::operator=(SafetensorsReader&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+    header_ = std::move(other.header_);
+  }
+  return *this;
+}
+
+SafetensorsFile SafetensorsReader::read(Device device) const {
+  NABLA_ASSERT(fd_ >= 0);
+  const SafetensorsHeader& h = header_;
+  const std::string& path = h.path;
   const uint64_t data_start = 8 + h.header_bytes;
   SafetensorsFile out;
   out.tensors.reserve(h.tensors.size());
@@ -578,7 +809,7 @@ SafetensorsFile load_safetensors(const std::string& path, Device device) {
     Tensor t = Tensor::empty(e.shape, {.dtype = e.dtype});
     const size_t nbytes = e.nbytes();
     if (nbytes > 0) {
-      if (read_at(fd.get(), t.data_ptr(), nbytes, data_start + e.begin, path) != nbytes)
+      if (read_at(fd_, t.data_ptr(), nbytes, data_start + e.begin, path) != nbytes)
         st_fail(path, "tensor '{}': data truncated: the file ended before file byte {}", e.name,
                 data_start + e.end);
       crc = crc32c(t.data_ptr(), nbytes, crc);
@@ -594,11 +825,28 @@ SafetensorsFile load_safetensors(const std::string& path, Device device) {
               "data section, __metadata__ '{}')",
               want, crc, h.data_bytes, kSafetensorsCrcKey);
   }
-  out.metadata = std::move(h.metadata);
-  if (!device.is_cpu())
-    for (auto& [name, t] : out.tensors) t = t.to(device);
+  out.metadata = h.metadata;
+  if (!device.is_cpu()) {
+    for (auto& [name, t] : out.tensors) {
+      try {
+        t = t.to(device);
+      } catch (const Error& e) {
+        st_fail(path, "tensor '{}': cannot move it to {}: {}", name, device, e.what());
+      }
+    }
+  }
   return out;
 }
+
+SafetensorsHeader read_safetensors_header(const std::string& path) {
+  return SafetensorsReader(path).header();
+}
+
+SafetensorsFile load_safetensors(const std::string& path, Device device) {
+  return SafetensorsReader(path).read(device);
+}
+
+// ---- save ---------------------------------------------------------------------------------------
 
 void save_safetensors(const std::string& path,
                       const std::vector<std::pair<std::string, Tensor>>& tensors,
@@ -612,18 +860,21 @@ void save_safetensors(const std::string& path,
       st_fail(path, "duplicate tensor name '{}' (tensor {})", name, i);
     if (!t.defined()) st_fail(path, "tensor '{}' is undefined", name);
   }
+  const std::vector<SafetensorsEntry> entries = entries_of(tensors);
   std::map<std::string, std::string> meta = metadata;
-  meta[kSafetensorsCrcKey] = "00000000";  // fixed width: rewritten in place once the data is known
+  // Fixed width: rewritten in place once the data is known.
+  meta[kSafetensorsCrcKey] = meta[kSafetensorsHeaderCrcKey] = "00000000";
   std::string header;
   try {
-    header = header_text(tensors, meta);
+    header = header_text(entries, meta);
   } catch (const nlohmann::json::exception& e) {
     st_fail(path, "a tensor name or metadata string is not valid UTF-8: {}", e.what());
   }
 
-  const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666));
-  if (fd.get() < 0) st_fail(path, "cannot create {}: {}", tmp, errno_text());
+  const SaveTarget target = resolve_target(path);
+  remove_stale_temps(target);
+  auto [raw_fd, tmp] = create_temp(target, path);
+  Fd fd(raw_fd);
   TempFile guard{tmp};
 
   uint8_t len[8];
@@ -647,7 +898,8 @@ void save_safetensors(const std::string& path,
     write_all(fd.get(), src, nbytes, path, tmp);
   }
   meta[kSafetensorsCrcKey] = fmt::format("{:08x}", crc);
-  const std::string final_header = header_text(tensors, meta);
+  meta[kSafetensorsHeaderCrcKey] = fmt::format("{:08x}", header_crc(entries, meta));
+  const std::string final_header = header_text(entries, meta);
   NABLA_ASSERT(final_header.size() == header.size());
   for (size_t done = 0; done < final_header.size();) {
     ssize_t w = ::pwrite(fd.get(), final_header.data() + done, final_header.size() - done,
@@ -658,16 +910,22 @@ void save_safetensors(const std::string& path,
   }
   if (::fsync(fd.get()) != 0) st_fail(path, "cannot fsync {}: {}", tmp, errno_text());
   if (fd.close() != 0) st_fail(path, "cannot close {}: {}", tmp, errno_text());
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
-    st_fail(path, "cannot rename {} to {}: {}", tmp, path, errno_text());
+  if (g_before_rename) g_before_rename(tmp, target.file);
+  if (::rename(tmp.c_str(), target.file.c_str()) != 0)
+    st_fail(path, "cannot rename {} to {}: {}", tmp, target.file, errno_text());
   guard.keep = true;
 
   // The rename is durable only once the folder's entry is on disk.
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
-  Fd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  Fd dfd(::open(target.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dfd.get() < 0 || ::fsync(dfd.get()) != 0)
-    st_fail(path, "saved, but cannot fsync the folder {}: {}", dir, errno_text());
+    st_fail(path, "saved, but cannot fsync the folder {}: {}", target.dir, errno_text());
 }
+
+namespace detail {
+void set_save_before_rename_hook(
+    std::function<void(const std::string& tmp, const std::string& target)> hook) {
+  g_before_rename = std::move(hook);
+}
+}  // namespace detail
 
 }  // namespace nabla

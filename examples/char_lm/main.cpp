@@ -86,7 +86,7 @@ std::string read_text(const std::string& path, int64_t max_chars) {
     }
   }
   if (text.size() < 1000)
-    throw nb::Error(fmt::format("char_lm: {} holds {} characters of text, too few to train on (install Debian's "
+    throw nb::Error(fmt::format("char_lm: {} holds {} bytes of text, too few to train on (install Debian's "
                                 "`fortunes` package for the default text, or pass a text file)",
                                 path, text.size()));
   return text;
@@ -223,7 +223,7 @@ int main(int argc, char** argv) {
     const std::vector<int64_t> train_ids(ids.begin(), ids.begin() + int64_t(split));
     const std::vector<int64_t> val_ids(ids.begin() + int64_t(split), ids.end());
     const int64_t V = static_cast<int64_t>(vocab.size());
-    fmt::print("text: {} characters from {} ({} training, {} held out), vocabulary {}\n", text.size(), args.path,
+    fmt::print("text: {} bytes from {} ({} training, {} held out), vocabulary {}\n", text.size(), args.path,
                train_ids.size(), val_ids.size(), V);
     NABLA_CHECK(static_cast<int64_t>(train_ids.size()) > args.seq + 1 &&
                     static_cast<int64_t>(val_ids.size()) > 2 * args.batch,
