@@ -432,9 +432,13 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.to_
 
 // ---- in place ------------------------------------------------------------------------------
 
+int64_t Tensor::version() const { return checked().storage->version(); }
+void Tensor::bump_version() const { checked().storage->bump_version(); }
+
 Tensor& Tensor::fill_(double value) {
   if (numel() == 0) return *this;
   if (is_contiguous()) {
+    bump_version();
     be(*this).fill(dtype(), data_ptr(), numel(), value);
   } else {
     copy_(full(shape(), value, options()));
@@ -449,6 +453,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
               shape_str(src.shape()), shape_str(shape()));
   if (numel() == 0) return *this;
   Tensor s = src.detach().to(device()).to(dtype());
+  bump_version();
   be(*this).copy_strided(dtype(), data_ptr(), s.data_ptr(),
                          make_layout(shape(), strides(), detail::broadcast_strides(s, shape())));
   return *this;

@@ -49,6 +49,10 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bia
   Tensor y = Tensor::empty(x.shape(), x.options());
   if (x.numel() == 0) return y;
   if (training) {
+    if (running_mean.defined()) {
+      running_mean.bump_version();
+      running_var.bump_version();
+    }
     Tensor save_mean = Tensor::empty({c}, x.options()), save_invstd = Tensor::empty({c}, x.options());
     be(x).batch_norm_forward_train(x.dtype(), y.data_ptr(), save_mean.data_ptr(), save_invstd.data_ptr(),
                                    ptr_or_null(running_mean),
