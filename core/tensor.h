@@ -69,8 +69,9 @@ class Tensor {
  public:
   Tensor() = default;  // undefined: holds nothing
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
-  // A new contiguous tensor with uninitialized contents.
-  static Tensor empty(const Shape& shape, TensorOptions opts = {});
+  // A new contiguous tensor with uninitialized contents. `op` names the caller in the errors for
+  // a bad shape (negative, or too many elements or bytes to count) and for running out of memory.
+  static Tensor empty(const Shape& shape, TensorOptions opts = {}, const char* op = "Tensor::empty");
 
   bool defined() const { return impl_ != nullptr; }
   const Shape& shape() const;
@@ -188,7 +189,8 @@ struct RngState {
 };
 RngState rng_state();
 void set_rng_state(RngState s);
-// Reserves n counters and returns the (seed, first counter) to use.
-RngState rng_take(uint64_t n);
+// Reserves n counters and returns the (seed, first counter) to use. Throws naming `op` when the
+// counters would run past 2^64 (the stream is used up: manual_seed or set_rng_state restart it).
+RngState rng_take(uint64_t n, const char* op = "rng_take");
 
 }  // namespace nabla

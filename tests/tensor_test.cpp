@@ -66,7 +66,10 @@ TEST(TensorFactories, ArangeFloat) {
   EXPECT_TRUE(near(nb::arange(5.0, 0.0, -2.0, kF64), {5, 3, 1}, {3}));
   EXPECT_TRUE(near(nb::arange(0.0, 1.0, 0.3, kF64), {0, 0.3, 0.6, 0.9}, {4}, 1e-15));
   EXPECT_EQ(nb::arange(1.0, 1.0).numel(), 0);
-  EXPECT_EQ(nb::arange(1.0, 0.0).numel(), 0);  // wrong direction: empty
+  // The wrong direction is an error, as in PyTorch (it used to give an empty tensor silently).
+  EXPECT_THAT(error_of([] { nb::arange(1.0, 0.0); }),
+              AllOf(HasSubstr("arange"), HasSubstr("inconsistent with step sign")));
+  EXPECT_THAT(error_of([] { nb::arange(0.0, 3.0, -1.0); }), HasSubstr("inconsistent with step sign"));
   EXPECT_EQ(nb::arange(0.0, 3.0).dtype(), DType::float32);
   EXPECT_THAT(error_of([] { nb::arange(0.0, 1.0, 0.0); }), AllOf(HasSubstr("arange"), HasSubstr("step")));
 }

@@ -23,9 +23,9 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t axis) {
     for (int64_t d = 0; ok && d < t.dim(); ++d) ok = d == axis || t.shape()[d] == first.shape()[d];
     NABLA_CHECK(ok, "concat: tensors[{}] has shape {}, expected {} except along axis {}", i, shape_str(t.shape()),
                 shape_str(first.shape()), axis);
-    out_shape[axis] += t.shape()[axis];
+    out_shape[axis] = checked_add(out_shape[axis], t.shape()[axis], "concat", "the length along the axis");
   }
-  Tensor out = Tensor::empty(out_shape, first.options());
+  Tensor out = Tensor::empty(out_shape, first.options(), "concat");
   std::vector<int64_t> starts;
   int64_t off = 0;
   for (const Tensor& t : tensors) {
