@@ -604,11 +604,15 @@ static Tensor random_tensor(const Shape& shape, TensorOptions opts, bool normal,
 }
 
 Tensor rand(const Shape& shape, TensorOptions opts, double lo, double hi) {
+  check_number(lo, "rand", "the lower bound");
+  check_number(hi, "rand", "the upper bound");
   NABLA_CHECK(lo <= hi, "rand: lower bound {} is above upper bound {}", lo, hi);
   return random_tensor(shape, opts, false, lo, hi, "rand");
 }
 
 Tensor randn(const Shape& shape, TensorOptions opts, double mean, double stddev) {
+  check_number(mean, "randn", "the mean");
+  check_number(stddev, "randn", "the standard deviation");
   NABLA_CHECK(stddev >= 0, "randn: standard deviation {} is negative", stddev);
   return random_tensor(shape, opts, true, mean, stddev, "randn");
 }

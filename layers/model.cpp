@@ -149,6 +149,8 @@ Model& Model::regularize(const Module& layer, Regularizer r, const std::string& 
 
 Model& Model::regularize(const Tensor& parameter, Regularizer r) {
   NABLA_CHECK(parameter.defined(), "regularize: the parameter is undefined");
+  check_number(r.l1, "regularize", fmt::format("{} l1", r.to_string()));
+  check_number(r.l2, "regularize", fmt::format("{} l2", r.to_string()));
   NABLA_CHECK(r.l1 >= 0 && r.l2 >= 0, "regularize: {} has a negative factor", r.to_string());
   bool owned = false;
   for (const Tensor& p : module_->parameters()) owned = owned || p.impl() == parameter.impl();

@@ -376,6 +376,27 @@ std::vector<Row> rows() {
   row("Flatten", "forward axis", [] { Flatten(3).forward(F({2, 3})); }, {"flatten", "axis 3"});
   row("Softmax", "forward axis", [] { Softmax(2).forward(F({2, 3})); }, {"softmax", "axis 2"});
   row("LogSoftmax", "forward axis", [] { LogSoftmax(-3).forward(F({2, 3})); }, {"log_softmax", "axis -3"});
+
+  // ---- NaN options are "not a number" (not "negative"); allocations name the layer (issue 11)
+  const double nan = std::nan("");
+  row("Dropout", "p NaN", [nan] { Dropout d(nan); }, {"Dropout", "probability", "not a number"});
+  row("dropout", "p NaN", [nan] { dropout(F({2}), nan, true); }, {"dropout", "probability", "not a number"});
+  row("batch_norm", "eps NaN", [nan] { batch_norm(F({2, 3}), {}, {}, {}, {}, true, 0.1, nan); },
+      {"batch_norm", "eps", "not a number"});
+  row("BatchNorm1d", "momentum NaN", [nan] { BatchNorm1d(3, {.momentum = nan}); },
+      {"BatchNorm1d", "momentum", "not a number"});
+  row("GRU", "dropout NaN", [nan] { GRU(3, 4, {.num_layers = 2, .dropout = nan}); }, {"GRU", "dropout", "not a number"});
+  row("rand", "lo NaN", [nan] { rand({2}, {}, nan, 1); }, {"rand", "lower bound", "not a number"});
+  row("randn", "stddev NaN", [nan] { randn({2}, {}, 0, nan); }, {"randn", "standard deviation", "not a number"});
+  row("Dense", "weight out of memory", [] { Dense(int64_t{1} << 30, int64_t{1} << 30); },
+      {"Dense(1073741824->1073741824) weight", "[1073741824, 1073741824]", "bytes", "out of memory"});
+  row("Dense", "weight numel overflows", [] { Dense(int64_t{1} << 62, 4); },
+      {"Dense(4611686018427387904->4) weight", "int64"});
+  row("Conv2d", "kernel size overflows", [] { Conv2d(1, 1, Size2(int64_t{1} << 40, int64_t{1} << 40)); },
+      {"Conv2d(1->1, 1099511627776x1099511627776)", "kernel size", "overflows"});
+  row("Embedding", "weight out of memory", [] { Embedding(int64_t{1} << 40, int64_t{1} << 20); },
+      {"Embedding(1099511627776, 1048576) weight", "out of memory"});
+  row("LSTM", "gate rows overflow", [] { LSTM(4, int64_t{1} << 62); }, {"LSTM(4->4611686018427387904)", "overflows"});
   return r;
 }
 

@@ -38,6 +38,8 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bia
   check_channel_vector(x_in, running_var, c, name, "running_var");
   NABLA_CHECK(running_mean.defined() == running_var.defined(),
               "{}: running_mean and running_var must be given together", name);
+  check_number(eps, name, "eps");
+  check_number(momentum, name, "momentum");
   NABLA_CHECK(eps > 0, "{}: eps must be positive, got {}", name, eps);
   NABLA_CHECK(momentum >= 0 && momentum <= 1, "{}: momentum {} is outside [0, 1]", name, momentum);
   NABLA_CHECK(training || running_mean.defined(),

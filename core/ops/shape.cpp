@@ -48,6 +48,7 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t axis) {
 
 Tensor dropout(const Tensor& x, double p, bool training) {
   detail::check_float(x, "dropout", "x");
+  check_number(p, "dropout", "probability");
   NABLA_CHECK(p >= 0 && p <= 1, "dropout: probability {} is outside [0, 1]", p);
   if (!training || p == 0) return x;
   if (p == 1) return mul(x, zeros_like(x));
