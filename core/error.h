@@ -29,9 +29,8 @@ template <typename... Args>
 
 // Call before a range check on a double: `x >= 0` is false for a NaN too, and the range check's
 // "is negative" would then be wrong. Throws "<who>: <what> is not a number (nan)" for a NaN.
-inline void check_number(double x, std::string_view who, std::string_view what) {
-  if (x != x) fail("{}: {} is not a number ({})", who, what, x);
-}
+// (Out of line: nvcc rejects fmt's compile-time format check in an inline header function.)
+void check_number(double x, std::string_view who, std::string_view what);
 
 }  // namespace nabla
 
