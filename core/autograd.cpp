@@ -91,7 +91,7 @@ const Tensor& saved_tensor(const Node& n, size_t k) {
 // the new values and give a wrong gradient without a word.
 void check_versions(Node& node) {
   const size_t n_saved = node.inputs.size() + node.saved_outputs.size();
-  for (size_t k = 0; k < n_saved; ++k) {
+  for (size_t k = node.inputs_saved ? 0 : node.inputs.size(); k < n_saved; ++k) {
     const Tensor& t = saved_tensor(node, k);
     if (!t.defined() || t.version() == node.saved_version(k)) continue;
     const bool is_input = k < node.inputs.size();
@@ -122,7 +122,7 @@ bool needs_grad(const std::vector<Tensor>& inputs) {
 }
 
 void record(const char* op, std::vector<Tensor> inputs, std::vector<Tensor*> outputs, BackwardFn backward,
-            std::vector<Tensor> saved_outputs) {
+            std::vector<Tensor> saved_outputs, Saved saved) {
   std::string layer;
   if (anomaly_enabled()) {
     layer = anomaly_layer();
@@ -133,9 +133,10 @@ void record(const char* op, std::vector<Tensor> inputs, std::vector<Tensor*> out
   node->layer = std::move(layer);
   node->inputs = std::move(inputs);
   node->saved_outputs = std::move(saved_outputs);
+  node->inputs_saved = saved == Saved::inputs;
   const size_t n_saved = node->inputs.size() + node->saved_outputs.size();
   if (n_saved > Node::kInlineVersions) node->versions_more.resize(n_saved - Node::kInlineVersions);
-  for (size_t k = 0; k < n_saved; ++k) {
+  for (size_t k = node->inputs_saved ? 0 : node->inputs.size(); k < n_saved; ++k) {
     const Tensor& t = saved_tensor(*node, k);
     node->saved_version(k) = t.defined() ? t.version() : -1;
   }

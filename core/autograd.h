@@ -32,6 +32,7 @@ struct Node {
   std::vector<Shape> output_shapes;
   BackwardFn backward;         // null once released
   uint64_t seq = 0;            // position on the thread's tape
+  bool inputs_saved = true;    // the backward reads the inputs' values (see Saved)
 
   // Storage versions of inputs then saved_outputs when recorded (-1: undefined); backward throws
   // when one has changed since. Inline for the usual few tensors: recording allocates nothing more.
@@ -63,6 +64,11 @@ class NoGrad {
 bool needs_grad(std::initializer_list<const Tensor*> inputs);
 bool needs_grad(const std::vector<Tensor>& inputs);
 
+// Whether an op's backward reads its inputs' values (mul, matmul, exp...) or only their shapes
+// (add, views, concat, sum...): only values read are checked for in-place changes, as PyTorch
+// checks only the tensors an op saves.
+enum class Saved { inputs, none };
+
 // Appends a tape entry for `op` that produced `outputs` from `inputs`, and marks the outputs as
 // requiring grad. Call only when needs_grad(inputs), after the outputs are computed: in anomaly
 // mode (core/anomaly.h) record() checks them for NaN/Inf and throws, naming `op`.
@@ -70,7 +76,7 @@ bool needs_grad(const std::vector<Tensor>& inputs);
 // detached, that the backward reads); if any has changed when backward reaches this entry (an
 // in-place write: fill_, copy_, an optimizer step...), backward throws naming the op and tensor.
 void record(const char* op, std::vector<Tensor> inputs, std::vector<Tensor*> outputs,
-            BackwardFn backward, std::vector<Tensor> saved_outputs = {});
+            BackwardFn backward, std::vector<Tensor> saved_outputs = {}, Saved saved = Saved::inputs);
 
 // Number of live entries on the calling thread's tape (for tests and diagnostics).
 size_t tape_size();

@@ -201,7 +201,7 @@ Tensor Tensor::view(const Shape& shape) const {
     Shape in_shape = this->shape();
     record("view", {*this}, {&out}, [in_shape](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       return {g[0].reshape(in_shape)};
-    });
+    }, {}, Saved::none);
   }
   return out;
 }
@@ -240,7 +240,7 @@ Tensor Tensor::clone() const {
   if (needs_grad({this})) {
     record("clone", {*this}, {&out}, [](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       return {g[0]};
-    });
+    }, {}, Saved::none);
   }
   return out;
 }
@@ -259,7 +259,7 @@ Tensor Tensor::transpose(int64_t a, int64_t b) const {
   if (needs_grad({this})) {
     record("transpose", {*this}, {&out}, [a, b](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       return {g[0].transpose(a, b)};
-    });
+    }, {}, Saved::none);
   }
   return out;
 }
@@ -284,7 +284,7 @@ Tensor Tensor::slice(int64_t axis, int64_t start, int64_t end, int64_t step) con
              Tensor dx = zeros(in_shape, g[0].options());
              dx.slice(axis, s0, e0, step).copy_(g[0]);
              return {dx};
-           });
+           }, {}, Saved::none);
   }
   return out;
 }
@@ -300,7 +300,7 @@ Tensor Tensor::unsqueeze(int64_t axis) const {
   if (needs_grad({this})) {
     record("unsqueeze", {*this}, {&out}, [axis](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       return {g[0].squeeze(axis)};
-    });
+    }, {}, Saved::none);
   }
   return out;
 }
@@ -316,7 +316,7 @@ Tensor Tensor::squeeze(int64_t axis) const {
   if (needs_grad({this})) {
     record("squeeze", {*this}, {&out}, [axis](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       return {g[0].unsqueeze(axis)};
-    });
+    }, {}, Saved::none);
   }
   return out;
 }
@@ -332,7 +332,7 @@ Tensor Tensor::expand(const Shape& shape) const {
     Shape in_shape = this->shape();
     record("expand", {*this}, {&out}, [in_shape](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       return {sum_to(g[0], in_shape)};
-    });
+    }, {}, Saved::none);
   }
   return out;
 }
@@ -348,7 +348,7 @@ Tensor Tensor::to(DType dtype) const {
     DType from = this->dtype();
     record("to(dtype)", {*this}, {&out}, [from](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       return {g[0].to(from)};
-    });
+    }, {}, Saved::none);
   }
   return out;
 }
@@ -378,7 +378,7 @@ Tensor Tensor::to(Device device) const {
     Device from = this->device();
     record("to(device)", {*this}, {&out}, [from](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       return {g[0].to(from)};
-    });
+    }, {}, Saved::none);
   }
   return out;
 }

@@ -96,6 +96,27 @@ TEST(InplaceBackward, ChangingASavedOutputThrows_exp) {
                                              HasSubstr("modified in place"))));
 }
 
+// More saved tensors than the Node keeps inline: the sixth input of a six-input op.
+TEST(InplaceBackward, ChangingTheSixthInputOfASixInputOpThrows) {
+  std::vector<Tensor> ins;
+  for (int i = 0; i < 6; ++i) ins.push_back(nb::rand({2}, kF64).requires_grad_());
+  Tensor out = nb::zeros({2}, kF64);
+  nb::record("six", ins, {&out}, [](const std::vector<Tensor>& g) { return std::vector<Tensor>(6, g[0]); });
+  ins[5].detach().fill_(1);
+  EXPECT_THAT(error_of([&] { out.backward(nb::ones_like(out)); }),
+              AllOf(HasSubstr("backward of six: input 5 (shape [2])"), HasSubstr("version 0, now 1")));
+}
+
+// Ops whose backward reads no input values (add, views, concat, sum) do not check their inputs,
+// as PyTorch saves nothing for them: the gradient is right whatever the inputs hold now.
+TEST(InplaceBackward, ChangingInputsOfAddConcatAndViewsIsFine_2x3) {
+  Tensor x = nb::rand({2, 3}, kF64).requires_grad_(), y = nb::rand({2, 3}, kF64);
+  Tensor z = nb::sum(nb::concat({x + y, x.t().reshape({2, 3}), x.slice(1, 0, 2)}, 1));
+  y.fill_(5);
+  ASSERT_NO_THROW(z.backward());
+  EXPECT_TRUE(near(x.grad(), {3, 3, 2, 3, 3, 2}, {2, 3}));
+}
+
 TEST(InplaceBackward, ChangesBeforeTheOpOrToACloneAreFine) {
   Tensor x = f64({1, 2, 3}).requires_grad_();
   Tensor y = f64({4, 5, 6});

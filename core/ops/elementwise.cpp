@@ -92,7 +92,8 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
     default:
       return out;  // comparisons are not differentiable
   }
-  record(binary_name(op), {a, b}, {&out}, std::move(fn), std::move(saved_outputs));
+  const bool reads = op != BinaryOp::add && op != BinaryOp::sub;  // d(a +- b) needs no values
+  record(binary_name(op), {a, b}, {&out}, std::move(fn), std::move(saved_outputs), reads ? Saved::inputs : Saved::none);
   return out;
 }
 

@@ -61,7 +61,7 @@ Tensor max_pool2d(const Tensor& x_in, Size2 kernel, const Pool2dParams& p, const
       if (g[0].numel() > 0) be(dx).max_pool2d_backward(dx.dtype(), dx.data_ptr(), g[0].data_ptr(), idx.data<int64_t>(), s);
       else dx.fill_(0);
       return {dx};
-    });
+    }, {}, Saved::none);
   }
   return y;
 }
@@ -79,7 +79,7 @@ Tensor avg_pool2d(const Tensor& x_in, Size2 kernel, const Pool2dParams& p, const
       if (g[0].numel() > 0) be(dx).avg_pool2d_backward(dx.dtype(), dx.data_ptr(), g[0].data_ptr(), s, include);
       else dx.fill_(0);
       return {dx};
-    });
+    }, {}, Saved::none);
   }
   return y;
 }

@@ -41,7 +41,7 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t axis) {
       std::vector<Tensor> d;
       for (size_t i = 0; i < starts.size(); ++i) d.push_back(g[0].slice(axis, starts[i], starts[i] + lens[i]));
       return d;
-    });
+    }, {}, Saved::none);
   }
   return out;
 }
