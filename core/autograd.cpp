@@ -49,6 +49,7 @@ void accumulate_leaf(const Tensor& t, Tensor g) {
   Tensor acc(impl->grad);
   NABLA_ASSERT(acc.shape() == g.shape());
   detail::check_same(acc, g, "backward (accumulating a leaf's gradient)", "grad", "incoming");
+  acc.bump_version();
   backend(acc.device()).binary(BinaryOp::add, acc.dtype(), acc.data_ptr(), acc.data_ptr(), g.data_ptr(),
                               detail::make_layout(acc.shape(), acc.strides(), acc.strides(), g.strides()));
 }
@@ -64,6 +65,7 @@ void release_node(Node* node) {
     // First the backward function: what it captures is among the inputs (or detached), so this
     // frees no node, and the inputs' use counts below are then exact.
     n.backward = nullptr;
+    n.saved_outputs.clear();
     for (Tensor& t : n.inputs) {
       TensorImpl* impl = t.impl();
       if (impl && t.impl_ptr().use_count() == 1 && impl->grad_fn && impl->grad_fn.use_count() == 1)
@@ -78,6 +80,26 @@ void release_node(Node* node) {
     stack.pop_back();
     release_inputs(*n);
   }  // each n is deleted here, with no inputs left to recurse into
+}
+
+// The k-th tensor whose version a node saved: its inputs, then its saved outputs.
+const Tensor& saved_tensor(const Node& n, size_t k) {
+  return k < n.inputs.size() ? n.inputs[k] : n.saved_outputs[k - n.inputs.size()];
+}
+
+// Throws when a tensor `node` saved was changed in place since: its backward would compute with
+// the new values and give a wrong gradient without a word.
+void check_versions(Node& node) {
+  const size_t n_saved = node.inputs.size() + node.saved_outputs.size();
+  for (size_t k = node.inputs_saved ? 0 : node.inputs.size(); k < n_saved; ++k) {
+    const Tensor& t = saved_tensor(node, k);
+    if (!t.defined() || t.version() == node.saved_version(k)) continue;
+    const bool is_input = k < node.inputs.size();
+    fail("backward of {}: {} {} (shape {}) was modified in place after it was saved (version {}, now {}); "
+         "clone it before changing it",
+         node.op, is_input ? "input" : "output", is_input ? k : k - node.inputs.size(), shape_str(t.shape()),
+         node.saved_version(k), t.version());
+  }
 }
 
 }  // namespace
@@ -99,7 +121,8 @@ bool needs_grad(const std::vector<Tensor>& inputs) {
   return false;
 }
 
-void record(const char* op, std::vector<Tensor> inputs, std::vector<Tensor*> outputs, BackwardFn backward) {
+void record(const char* op, std::vector<Tensor> inputs, std::vector<Tensor*> outputs, BackwardFn backward,
+            std::vector<Tensor> saved_outputs, Saved saved) {
   std::string layer;
   if (anomaly_enabled()) {
     layer = anomaly_layer();
@@ -109,6 +132,14 @@ void record(const char* op, std::vector<Tensor> inputs, std::vector<Tensor*> out
   node->op = op;
   node->layer = std::move(layer);
   node->inputs = std::move(inputs);
+  node->saved_outputs = std::move(saved_outputs);
+  node->inputs_saved = saved == Saved::inputs;
+  const size_t n_saved = node->inputs.size() + node->saved_outputs.size();
+  if (n_saved > Node::kInlineVersions) node->versions_more.resize(n_saved - Node::kInlineVersions);
+  for (size_t k = node->inputs_saved ? 0 : node->inputs.size(); k < n_saved; ++k) {
+    const Tensor& t = saved_tensor(*node, k);
+    node->saved_version(k) = t.defined() ? t.version() : -1;
+  }
   node->backward = std::move(backward);
   node->seq = t_tape.next_seq++;
   for (size_t i = 0; i < outputs.size(); ++i) {
@@ -191,6 +222,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
                 "backward: trying to go through op '{}' a second time, but its saved values were freed "
                 "by the first backward; pass retain_graph=true to the first backward()",
                 node->op);
+    check_versions(*node);
     const TensorOptions gopts = node->inputs.empty() ? TensorOptions{} : node->inputs[0].options();
     for (size_t k = 0; k < gouts.size(); ++k) {
       if (!gouts[k].defined()) gouts[k] = zeros(node->output_shapes[k], gopts);
@@ -213,6 +245,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
     if (!retain_graph) {
       node->backward = nullptr;
       node->inputs.clear();
+      node->saved_outputs.clear();
     }
   }
   detail::anomaly_step_done();

@@ -28,9 +28,20 @@ struct Node {
   std::string op;              // for error messages
   std::string layer;           // the AnomalyLayer open when recorded; set only in anomaly mode
   std::vector<Tensor> inputs;  // all inputs, in the op's order
+  std::vector<Tensor> saved_outputs;  // outputs the backward reads (detached), if any
   std::vector<Shape> output_shapes;
   BackwardFn backward;         // null once released
   uint64_t seq = 0;            // position on the thread's tape
+  bool inputs_saved = true;    // the backward reads the inputs' values (see Saved)
+
+  // Storage versions of inputs then saved_outputs when recorded (-1: undefined); backward throws
+  // when one has changed since. Inline for the usual few tensors: recording allocates nothing more.
+  static constexpr size_t kInlineVersions = 4;
+  int64_t versions_inline[kInlineVersions] = {};
+  std::vector<int64_t> versions_more;
+  int64_t& saved_version(size_t k) {
+    return k < kInlineVersions ? versions_inline[k] : versions_more[k - kInlineVersions];
+  }
 };
 
 // Grad mode of the calling thread: on by default.
@@ -53,11 +64,19 @@ class NoGrad {
 bool needs_grad(std::initializer_list<const Tensor*> inputs);
 bool needs_grad(const std::vector<Tensor>& inputs);
 
+// Whether an op's backward reads its inputs' values (mul, matmul, exp...) or only their shapes
+// (add, views, concat, sum...): only values read are checked for in-place changes, as PyTorch
+// checks only the tensors an op saves.
+enum class Saved { inputs, none };
+
 // Appends a tape entry for `op` that produced `outputs` from `inputs`, and marks the outputs as
 // requiring grad. Call only when needs_grad(inputs), after the outputs are computed: in anomaly
 // mode (core/anomaly.h) record() checks them for NaN/Inf and throws, naming `op`.
+// The inputs' storage versions are saved with them (so are those of `saved_outputs`: outputs,
+// detached, that the backward reads); if any has changed when backward reaches this entry (an
+// in-place write: fill_, copy_, an optimizer step...), backward throws naming the op and tensor.
 void record(const char* op, std::vector<Tensor> inputs, std::vector<Tensor*> outputs,
-            BackwardFn backward);
+            BackwardFn backward, std::vector<Tensor> saved_outputs = {}, Saved saved = Saved::inputs);
 
 // Number of live entries on the calling thread's tape (for tests and diagnostics).
 size_t tape_size();

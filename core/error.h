@@ -10,6 +10,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace nabla {
 
@@ -25,6 +26,11 @@ template <typename... Args>
 }
 
 [[noreturn]] void internal_error(const char* file, int line, const std::string& what);
+
+// Call before a range check on a double: `x >= 0` is false for a NaN too, and the range check's
+// "is negative" would then be wrong. Throws "<who>: <what> is not a number (nan)" for a NaN.
+// (Out of line: nvcc rejects fmt's compile-time format check in an inline header function.)
+void check_number(double x, std::string_view who, std::string_view what);
 
 }  // namespace nabla
 

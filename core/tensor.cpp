@@ -6,6 +6,7 @@
 #include <nabla/core/ops.h>
 #include <nabla/core/ops/util.h>
 
+#include <cmath>
 #include <cstring>
 #include <mutex>
 #include <sstream>
@@ -27,12 +28,17 @@ Storage::~Storage() {
 
 // ---- construction and queries --------------------------------------------------------------
 
-Tensor Tensor::empty(const Shape& shape, TensorOptions opts) {
+Tensor Tensor::empty(const Shape& shape, TensorOptions opts, const char* op) {
   for (int64_t d : shape)
-    NABLA_CHECK(d >= 0, "Tensor::empty: negative dimension in shape {}", shape_str(shape));
+    NABLA_CHECK(d >= 0, "{}: negative dimension in shape {}", op, shape_str(shape));
+  const int64_t nbytes = nbytes_of(shape, opts.dtype, op);
   auto impl = std::make_shared<TensorImpl>();
-  const int64_t n = numel_of(shape);
-  impl->storage = std::make_shared<Storage>(opts.device, static_cast<size_t>(n) * dtype_size(opts.dtype));
+  try {
+    impl->storage = std::make_shared<Storage>(opts.device, static_cast<size_t>(nbytes));
+  } catch (const Error& e) {
+    fail("{}: cannot allocate {} {} on {} ({} bytes): {}", op, dtype_name(opts.dtype), shape_str(shape), opts.device,
+         nbytes, e.what());
+  }
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = opts.dtype;
@@ -159,23 +165,26 @@ Tensor make_view(const Tensor& t, Shape shape, Shape strides, int64_t offset) {
 
 Shape infer_shape(const Shape& shape, int64_t numel, const Shape& from, const char* op) {
   Shape out = shape;
-  int64_t known = 1, infer = -1;
+  int64_t infer = -1;
   for (size_t i = 0; i < out.size(); ++i) {
     if (out[i] == -1) {
       NABLA_CHECK(infer < 0, "{}: more than one -1 in shape {}", op, shape_str(shape));
       infer = static_cast<int64_t>(i);
     } else {
       NABLA_CHECK(out[i] >= 0, "{}: negative dimension in shape {}", op, shape_str(shape));
-      known *= out[i];
     }
   }
   if (infer >= 0) {
+    Shape rest = out;
+    rest[infer] = 1;
+    const int64_t known = numel_of(rest, op);
     NABLA_CHECK(known > 0 && numel % known == 0, "{}: cannot reshape {} ({} elements) to {}", op,
                 shape_str(from), numel, shape_str(shape));
     out[infer] = numel / known;
   }
-  NABLA_CHECK(numel_of(out) == numel, "{}: cannot reshape {} ({} elements) to {} ({} elements)", op,
-              shape_str(from), numel, shape_str(out), numel_of(out));
+  const int64_t out_numel = numel_of(out, op);
+  NABLA_CHECK(out_numel == numel, "{}: cannot reshape {} ({} elements) to {} ({} elements)", op, shape_str(from),
+              numel, shape_str(out), out_numel);
   return out;
 }
 
@@ -192,7 +201,7 @@ Tensor Tensor::view(const Shape& shape) const {
     Shape in_shape = this->shape();
     record("view", {*this}, {&out}, [in_shape](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       return {g[0].reshape(in_shape)};
-    });
+    }, {}, Saved::none);
   }
   return out;
 }
@@ -231,7 +240,7 @@ Tensor Tensor::clone() const {
   if (needs_grad({this})) {
     record("clone", {*this}, {&out}, [](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       return {g[0]};
-    });
+    }, {}, Saved::none);
   }
   return out;
 }
@@ -250,7 +259,7 @@ Tensor Tensor::transpose(int64_t a, int64_t b) const {
   if (needs_grad({this})) {
     record("transpose", {*this}, {&out}, [a, b](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       return {g[0].transpose(a, b)};
-    });
+    }, {}, Saved::none);
   }
   return out;
 }
@@ -275,7 +284,7 @@ Tensor Tensor::slice(int64_t axis, int64_t start, int64_t end, int64_t step) con
              Tensor dx = zeros(in_shape, g[0].options());
              dx.slice(axis, s0, e0, step).copy_(g[0]);
              return {dx};
-           });
+           }, {}, Saved::none);
   }
   return out;
 }
@@ -291,7 +300,7 @@ Tensor Tensor::unsqueeze(int64_t axis) const {
   if (needs_grad({this})) {
     record("unsqueeze", {*this}, {&out}, [axis](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       return {g[0].squeeze(axis)};
-    });
+    }, {}, Saved::none);
   }
   return out;
 }
@@ -307,7 +316,7 @@ Tensor Tensor::squeeze(int64_t axis) const {
   if (needs_grad({this})) {
     record("squeeze", {*this}, {&out}, [axis](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       return {g[0].unsqueeze(axis)};
-    });
+    }, {}, Saved::none);
   }
   return out;
 }
@@ -323,7 +332,7 @@ Tensor Tensor::expand(const Shape& shape) const {
     Shape in_shape = this->shape();
     record("expand", {*this}, {&out}, [in_shape](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       return {sum_to(g[0], in_shape)};
-    });
+    }, {}, Saved::none);
   }
   return out;
 }
@@ -339,7 +348,7 @@ Tensor Tensor::to(DType dtype) const {
     DType from = this->dtype();
     record("to(dtype)", {*this}, {&out}, [from](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       return {g[0].to(from)};
-    });
+    }, {}, Saved::none);
   }
   return out;
 }
@@ -369,7 +378,7 @@ Tensor Tensor::to(Device device) const {
     Device from = this->device();
     record("to(device)", {*this}, {&out}, [from](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       return {g[0].to(from)};
-    });
+    }, {}, Saved::none);
   }
   return out;
 }
@@ -432,9 +441,13 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.to_
 
 // ---- in place ------------------------------------------------------------------------------
 
+int64_t Tensor::version() const { return checked().storage->version(); }
+void Tensor::bump_version() const { checked().storage->bump_version(); }
+
 Tensor& Tensor::fill_(double value) {
   if (numel() == 0) return *this;
   if (is_contiguous()) {
+    bump_version();
     be(*this).fill(dtype(), data_ptr(), numel(), value);
   } else {
     copy_(full(shape(), value, options()));
@@ -449,6 +462,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
               shape_str(src.shape()), shape_str(shape()));
   if (numel() == 0) return *this;
   Tensor s = src.detach().to(device()).to(dtype());
+  bump_version();
   be(*this).copy_strided(dtype(), data_ptr(), s.data_ptr(),
                          make_layout(shape(), strides(), detail::broadcast_strides(s, shape())));
   return *this;
@@ -489,6 +503,7 @@ Tensor Tensor::relu() const { return nabla::relu(*this); }
 static void check_factory(const Shape& shape, Device device, const char* op) {
   for (int64_t d : shape)
     NABLA_CHECK(d >= 0, "{}: negative dimension in shape {}", op, shape_str(shape));
+  (void)numel_of(shape, op);
   if (device.is_cpu()) return;
   try {
     (void)backend(device);
@@ -501,7 +516,7 @@ static Tensor full_named(const Shape& shape, double value, TensorOptions opts, c
   check_factory(shape, opts.device, op);
   bool rg = opts.requires_grad;
   opts.requires_grad = false;
-  Tensor t = Tensor::empty(shape, opts);
+  Tensor t = Tensor::empty(shape, opts, op);
   if (t.numel() > 0) backend(opts.device).fill(opts.dtype, t.data_ptr(), t.numel(), value);
   if (rg) t.requires_grad_(true);
   return t;
@@ -514,12 +529,23 @@ Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.options()); }
 Tensor scalar(double value, TensorOptions opts) { return full({}, value, opts); }
 
 Tensor arange(double start, double end, double step, TensorOptions opts) {
+  NABLA_CHECK(std::isfinite(start) && std::isfinite(end) && std::isfinite(step),
+              "arange: start {}, end {} and step {} must be finite numbers", start, end, step);
   NABLA_CHECK(step != 0, "arange: step must be non-zero, got {}", step);
-  const double span = (end - start) / step;
-  const int64_t n = span > 0 ? static_cast<int64_t>(std::ceil(span)) : 0;
-  std::vector<double> v(static_cast<size_t>(n));
+  NABLA_CHECK((step > 0 && end >= start) || (step < 0 && end <= start),
+              "arange: upper bound and larger bound inconsistent with step sign (start {}, end {}, step {})", start,
+              end, step);
+  const double span = std::ceil((end - start) / step);
+  // 2^62 elements would already be 2^65 bytes of doubles on the way: no machine holds them.
+  NABLA_CHECK(span < 0x1p62, "arange: [{}, {}) by {} has {} elements, too many to count", start, end, step, span);
+  const int64_t n = static_cast<int64_t>(span);
+  check_factory({n}, opts.device, "arange");
+  Tensor host = Tensor::empty({n}, {.dtype = DType::float64}, "arange");  // a clear error when too big
+  double* v = host.data<double>();
   for (int64_t i = 0; i < n; ++i) v[i] = start + static_cast<double>(i) * step;
-  return from_vector(v, {n}, opts);
+  Tensor t = host.to(opts.dtype).to(opts.device);
+  if (opts.requires_grad) t.requires_grad_(true);
+  return t;
 }
 
 Tensor arange(int64_t n, TensorOptions opts) {
@@ -544,10 +570,17 @@ void set_rng_state(RngState s) {
   std::lock_guard<std::mutex> lock(g_rng_mu);
   g_rng = s;
 }
-RngState rng_take(uint64_t n) {
+RngState rng_take(uint64_t n, const char* op) {
   std::lock_guard<std::mutex> lock(g_rng_mu);
   RngState s = g_rng;
-  g_rng.offset += (n + 3) / 4 * 4;  // keep calls on whole 4-number Philox blocks
+  // Calls stay on whole 4-number Philox blocks. A range that wrapped past 2^64 would make the
+  // kernels (which write element i of [offset, offset + n)) write nothing: an error instead.
+  uint64_t rounded = 0, next = 0;
+  if (__builtin_add_overflow(n, uint64_t{3}, &rounded) || __builtin_add_overflow(s.offset, rounded / 4 * 4, &next))
+    fail("{}: the random generator's counter {} plus {} numbers passes 2^64; restart the stream with "
+         "manual_seed() or set_rng_state() at a smaller offset",
+         op, s.offset, n);
+  g_rng.offset = next;
   return s;
 }
 
@@ -557,10 +590,10 @@ static Tensor random_tensor(const Shape& shape, TensorOptions opts, bool normal,
   check_factory(shape, opts.device, op);
   bool rg = opts.requires_grad;
   opts.requires_grad = false;
-  Tensor t = Tensor::empty(shape, opts);
+  Tensor t = Tensor::empty(shape, opts, op);
   const int64_t n = t.numel();
   if (n > 0) {
-    RngState s = rng_take(static_cast<uint64_t>(n));
+    RngState s = rng_take(static_cast<uint64_t>(n), op);
     if (normal)
       backend(opts.device).rand_normal(opts.dtype, t.data_ptr(), n, s.seed, s.offset, p0, p1);
     else
@@ -571,11 +604,15 @@ static Tensor random_tensor(const Shape& shape, TensorOptions opts, bool normal,
 }
 
 Tensor rand(const Shape& shape, TensorOptions opts, double lo, double hi) {
+  check_number(lo, "rand", "the lower bound");
+  check_number(hi, "rand", "the upper bound");
   NABLA_CHECK(lo <= hi, "rand: lower bound {} is above upper bound {}", lo, hi);
   return random_tensor(shape, opts, false, lo, hi, "rand");
 }
 
 Tensor randn(const Shape& shape, TensorOptions opts, double mean, double stddev) {
+  check_number(mean, "randn", "the mean");
+  check_number(stddev, "randn", "the standard deviation");
   NABLA_CHECK(stddev >= 0, "randn: standard deviation {} is negative", stddev);
   return random_tensor(shape, opts, true, mean, stddev, "randn");
 }

@@ -9,6 +9,7 @@
 #include <nabla/core/error.h>
 #include <nabla/core/types.h>
 
+#include <atomic>
 #include <initializer_list>
 #include <memory>
 #include <ostream>
@@ -31,11 +32,16 @@ class Storage {
   void* data() const { return data_; }
   size_t nbytes() const { return nbytes_; }
   Device device() const { return device_; }
+  // Bumped by every in-place write to these bytes (shared by all views of them); the tape saves
+  // it with each input so that backward can tell a tensor changed since it was saved.
+  int64_t version() const { return version_.load(std::memory_order_relaxed); }
+  void bump_version() { version_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
   Device device_;
   size_t nbytes_;
   void* data_ = nullptr;
+  std::atomic<int64_t> version_{0};
 };
 
 struct TensorImpl {
@@ -63,8 +69,9 @@ class Tensor {
  public:
   Tensor() = default;  // undefined: holds nothing
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
-  // A new contiguous tensor with uninitialized contents.
-  static Tensor empty(const Shape& shape, TensorOptions opts = {});
+  // A new contiguous tensor with uninitialized contents. `op` names the caller in the errors for
+  // a bad shape (negative, or too many elements or bytes to count) and for running out of memory.
+  static Tensor empty(const Shape& shape, TensorOptions opts = {}, const char* op = "Tensor::empty");
 
   bool defined() const { return impl_ != nullptr; }
   const Shape& shape() const;
@@ -78,7 +85,8 @@ class Tensor {
   bool is_contiguous() const;
   TensorOptions options() const;
 
-  // Raw data, at the tensor's offset, on its device.
+  // Raw data, at the tensor's offset, on its device. Writing through it is not seen by autograd:
+  // call bump_version() after changing a tensor that a recorded op may have saved.
   void* data_ptr() const;
   template <typename T> T* data() const;  // checks the dtype
 
@@ -118,6 +126,10 @@ class Tensor {
   std::string to_string(int64_t max_per_dim = 6) const;
 
   // ---- in place, never recorded --------------------------------------------------------------
+  // Each bumps the version of the tensor's storage (shared with its views): backward through an
+  // op that saved the tensor before the change throws instead of using the new values.
+  int64_t version() const;  // in-place writes to this storage so far (PyTorch's _version)
+  void bump_version() const;
   Tensor& fill_(double value);
   Tensor& copy_(const Tensor& src);  // same shape; any device and dtype
   // Points this tensor at `other`'s data (same shape): keeps identity, so optimizers and modules
@@ -177,7 +189,8 @@ struct RngState {
 };
 RngState rng_state();
 void set_rng_state(RngState s);
-// Reserves n counters and returns the (seed, first counter) to use.
-RngState rng_take(uint64_t n);
+// Reserves n counters and returns the (seed, first counter) to use. Throws naming `op` when the
+// counters would run past 2^64 (the stream is used up: manual_seed or set_rng_state restart it).
+RngState rng_take(uint64_t n, const char* op = "rng_take");
 
 }  // namespace nabla

@@ -49,10 +49,37 @@ std::string Device::str() const {
   return is_cpu() ? std::string("cpu") : fmt::format("cuda:{}", index);
 }
 
-int64_t numel_of(const Shape& s) {
+int64_t numel_of(const Shape& s, const char* op) {
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  bool overflow = false;
+  for (int64_t d : s) {
+    if (d == 0) return 0;
+    overflow |= __builtin_mul_overflow(n, d, &n);
+  }
+  if (overflow)
+    fail("{}: shape {} has more elements than an int64 can count (at most 2^63 - 1)", op, shape_str(s));
   return n;
+}
+
+int64_t nbytes_of(const Shape& s, DType dtype, const char* op) {
+  const int64_t n = numel_of(s, op), size = static_cast<int64_t>(dtype_size(dtype));
+  int64_t bytes = 0;
+  if (__builtin_mul_overflow(n, size, &bytes))
+    fail("{}: shape {} of {} is {} elements of {} bytes, more bytes than an int64 can count", op, shape_str(s),
+         dtype_name(dtype), n, size);
+  return bytes;
+}
+
+int64_t checked_mul(int64_t a, int64_t b, const char* op, const char* what) {
+  int64_t r = 0;
+  if (__builtin_mul_overflow(a, b, &r)) fail("{}: {} overflows int64 ({} * {})", op, what, a, b);
+  return r;
+}
+
+int64_t checked_add(int64_t a, int64_t b, const char* op, const char* what) {
+  int64_t r = 0;
+  if (__builtin_add_overflow(a, b, &r)) fail("{}: {} overflows int64 ({} + {})", op, what, a, b);
+  return r;
 }
 
 Shape contiguous_strides(const Shape& s) {
@@ -78,6 +105,7 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
            shape_str(b), i, da, db);
     out[i] = da == 1 ? db : da;
   }
+  (void)numel_of(out, op);  // [2^32, 1] with [1, 2^32] broadcasts to more than int64 counts
   return out;
 }
 

@@ -43,7 +43,15 @@ struct Device {
 
 using Shape = std::vector<int64_t>;
 
-int64_t numel_of(const Shape& s);
+// Product of the dimensions. Throws naming `op` and the shape when it overflows int64 (a shape
+// that no tensor can have); a shape with a 0 has 0 elements whatever the others.
+int64_t numel_of(const Shape& s, const char* op = "numel");
+// Bytes of a contiguous `dtype` tensor of `shape`; throws naming `op`, the shape and the dtype
+// when the element count or the byte count overflows int64.
+int64_t nbytes_of(const Shape& s, DType dtype, const char* op);
+// a * b and a + b, or an error naming `op` and `what` ("output height") when they overflow int64.
+int64_t checked_mul(int64_t a, int64_t b, const char* op, const char* what);
+int64_t checked_add(int64_t a, int64_t b, const char* op, const char* what);
 Shape contiguous_strides(const Shape& s);
 std::string shape_str(const Shape& s);
 // NumPy broadcasting of two shapes; throws naming `op` and both shapes when they do not broadcast.

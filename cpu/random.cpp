@@ -15,7 +15,10 @@ namespace {
 template <int kPerBlock, typename T, typename BlockValues>
 void fill_blocks(T* out, int64_t n, uint64_t seed, uint64_t offset, BlockValues block_values) {
   if (n <= 0) return;
-  const uint64_t end = offset + uint64_t(n);
+  uint64_t end = 0;
+  // A range past 2^64 would wrap and write nothing (core's rng_take never hands one out).
+  if (__builtin_add_overflow(offset, uint64_t(n), &end))
+    fail("cpu random: elements {} .. {} + {} of the stream pass 2^64", offset, offset, n);
   const uint64_t first = offset / kPerBlock, last = (end - 1) / kPerBlock;
   auto partial = [&](uint64_t blk) {
     T values[kPerBlock];

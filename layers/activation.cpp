@@ -20,6 +20,7 @@ Tensor LogSoftmax::forward(const Tensor& x) { return log_softmax(x, axis_); }
 std::string LogSoftmax::to_string() const { return fmt::format("LogSoftmax(axis={})", axis_); }
 
 Dropout::Dropout(double p) : p_(p) {
+  check_number(p, "Dropout", "probability");
   NABLA_CHECK(p >= 0 && p < 1, "Dropout: probability {} is outside [0, 1)", p);
 }
 Tensor Dropout::forward(const Tensor& x) { return dropout(x, p_, is_training()); }

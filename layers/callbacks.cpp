@@ -64,6 +64,7 @@ void restore(Model& m, const std::vector<Tensor>& saved) {
 
 EarlyStopping::EarlyStopping(EarlyStoppingOptions opts) : opts_(std::move(opts)) {
   NABLA_CHECK(opts_.patience >= 0, "EarlyStopping: patience must be >= 0, got {}", opts_.patience);
+  check_number(opts_.min_delta, "EarlyStopping", "min_delta");
   NABLA_CHECK(opts_.min_delta >= 0, "EarlyStopping: min_delta must be >= 0, got {}", opts_.min_delta);
   maximize_ = maximizes(opts_.mode, opts_.monitor);
 }
@@ -170,6 +171,9 @@ void LearningRateScheduler::on_batch_begin(Model& model, const BatchInfo& info) 
 }
 
 ReduceLROnPlateau::ReduceLROnPlateau(ReduceLROnPlateauOptions opts) : opts_(std::move(opts)) {
+  check_number(opts_.factor, "ReduceLROnPlateau", "factor");
+  check_number(opts_.min_lr, "ReduceLROnPlateau", "min_lr");
+  check_number(opts_.min_delta, "ReduceLROnPlateau", "min_delta");
   NABLA_CHECK(opts_.factor > 0 && opts_.factor < 1, "ReduceLROnPlateau: factor must be in (0, 1), got {}",
               opts_.factor);
   NABLA_CHECK(opts_.patience >= 0 && opts_.cooldown >= 0 && opts_.min_lr >= 0 && opts_.min_delta >= 0,

@@ -35,13 +35,14 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, Size2 kernel, Conv2dOp
               kernel.w);
   params_ = {.stride = opts.stride, .padding = opts.padding, .dilation = opts.dilation, .groups = opts.groups};
   label_ = fmt::format("Conv2d({}->{}, {}x{})", in_, out_, kernel.h, kernel.w);
-  const int64_t receptive = kernel.h * kernel.w;
+  const int64_t receptive = checked_mul(kernel.h, kernel.w, label_.c_str(), "the kernel size");
+  const int64_t fan_in = checked_mul(in_ / opts.groups, receptive, label_.c_str(), "fan_in");
+  const int64_t fan_out = checked_mul(out_, receptive, label_.c_str(), "fan_out");
   TensorOptions to{opts.dtype, opts.device};
   weight_ = register_parameter("weight", initialize({out_, in_ / opts.groups, kernel.h, kernel.w}, opts.weight_init,
-                                                    in_ / opts.groups * receptive, out_ * receptive, to));
+                                                    fan_in, fan_out, to, label_ + " weight"));
   if (opts.bias)
-    bias_ = register_parameter("bias", initialize({out_}, opts.bias_init, in_ / opts.groups * receptive,
-                                                  out_ * receptive, to));
+    bias_ = register_parameter("bias", initialize({out_}, opts.bias_init, fan_in, fan_out, to, label_ + " bias"));
 }
 
 Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight_, bias_, params_, label_.c_str()); }
@@ -58,11 +59,13 @@ Conv1d::Conv1d(int64_t in_channels, int64_t out_channels, int64_t kernel, Conv1d
   NABLA_CHECK(kernel >= 1, "Conv1d: kernel size must be at least 1, got {}", kernel);
   params_ = {.stride = opts.stride, .padding = opts.padding, .dilation = opts.dilation, .groups = opts.groups};
   label_ = fmt::format("Conv1d({}->{}, {})", in_, out_, kernel);
+  const int64_t fan_in = checked_mul(in_ / opts.groups, kernel, label_.c_str(), "fan_in");
+  const int64_t fan_out = checked_mul(out_, kernel, label_.c_str(), "fan_out");
   TensorOptions to{opts.dtype, opts.device};
-  weight_ = register_parameter("weight", initialize({out_, in_ / opts.groups, kernel}, opts.weight_init,
-                                                    in_ / opts.groups * kernel, out_ * kernel, to));
+  weight_ = register_parameter("weight", initialize({out_, in_ / opts.groups, kernel}, opts.weight_init, fan_in,
+                                                    fan_out, to, label_ + " weight"));
   if (opts.bias)
-    bias_ = register_parameter("bias", initialize({out_}, opts.bias_init, in_ / opts.groups * kernel, out_ * kernel, to));
+    bias_ = register_parameter("bias", initialize({out_}, opts.bias_init, fan_in, fan_out, to, label_ + " bias"));
 }
 
 Tensor Conv1d::forward(const Tensor& x) { return conv1d(x, weight_, bias_, params_, label_.c_str()); }

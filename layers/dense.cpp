@@ -10,10 +10,10 @@ Dense::Dense(int64_t in_features, int64_t out_features, DenseOptions opts) : in_
               out_features);
   label_ = fmt::format("Dense({}->{})", in_, out_);
   TensorOptions to{opts.dtype, opts.device};
-  weight_ = register_parameter("weight", initialize({out_, in_}, opts.weight_init, in_, out_, to));
+  weight_ = register_parameter("weight", initialize({out_, in_}, opts.weight_init, in_, out_, to, label_ + " weight"));
   if (opts.bias) {
     // torch_default gives the bias PyTorch's bound 1/sqrt(in), as for the weight.
-    bias_ = register_parameter("bias", initialize({out_}, opts.bias_init, in_, out_, to));
+    bias_ = register_parameter("bias", initialize({out_}, opts.bias_init, in_, out_, to, label_ + " bias"));
   }
 }
 

@@ -12,7 +12,12 @@ Embedding::Embedding(int64_t num_embeddings, int64_t dim, EmbeddingOptions opts)
   NABLA_CHECK(padding_idx_ >= -1 && padding_idx_ < num_, "Embedding: padding_idx {} is out of range for {} embeddings",
               padding_idx_, num_);
   label_ = fmt::format("Embedding({}, {})", num_, dim_);
-  Tensor w = randn({num_, dim_}, {.dtype = opts.dtype, .device = opts.device});
+  Tensor w;
+  try {
+    w = randn({num_, dim_}, {.dtype = opts.dtype, .device = opts.device});
+  } catch (const Error& e) {
+    fail("{} weight: {}", label_, e.what());  // out of memory, or more elements than int64 counts
+  }
   if (padding_idx_ >= 0) {
     NoGrad ng;
     w.slice(0, padding_idx_, padding_idx_ + 1).fill_(0);

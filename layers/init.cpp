@@ -21,7 +21,7 @@ const char* init_name(Init kind) {
   return "?";
 }
 
-Tensor initialize(const Shape& shape, Init kind, int64_t fan_in, int64_t fan_out, TensorOptions opts) {
+static Tensor initialize_unnamed(const Shape& shape, Init kind, int64_t fan_in, int64_t fan_out, TensorOptions opts) {
   NABLA_CHECK(fan_in > 0 && fan_out > 0, "initialize({}): fan_in {} and fan_out {} must be positive",
               init_name(kind), fan_in, fan_out);
   const double fi = static_cast<double>(fan_in), fo = static_cast<double>(fan_out);
@@ -39,6 +39,16 @@ Tensor initialize(const Shape& shape, Init kind, int64_t fan_in, int64_t fan_out
     case Init::ones: return ones(shape, opts);
   }
   fail("initialize: unknown initializer");
+}
+
+Tensor initialize(const Shape& shape, Init kind, int64_t fan_in, int64_t fan_out, TensorOptions opts,
+                  const std::string& who) {
+  if (who.empty()) return initialize_unnamed(shape, kind, fan_in, fan_out, opts);
+  try {
+    return initialize_unnamed(shape, kind, fan_in, fan_out, opts);
+  } catch (const Error& e) {
+    fail("{}: {}", who, e.what());
+  }
 }
 
 }  // namespace nabla

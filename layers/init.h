@@ -3,6 +3,8 @@
 
 #include <nabla/core/tensor.h>
 
+#include <string>
+
 namespace nabla {
 
 enum class Init {
@@ -19,6 +21,8 @@ enum class Init {
 
 const char* init_name(Init kind);
 // A new tensor of `shape` drawn from `kind` (from the default generator, see manual_seed).
-Tensor initialize(const Shape& shape, Init kind, int64_t fan_in, int64_t fan_out, TensorOptions opts = {});
+// `who` ("Dense(784->256) weight") prefixes the errors, such as running out of memory.
+Tensor initialize(const Shape& shape, Init kind, int64_t fan_in, int64_t fan_out, TensorOptions opts = {},
+                  const std::string& who = "");
 
 }  // namespace nabla

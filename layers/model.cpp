@@ -59,6 +59,23 @@ int64_t clamp_batch(int64_t batch_size, int64_t n) { return n > 0 ? std::min(bat
 
 Model::~Model() = default;
 
+Model::UseGuard::UseGuard(const Model& m, const char* entry) : in_use_(m.in_use_) {
+  const std::thread::id me = std::this_thread::get_id();
+  std::thread::id holder{};
+  if (in_use_.owner.compare_exchange_strong(holder, me, std::memory_order_acquire)) {
+    in_use_.entry.store(entry, std::memory_order_relaxed);
+    owns_ = true;
+    return;
+  }
+  if (holder == me) return;  // re-entered: a callback saving or evaluating the model during fit
+  fail("{}: Model is already in use by another thread ({}); a Model is not thread-safe: use one per thread",
+       entry, in_use_.entry.load(std::memory_order_relaxed));
+}
+
+Model::UseGuard::~UseGuard() {
+  if (owns_) in_use_.owner.store(std::thread::id{}, std::memory_order_release);
+}
+
 void Model::init() {
   NABLA_CHECK(module_ != nullptr, "Model: the module is null");
   for (const Tensor& p : module_->parameters()) {
@@ -78,6 +95,7 @@ Module& Model::layer(size_t i) const {
 }
 
 Model& Model::to(Device device) {
+  UseGuard use(*this, "to");
   module_->to(device);
   device_ = device;
   return *this;
@@ -87,6 +105,7 @@ Model& Model::to(Device device) {
 
 Model& Model::compile(std::shared_ptr<Optimizer> optimizer, Loss loss, std::vector<MetricSpec> metrics,
                       CompileOptions opts) {
+  UseGuard use(*this, "compile");
   NABLA_CHECK(optimizer != nullptr, "compile: the optimizer is null");
   NABLA_CHECK(opts.clip_norm >= 0 && opts.clip_value >= 0, "compile: clip_norm {} and clip_value {} must be >= 0",
               opts.clip_norm, opts.clip_value);
@@ -140,6 +159,8 @@ Model& Model::regularize(const Module& layer, Regularizer r, const std::string& 
 
 Model& Model::regularize(const Tensor& parameter, Regularizer r) {
   NABLA_CHECK(parameter.defined(), "regularize: the parameter is undefined");
+  check_number(r.l1, "regularize", fmt::format("{} l1", r.to_string()));
+  check_number(r.l2, "regularize", fmt::format("{} l2", r.to_string()));
   NABLA_CHECK(r.l1 >= 0 && r.l2 >= 0, "regularize: {} has a negative factor", r.to_string());
   bool owned = false;
   for (const Tensor& p : module_->parameters()) owned = owned || p.impl() == parameter.impl();
@@ -191,6 +212,7 @@ Logs Model::run_evaluation(const data::Dataset& data, int64_t batch_size) {
 }
 
 Logs Model::evaluate(const data::Dataset& data, EvaluateOptions opts) {
+  UseGuard use(*this, "evaluate");
   loss();  // compiled?
   Logs logs = run_evaluation(data, opts.batch_size);
   if (opts.verbose > 0) {
@@ -202,6 +224,7 @@ Logs Model::evaluate(const data::Dataset& data, EvaluateOptions opts) {
 }
 
 Tensor Model::predict(const Tensor& x, int64_t batch_size) {
+  UseGuard use(*this, "predict");
   NABLA_CHECK(x.defined() && x.dim() >= 1, "predict: x must be a tensor of [N, ...] samples");
   NABLA_CHECK(batch_size > 0, "predict: batch_size must be > 0, got {}", batch_size);
   NoGrad no_grad;
@@ -219,6 +242,7 @@ Tensor Model::predict(const Tensor& x, int64_t batch_size) {
 }
 
 History Model::fit(const data::Dataset& train_in, FitOptions o) {
+  UseGuard use(*this, "fit");
   loss();  // compiled?
   NABLA_CHECK(o.batch_size > 0, "fit: batch_size must be > 0, got {}", o.batch_size);
   NABLA_CHECK(o.log_every > 0, "fit: log_every must be > 0, got {}", o.log_every);
@@ -354,6 +378,7 @@ History Model::fit(const data::Dataset& train_in, FitOptions o) {
 // ---- files -------------------------------------------------------------------------------------
 
 std::vector<std::pair<std::string, Tensor>> Model::state_dict() const {
+  UseGuard use(*this, "state_dict");
   auto out = module_->named_parameters();
   for (auto& nb : module_->named_buffers()) out.push_back(std::move(nb));
   return out;
@@ -362,6 +387,7 @@ std::vector<std::pair<std::string, Tensor>> Model::state_dict() const {
 void Model::notify_loaded() { module_->state_loaded(); }
 
 void Model::load_state_dict(const std::vector<std::pair<std::string, Tensor>>& state, bool strict) {
+  UseGuard use(*this, "load_state_dict");
   std::map<std::string, Tensor> given(state.begin(), state.end());
   std::vector<std::string> missing, unexpected, mismatched;
   const auto mine = state_dict();
@@ -424,10 +450,12 @@ std::string Model::metadata_training() const {
 }
 
 void Model::save(const std::string& path) const {
+  UseGuard use(*this, "save");
   save_safetensors(path, state_dict(), {{kArchitectureKey, metadata_architecture()}});
 }
 
 void Model::save_checkpoint(const std::string& path) const {
+  UseGuard use(*this, "save_checkpoint");
   auto tensors = state_dict();
   for (const auto& [name, t] : tensors)
     NABLA_CHECK(name.rfind(kOptimizerPrefix, 0) != 0,
@@ -437,8 +465,14 @@ void Model::save_checkpoint(const std::string& path) const {
   save_safetensors(path, tensors, {{kArchitectureKey, metadata_architecture()}, {kTrainingKey, metadata_training()}});
 }
 
-void Model::load(const std::string& path) { load_file(path, false); }
-void Model::load_checkpoint(const std::string& path) { load_file(path, true); }
+void Model::load(const std::string& path) {
+  UseGuard use(*this, "load");
+  load_file(path, false);
+}
+void Model::load_checkpoint(const std::string& path) {
+  UseGuard use(*this, "load_checkpoint");
+  load_file(path, true);
+}
 
 namespace {
 

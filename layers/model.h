@@ -38,6 +38,12 @@
 // data is checked against its CRC and the new state built aside before anything is changed:
 // a file that fails any check leaves parameters, buffers, optimizer state, counters, learning
 // rate and random generator as they were. Every error names the file.
+//
+// Threads: a Model is not thread-safe; use one per thread. fit, evaluate, predict, compile, to,
+// build, summary, the state_dict functions, save and load (and their checkpoint forms) take the
+// model for their duration: calling one while another thread is inside one throws "Model is
+// already in use by another thread (fit); ..." instead of corrupting it. The same thread may
+// re-enter (a callback that saves or evaluates the model during fit).
 #pragma once
 
 #include <nabla/core/data/dataset.h>
@@ -51,6 +57,7 @@
 #include <nabla/layers/sequential.h>
 #include <nabla/optim/optimizer.h>
 
+#include <atomic>
 #include <concepts>
 #include <cstdint>
 #include <cstdio>
@@ -58,6 +65,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -218,6 +226,27 @@ class Model {
   void load_file(const std::string& path, bool with_optimizer);
   void load_file_checked(const std::string& path, bool with_optimizer, const std::string& where);
 
+  // The thread inside a public entry point, and which one; a moved-to model starts free.
+  struct InUse {
+    std::atomic<std::thread::id> owner{};
+    std::atomic<const char*> entry{""};
+    InUse() = default;
+    InUse(InUse&&) noexcept {}
+    InUse& operator=(InUse&&) noexcept { return *this; }
+  };
+  mutable InUse in_use_;
+  // Holds in_use_ for one public call (first line of each); throws when another thread holds it.
+  class UseGuard {
+   public:
+    UseGuard(const Model& m, const char* entry);
+    ~UseGuard();
+    UseGuard(const UseGuard&) = delete;
+    UseGuard& operator=(const UseGuard&) = delete;
+
+   private:
+    InUse& in_use_;
+    bool owns_ = false;
+  };
   std::shared_ptr<Module> module_;
   Device device_ = Device::cpu();
   std::shared_ptr<Optimizer> optimizer_;

@@ -2,6 +2,8 @@
 
 #include <nabla/core/error.h>
 
+#include <unordered_set>
+
 namespace nabla {
 
 Tensor Module::register_parameter(const std::string& name, Tensor t) {
@@ -54,8 +56,12 @@ std::vector<Tensor> Module::buffers() const {
 }
 
 std::vector<Tensor> Module::parameters() const {
+  // Each tensor once, as PyTorch's parameters() gives it: a layer used twice (shared weights)
+  // has its parameters under two names, but an optimizer must update them once.
   std::vector<Tensor> out;
-  for (auto& [n, p] : named_parameters()) out.push_back(p);
+  std::unordered_set<const TensorImpl*> seen;
+  for (auto& [n, p] : named_parameters())
+    if (seen.insert(p.impl()).second) out.push_back(p);
   return out;
 }
 

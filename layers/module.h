@@ -34,7 +34,8 @@ class Module {
   // "Dense(784->256, bias)": type and configuration, used in messages and summaries.
   virtual std::string to_string() const { return type_name(); }
 
-  // Parameters of this module and, recursively, of its children, in registration order.
+  // Parameters of this module and, recursively, of its children, in registration order; a tensor
+  // reachable under two names (a layer used twice) comes once, as an optimizer needs it.
   std::vector<Tensor> parameters() const;
   std::vector<std::pair<std::string, Tensor>> named_parameters() const;
   int64_t num_parameters() const;

@@ -8,6 +8,8 @@ namespace nabla {
 BatchNorm::BatchNorm(const char* type, int64_t num_features, BatchNormOptions opts, int64_t min_dim, int64_t max_dim)
     : type_(type), features_(num_features), opts_(opts), min_dim_(min_dim), max_dim_(max_dim) {
   NABLA_CHECK(num_features > 0, "{}: num_features must be positive, got {}", type, num_features);
+  check_number(opts.eps, type, "eps");
+  check_number(opts.momentum, type, "momentum");
   NABLA_CHECK(opts.eps > 0, "{}: eps must be positive, got {}", type, opts.eps);
   NABLA_CHECK(opts.momentum >= 0 && opts.momentum <= 1, "{}: momentum {} is outside [0, 1]", type, opts.momentum);
   NABLA_CHECK(is_floating(opts.dtype), "{}: dtype must be float32 or float64, got {}", type, opts.dtype);

@@ -7,6 +7,8 @@
 namespace nabla {
 
 Tensor Regularizer::penalty(const Tensor& w) const {
+  check_number(l1, to_string(), "l1");
+  check_number(l2, to_string(), "l2");
   NABLA_CHECK(l1 >= 0 && l2 >= 0, "{}: factors must be >= 0", to_string());
   NABLA_CHECK(w.defined(), "{}: the weight is undefined", to_string());
   Tensor out = zeros({}, {.dtype = w.dtype(), .device = w.device()});

@@ -14,22 +14,33 @@ RnnBase::RnnBase(RnnCell cell, int64_t input_size, int64_t hidden_size, RnnOptio
   NABLA_CHECK(input_size > 0 && hidden_size > 0, "{}: input and hidden sizes must be positive, got {} and {}", type,
               input_size, hidden_size);
   NABLA_CHECK(opts.num_layers >= 1, "{}: num_layers must be at least 1, got {}", type, opts.num_layers);
+  check_number(opts.dropout, type, "dropout");
   NABLA_CHECK(opts.dropout >= 0 && opts.dropout < 1, "{}: dropout {} is outside [0, 1)", type, opts.dropout);
   NABLA_CHECK(is_floating(opts.dtype), "{}: dtype must be float32 or float64, got {}", type, opts.dtype);
   label_ = fmt::format("{}({}->{})", type, input_size, hidden_size);
   const int64_t G = cell == RnnCell::lstm ? 4 : 3, D = directions();
   const double bound = 1.0 / std::sqrt(static_cast<double>(hidden_size));
   const TensorOptions to{opts.dtype, opts.device};
+  const int64_t rows = checked_mul(G, hidden_size, label_.c_str(), "the gates' rows");
+  const int64_t stacked = checked_mul(D, hidden_size, label_.c_str(), "the stacked layers' input size");
+  // Allocation errors (out of memory) name the layer and the parameter.
+  auto param = [&](const std::string& name, const Shape& shape) {
+    try {
+      return register_parameter(name, rand(shape, to, -bound, bound));
+    } catch (const Error& e) {
+      fail("{} {}: {}", label_, name, e.what());
+    }
+  };
   for (int64_t l = 0; l < opts.num_layers; ++l) {
     Layer layer;
-    const int64_t in = l == 0 ? input_size : D * hidden_size;
+    const int64_t in = l == 0 ? input_size : stacked;
     for (int64_t d = 0; d < D; ++d) {
       const std::string sfx = fmt::format("_l{}{}", l, d == 1 ? "_reverse" : "");
       RnnWeights w;
-      w.w_ih = register_parameter("weight_ih" + sfx, rand({G * hidden_size, in}, to, -bound, bound));
-      w.w_hh = register_parameter("weight_hh" + sfx, rand({G * hidden_size, hidden_size}, to, -bound, bound));
-      w.b_ih = register_parameter("bias_ih" + sfx, rand({G * hidden_size}, to, -bound, bound));
-      w.b_hh = register_parameter("bias_hh" + sfx, rand({G * hidden_size}, to, -bound, bound));
+      w.w_ih = param("weight_ih" + sfx, {rows, in});
+      w.w_hh = param("weight_hh" + sfx, {rows, hidden_size});
+      w.b_ih = param("bias_ih" + sfx, {rows});
+      w.b_hh = param("bias_hh" + sfx, {rows});
       layer.w.push_back(w);
     }
     layers_.push_back(std::move(layer));

@@ -77,16 +77,19 @@ void Model::shape_pass(const Shape& sample_shape, DType dtype, const char* who) 
 }
 
 Model& Model::build(const Shape& sample_shape, DType dtype) {
+  UseGuard use(*this, "build");
   shape_pass(sample_shape, dtype, "build");
   return *this;
 }
 
 std::string Model::summary(const Shape& sample_shape, DType dtype, std::FILE* out) {
+  UseGuard use(*this, "summary");
   shape_pass(sample_shape, dtype, "summary");
   return summary(out);
 }
 
 std::string Model::summary(std::FILE* out) const {
+  UseGuard use(*this, "summary");
   struct Row {
     std::string name, type, shape;
     int64_t params;

@@ -8,6 +8,7 @@
 namespace nabla {
 
 Tensor clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  check_number(max_norm, "clip_grad_norm", "max_norm");
   NABLA_CHECK(max_norm > 0, "clip_grad_norm: max_norm must be > 0, got {}", max_norm);
   NoGrad no_grad;
   std::vector<Tensor> grads;
@@ -29,6 +30,7 @@ Tensor clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
 }
 
 void clip_grad_value(const std::vector<Tensor>& params, double clip_value) {
+  check_number(clip_value, "clip_grad_value", "clip_value");
   NABLA_CHECK(clip_value > 0, "clip_grad_value: clip_value must be > 0, got {}", clip_value);
   NoGrad no_grad;
   for (const Tensor& p : params)

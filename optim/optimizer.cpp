@@ -5,8 +5,15 @@
 #include <nabla/core/ops/optim.h>
 
 #include <cmath>
+#include <map>
+#include <tuple>
 
 namespace nabla {
+
+// A NaN option is "not a number", before the range checks that would call it negative.
+static void check_numbers(const char* name, std::initializer_list<std::pair<double, const char*>> options) {
+  for (const auto& [value, what] : options) check_number(value, name, what);
+}
 
 Optimizer::Optimizer(double lr, const char* name) : lr_(lr), name_(name) { set_lr(lr); }
 
@@ -24,11 +31,23 @@ void Optimizer::bind(std::vector<Tensor> params) {
     NABLA_CHECK(params[i].is_leaf(), "{}: parameter {} (shape {}) is not a leaf tensor", name_, i,
                 shape_str(params[i].shape()));
   }
+  // The same tensor twice (or two handles on the same elements) would be updated twice a step.
+  // Views of different parts of one storage (an RNN's flat weights) are distinct parameters.
+  std::map<std::tuple<const void*, int64_t, Shape, Shape>, size_t> seen;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const TensorImpl& t = *params[i].impl();
+    auto [it, fresh] = seen.try_emplace({t.storage.get(), t.offset, t.shape, t.strides}, i);
+    NABLA_CHECK(fresh,
+                "{}: some parameters appear more than once: parameter {} (shape {}) is parameter {} again; each "
+                "would be updated twice per step",
+                name_, i, shape_str(t.shape), it->second);
+  }
   params_ = std::move(params);
   slots_.assign(params_.size(), Slot{});
 }
 
 void Optimizer::set_lr(double lr) {
+  check_number(lr, name_, "learning rate");
   NABLA_CHECK(lr >= 0, "{}: learning rate {} is negative", name_, lr);
   lr_ = lr;
 }
@@ -115,6 +134,7 @@ void Optimizer::load_state(const std::vector<std::pair<std::string, Tensor>>& st
 // ---- SGD ---------------------------------------------------------------------------------------
 
 SGD::SGD(SGDOptions o) : Optimizer(o.lr, "SGD"), opts_(o) {
+  check_numbers("SGD", {{o.momentum, "momentum"}, {o.dampening, "dampening"}, {o.weight_decay, "weight_decay"}});
   NABLA_CHECK(o.momentum >= 0, "SGD: momentum {} is negative", o.momentum);
   NABLA_CHECK(o.weight_decay >= 0, "SGD: weight_decay {} is negative", o.weight_decay);
   NABLA_CHECK(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
@@ -142,6 +162,7 @@ std::vector<std::pair<std::string, double>> SGD::hyperparameters() const {
 // ---- Adam, AdamW -------------------------------------------------------------------------------
 
 static void check_adam(const AdamOptions& o, const char* name) {
+  check_numbers(name, {{o.beta1, "beta1"}, {o.beta2, "beta2"}, {o.eps, "eps"}, {o.weight_decay, "weight_decay"}});
   NABLA_CHECK(o.beta1 >= 0 && o.beta1 < 1, "{}: beta1 {} is outside [0, 1)", name, o.beta1);
   NABLA_CHECK(o.beta2 >= 0 && o.beta2 < 1, "{}: beta2 {} is outside [0, 1)", name, o.beta2);
   NABLA_CHECK(o.eps >= 0, "{}: eps {} is negative", name, o.eps);
@@ -179,6 +200,8 @@ AdamW::AdamW(ParamList params, AdamWOptions o)
 // ---- Adagrad -----------------------------------------------------------------------------------
 
 Adagrad::Adagrad(AdagradOptions o) : Optimizer(o.lr, "Adagrad"), opts_(o) {
+  check_numbers("Adagrad", {{o.lr_decay, "lr_decay"}, {o.weight_decay, "weight_decay"}, {o.eps, "eps"},
+                            {o.initial_accumulator_value, "initial_accumulator_value"}});
   NABLA_CHECK(o.lr_decay >= 0, "Adagrad: lr_decay {} is negative", o.lr_decay);
   NABLA_CHECK(o.weight_decay >= 0, "Adagrad: weight_decay {} is negative", o.weight_decay);
   NABLA_CHECK(o.eps >= 0, "Adagrad: eps {} is negative", o.eps);
@@ -209,6 +232,7 @@ std::vector<std::pair<std::string, double>> Adagrad::hyperparameters() const {
 // ---- RMSprop -----------------------------------------------------------------------------------
 
 RMSprop::RMSprop(RMSpropOptions o) : Optimizer(o.lr, "RMSprop"), opts_(o) {
+  check_numbers("RMSprop", {{o.alpha, "alpha"}, {o.eps, "eps"}, {o.momentum, "momentum"}, {o.weight_decay, "weight_decay"}});
   NABLA_CHECK(o.alpha >= 0, "RMSprop: alpha {} is negative", o.alpha);
   NABLA_CHECK(o.eps >= 0, "RMSprop: eps {} is negative", o.eps);
   NABLA_CHECK(o.momentum >= 0, "RMSprop: momentum {} is negative", o.momentum);

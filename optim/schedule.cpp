@@ -13,6 +13,7 @@ static void check_t(int64_t t, const char* name) { NABLA_CHECK(t >= 0, "{}: t mu
 double StepDecay::operator()(int64_t t) const {
   check_t(t, "StepDecay");
   NABLA_CHECK(step_size > 0, "StepDecay: step_size must be > 0, got {}", step_size);
+  check_number(gamma, "StepDecay", "gamma");
   NABLA_CHECK(gamma >= 0, "StepDecay: gamma must be >= 0, got {}", gamma);
   return initial_lr * std::pow(gamma, static_cast<double>(t / step_size));
 }
@@ -29,6 +30,7 @@ static double decay_progress(int64_t t, int64_t decay_steps, bool staircase, con
 }
 
 double ExponentialDecay::operator()(int64_t t) const {
+  check_number(rate, "ExponentialDecay", "rate");
   NABLA_CHECK(rate > 0, "ExponentialDecay: rate must be > 0, got {}", rate);
   return initial_lr * std::pow(rate, decay_progress(t, decay_steps, staircase, "ExponentialDecay"));
 }
@@ -39,6 +41,7 @@ std::string ExponentialDecay::to_string() const {
 }
 
 double InverseTimeDecay::operator()(int64_t t) const {
+  check_number(rate, "InverseTimeDecay", "rate");
   NABLA_CHECK(rate >= 0, "InverseTimeDecay: rate must be >= 0, got {}", rate);
   return initial_lr / (1 + rate * decay_progress(t, decay_steps, staircase, "InverseTimeDecay"));
 }

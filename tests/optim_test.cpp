@@ -540,6 +540,47 @@ TEST(OptimErrors, ParameterListChecksNameTheOptimizer) {
   expect_error([&] { nb::AdamW({p, nb::Tensor()}); }, {"AdamW", "parameter 1", "undefined"});
 }
 
+// The same parameter twice would be updated twice per step (issue 11).
+TEST(OptimErrors, DuplicateParameterNamesTheOptimizerAndBothIndices) {
+  nb::Tensor p = parameter(kInit), q = parameter(kInit);
+  expect_error([&] { nb::SGD({p, q, p}); }, {"SGD", "more than once", "parameter 2", "[5]", "parameter 0"});
+  expect_error([&] { nb::Adam({q, q}); }, {"Adam", "parameter 1", "parameter 0"});
+  // Another handle on the same elements is the same parameter.
+  nb::Tensor alias = q.detach().requires_grad_();
+  expect_error([&] { nb::RMSprop({p, q, alias}); }, {"RMSprop", "parameter 2", "parameter 1"});
+  // Views of different parts of one storage are different parameters.
+  nb::Tensor flat = nb::zeros({10}, {.dtype = nb::DType::float64});
+  nb::Tensor a = flat.slice(0, 0, 5).detach().requires_grad_(), b = flat.slice(0, 5, 10).detach().requires_grad_();
+  EXPECT_NO_THROW(nb::Adagrad({a, b}));
+}
+
+// A layer used twice (shared weights) lists its parameters once, so a Model or optimizer built
+// from its parameters() updates them once per step.
+TEST(OptimErrors, SharedLayerParametersComeOnceFromParameters) {
+  auto shared = std::make_shared<nb::Dense>(3, 3);
+  nb::Sequential seq;
+  seq.add(shared);
+  seq.add(nb::ReLU());
+  seq.add(shared);
+  EXPECT_EQ(seq.named_parameters().size(), 4u);
+  EXPECT_EQ(seq.parameters().size(), 2u);
+  EXPECT_NO_THROW(nb::SGD(seq.parameters()));
+}
+
+TEST(OptimErrors, NaNOptionsAreNotANumberNotNegative) {
+  nb::Tensor p = parameter(kInit);
+  std::vector<nb::Tensor> ps{p};
+  const double nan = std::nan("");
+  for (auto f : std::vector<std::function<void()>>{
+           [&] { nb::SGD(ps, {.lr = nan}); }, [&] { nb::SGD(ps, {.momentum = nan}); },
+           [&] { nb::SGD(ps, {.dampening = nan}); }, [&] { nb::Adam(ps, {.eps = nan}); },
+           [&] { nb::Adam(ps, {.beta1 = nan}); }, [&] { nb::AdamW(ps, {.weight_decay = nan}); },
+           [&] { nb::Adagrad(ps, {.lr_decay = nan}); }, [&] { nb::Adagrad(ps, {.initial_accumulator_value = nan}); },
+           [&] { nb::RMSprop(ps, {.alpha = nan}); }, [&] { nb::RMSprop(ps, {.momentum = nan}); },
+           [&] { nb::SGD(ps).set_lr(nan); }})
+    expect_error(f, {"is not a number"});
+}
+
 TEST(OptimErrors, OptionChecksNameTheOptimizerAndTheValue) {
   nb::Tensor p = parameter(kInit);
   std::vector<nb::Tensor> ps{p};

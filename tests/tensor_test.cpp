@@ -3,6 +3,7 @@
 #include "test_util.h"
 
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <sstream>
 
@@ -66,9 +67,29 @@ TEST(TensorFactories, ArangeFloat) {
   EXPECT_TRUE(near(nb::arange(5.0, 0.0, -2.0, kF64), {5, 3, 1}, {3}));
   EXPECT_TRUE(near(nb::arange(0.0, 1.0, 0.3, kF64), {0, 0.3, 0.6, 0.9}, {4}, 1e-15));
   EXPECT_EQ(nb::arange(1.0, 1.0).numel(), 0);
-  EXPECT_EQ(nb::arange(1.0, 0.0).numel(), 0);  // wrong direction: empty
+  // The wrong direction is an error, as in PyTorch (it used to give an empty tensor silently).
+  EXPECT_THAT(error_of([] { nb::arange(1.0, 0.0); }),
+              AllOf(HasSubstr("arange"), HasSubstr("inconsistent with step sign")));
+  EXPECT_THAT(error_of([] { nb::arange(0.0, 3.0, -1.0); }), HasSubstr("inconsistent with step sign"));
   EXPECT_EQ(nb::arange(0.0, 3.0).dtype(), DType::float32);
   EXPECT_THAT(error_of([] { nb::arange(0.0, 1.0, 0.0); }), AllOf(HasSubstr("arange"), HasSubstr("step")));
+}
+
+// The generator's counter near 2^64: a draw that fits is written in full (the kernels index
+// [offset, offset + n) in uint64); the next one, which would wrap, is an error that leaves the
+// state alone. manual_seed restarts the stream.
+TEST(TensorFactories, RandomCounterNearTwoTo64FillsOrThrows_n8) {
+  const nb::RngState saved = nb::rng_state();
+  const uint64_t top = std::numeric_limits<uint64_t>::max();
+  nb::set_rng_state({7, top - 15});  // 16 counters left
+  Tensor a = nb::rand({8}, kF64, 1, 2);
+  for (double v : a.to_vector<double>()) EXPECT_TRUE(v >= 1 && v < 2) << v;
+  EXPECT_EQ(nb::rng_state().offset, top - 7);
+  EXPECT_THAT(error_of([] { nb::randn({8}); }), AllOf(HasSubstr("randn"), HasSubstr("2^64"), HasSubstr("manual_seed")));
+  EXPECT_EQ(nb::rng_state().offset, top - 7);
+  nb::manual_seed(7);
+  EXPECT_NO_THROW(nb::randn({8}));
+  nb::set_rng_state(saved);
 }
 
 TEST(TensorFactories, ArangeInt) {

@@ -11,13 +11,17 @@
 
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <cstring>
+#include <string>
 #include <latch>
 #include <memory>
 #include <thread>
 #include <vector>
 
 namespace nb = nabla;
+using nb::test::error_of;
 
 namespace {
 
@@ -87,7 +91,6 @@ Result train(Training& r, int epochs) {
 
 constexpr int kEpochs = 20;  // 80 MLP steps and 40 CNN steps (+ 40 evaluations)
 
-}  // namespace
 
 TEST(Threads, TwoModelsTrainingAtOnceMatchOneAfterTheOther_mlp_cnn) {
   Training a = make_mlp(), b = make_cnn();
@@ -146,3 +149,84 @@ TEST(Threads, GradModeAndTapeArePerThread) {
   y.backward();
   EXPECT_EQ(w.grad().to_vector<double>(), (std::vector<double>{3, 3, 3}));
 }
+
+// ---- one Model from two threads ----------------------------------------------------------------
+
+// Holds fit inside its first batch until the other thread has made its attempt.
+struct Hold : nb::Callback {
+  std::latch* inside;
+  std::latch* attempted;
+  Hold(std::latch* i, std::latch* a) : inside(i), attempted(a) {}
+  void on_batch_begin(nb::Model&, const nb::BatchInfo& b) override {
+    if (b.step != 0) return;
+    inside->count_down();
+    attempted->wait();
+  }
+};
+
+nb::data::Dataset small_data() {
+  nb::manual_seed(5);
+  return {nb::rand({16, 3}), nb::rand({16, 1})};
+}
+
+// A second thread's fit, evaluate, predict, save or load while the first is in fit: exactly one
+// of the two gets the "in use" error, nothing crashes, and the first finishes its training.
+TEST(ModelThreads, SecondThreadGetsInUseErrorWhileFitRuns) {
+  const nb::data::Dataset data = small_data();
+  for (std::string what : {"fit", "evaluate", "predict", "save", "load", "compile"}) {
+    SCOPED_TRACE(what);
+    nb::Model model{nb::Dense(3, 4), nb::ReLU(), nb::Dense(4, 1)};
+    model.compile(nb::SGD({.lr = 0.1}), nb::MSELoss());
+    std::latch inside(1), attempted(1);
+    std::string first_error = "(not run)", second_error = "(not run)";
+    std::thread first([&] {
+      first_error = error_of([&] {
+        model.fit(data, {.epochs = 2, .batch_size = 4, .callbacks = {Hold(&inside, &attempted)}, .verbose = 0});
+      });
+    });
+    inside.wait();
+    second_error = error_of([&] {
+      if (what == "fit") model.fit(data, {.epochs = 1, .verbose = 0});
+      if (what == "evaluate") model.evaluate(data);
+      if (what == "predict") model.predict(data.x);
+      if (what == "save") model.save("/nonexistent-dir/never-written.safetensors");
+      if (what == "load") model.load("/nonexistent-dir/never-read.safetensors");
+      if (what == "compile") model.compile(nb::Adam(), nb::MSELoss());
+    });
+    attempted.count_down();
+    first.join();
+    EXPECT_EQ(first_error, "(no error)");
+    EXPECT_NE(second_error.find(what + ": Model is already in use by another thread (fit); a Model is not "
+                                       "thread-safe: use one per thread"),
+              std::string::npos)
+        << second_error;
+    EXPECT_EQ(model.epoch(), 2);
+    // Free again: the same calls now work from this thread.
+    EXPECT_NO_THROW(model.evaluate(data));
+  }
+}
+
+// Two threads racing on one Model with no coordination: each call either runs or gets the
+// "in use" error; at least one of them trains, and the heap survives (run under ASan in CI).
+TEST(ModelThreads, RacingFitsOneRunsOneErrsOrBothInTurn) {
+  const nb::data::Dataset data = small_data();
+  nb::Model model{nb::Dense(3, 4), nb::ReLU(), nb::Dense(4, 1)};
+  model.compile(nb::SGD({.lr = 0.1}), nb::MSELoss());
+  std::latch go(2);
+  std::string errors[2];
+  auto run = [&](int i) {
+    go.arrive_and_wait();
+    errors[i] = error_of([&] { model.fit(data, {.epochs = 3, .batch_size = 4, .verbose = 0}); });
+  };
+  std::thread a(run, 0), b(run, 1);
+  a.join();
+  b.join();
+  int ok = 0;
+  for (const std::string& e : errors) {
+    if (e == "(no error)") ++ok;
+    else EXPECT_NE(e.find("Model is already in use by another thread (fit)"), std::string::npos) << e;
+  }
+  EXPECT_GE(ok, 1);
+}
+
+}  // namespace

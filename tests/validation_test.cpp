@@ -11,7 +11,9 @@
 
 #include "test_util.h"
 
+#include <cmath>
 #include <cstdio>
+#include <limits>
 #include <set>
 
 namespace nabla::test {
@@ -293,6 +295,52 @@ std::vector<Row> rows() {
   row("from_vector", "negative", [] { from_vector(std::vector<double>{1, 2}, {-1, -2}); },
       {"from_vector", "[-1, -2]"});
 
+  // ---- sizes that overflow int64 (issue 11): a clear error, never a tiny buffer
+  constexpr int64_t kBig = int64_t{1} << 62, kMax = std::numeric_limits<int64_t>::max();
+  row("zeros", "numel overflows", [] { zeros({kBig, 4}); }, {"zeros", "[4611686018427387904, 4]", "int64"});
+  row("ones", "bytes overflow", [] { ones({int64_t{1} << 61, 2}); }, {"ones", "[2305843009213693952, 2]", "bytes"});
+  row("full", "numel overflows", [] { full({3, kBig, 5}, 1.0); }, {"full", "[3, 4611686018427387904, 5]"});
+  row("Tensor::empty", "numel overflows", [] { Tensor::empty({kBig, kBig}); }, {"Tensor::empty", "int64"});
+  row("Tensor::empty", "out of memory", [] { Tensor::empty({int64_t{1} << 60}); },
+      {"Tensor::empty", "[1152921504606846976]", "4611686018427387904 bytes", "out of memory"});
+  row("zeros", "out of memory", [] { zeros({int64_t{1} << 40, int64_t{1} << 20}); },
+      {"zeros", "[1099511627776, 1048576]", "bytes", "out of memory"});
+  row("rand", "numel overflows", [] { rand({kBig, 4}); }, {"rand", "[4611686018427387904, 4]"});
+  row("randn", "numel overflows", [] { randn({4, kBig}); }, {"randn", "[4, 4611686018427387904]"});
+  row("rand", "generator offset past 2^64", [] {
+        const RngState saved = rng_state();
+        set_rng_state({7, std::numeric_limits<uint64_t>::max() - 5});
+        const std::string msg = error_of([] { rand({8}); });
+        set_rng_state(saved);
+        fail("{}", msg);
+      }, {"rand", "counter 18446744073709551610", "2^64", "manual_seed"});
+  row("reshape", "numel overflows", [] { F({8}).reshape({kBig, 8}); }, {"reshape", "[4611686018427387904, 8]"});
+  row("reshape", "-1 with overflow", [] { F({0}).reshape({kBig, -1, 8}); }, {"reshape", "int64"});
+  row("view", "numel overflows", [] { F({8}).view({kBig, 4, 2}); }, {"view", "[4611686018427387904, 4, 2]"});
+  row("expand", "numel overflows", [] { F({1, 1}).expand({int64_t{1} << 32, int64_t{1} << 32}); },
+      {"expand", "[4294967296, 4294967296]"});
+  row("add", "broadcast overflows", [] {
+        add(F({1, 1}).expand({int64_t{1} << 31, 1}), F({1, 1}).expand({1, int64_t{1} << 33}));
+      }, {"add", "[2147483648, 8589934592]", "int64"});
+  row("matmul", "output overflows", [] {
+        matmul(F({1, 1}).expand({int64_t{1} << 40, 1}), F({1, 1}).expand({1, int64_t{1} << 40}));
+      }, {"matmul", "[1099511627776, 1099511627776]"});
+  row("concat", "length overflows", [] { concat({F({1}).expand({kMax}), F({2})}, 0); },
+      {"concat", "9223372036854775807 + 2"});
+  row("conv2d", "padding overflows", [] { conv2d(F({1, 1, 4, 4}), F({1, 1, 3, 3}), {}, {.padding = kBig}); },
+      {"conv2d", "padding", "overflows"});
+  row("conv2d", "dilation overflows", [] { conv2d(F({1, 1, 4, 4}), F({1, 1, 3, 3}), {}, {.dilation = kBig}); },
+      {"conv2d", "dilated kernel", "4611686018427387904"});
+  row("conv1d", "padding overflows", [] { conv1d(F({1, 1, 4}), F({1, 1, 3}), {}, {.padding = kBig}); },
+      {"conv1d", "padding", "overflows"});
+  row("max_pool2d", "padding overflows", [] {
+        max_pool2d(F({1, 1, 1, 1}).expand({1, 1, kMax - 2, 1}), {kMax, 1}, {.padding = Padding(kBig - 1, 0)});
+      }, {"max_pool2d", "padded height", "overflows"});
+  row("arange", "step of the wrong sign", [] { arange(0, 5, -1); }, {"arange", "inconsistent with step sign", "-1"});
+  row("arange", "end below start", [] { arange(5, 0, 1); }, {"arange", "inconsistent with step sign", "5"});
+  row("arange", "too many", [] { arange(0, 1e300, 1e-300); }, {"arange", "too many"});
+  row("arange", "NaN", [] { arange(0, std::nan(""), 1); }, {"arange", "nan"});
+
   // ---- layers: constructors
   row("Dense", "in 0", [] { Dense(0, 4); }, {"Dense", "0"});
   row("Dense", "out -1", [] { Dense(4, -1); }, {"Dense", "-1"});
@@ -328,6 +376,27 @@ std::vector<Row> rows() {
   row("Flatten", "forward axis", [] { Flatten(3).forward(F({2, 3})); }, {"flatten", "axis 3"});
   row("Softmax", "forward axis", [] { Softmax(2).forward(F({2, 3})); }, {"softmax", "axis 2"});
   row("LogSoftmax", "forward axis", [] { LogSoftmax(-3).forward(F({2, 3})); }, {"log_softmax", "axis -3"});
+
+  // ---- NaN options are "not a number" (not "negative"); allocations name the layer (issue 11)
+  const double nan = std::nan("");
+  row("Dropout", "p NaN", [nan] { Dropout d(nan); }, {"Dropout", "probability", "not a number"});
+  row("dropout", "p NaN", [nan] { dropout(F({2}), nan, true); }, {"dropout", "probability", "not a number"});
+  row("batch_norm", "eps NaN", [nan] { batch_norm(F({2, 3}), {}, {}, {}, {}, true, 0.1, nan); },
+      {"batch_norm", "eps", "not a number"});
+  row("BatchNorm1d", "momentum NaN", [nan] { BatchNorm1d(3, {.momentum = nan}); },
+      {"BatchNorm1d", "momentum", "not a number"});
+  row("GRU", "dropout NaN", [nan] { GRU(3, 4, {.num_layers = 2, .dropout = nan}); }, {"GRU", "dropout", "not a number"});
+  row("rand", "lo NaN", [nan] { rand({2}, {}, nan, 1); }, {"rand", "lower bound", "not a number"});
+  row("randn", "stddev NaN", [nan] { randn({2}, {}, 0, nan); }, {"randn", "standard deviation", "not a number"});
+  row("Dense", "weight out of memory", [] { Dense(int64_t{1} << 30, int64_t{1} << 30); },
+      {"Dense(1073741824->1073741824) weight", "[1073741824, 1073741824]", "bytes", "out of memory"});
+  row("Dense", "weight numel overflows", [] { Dense(int64_t{1} << 62, 4); },
+      {"Dense(4611686018427387904->4) weight", "int64"});
+  row("Conv2d", "kernel size overflows", [] { Conv2d(1, 1, Size2(int64_t{1} << 40, int64_t{1} << 40)); },
+      {"Conv2d(1->1, 1099511627776x1099511627776)", "kernel size", "overflows"});
+  row("Embedding", "weight out of memory", [] { Embedding(int64_t{1} << 40, int64_t{1} << 20); },
+      {"Embedding(1099511627776, 1048576) weight", "out of memory"});
+  row("LSTM", "gate rows overflow", [] { LSTM(4, int64_t{1} << 62); }, {"LSTM(4->4611686018427387904)", "overflows"});
   return r;
 }
 

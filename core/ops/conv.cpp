@@ -40,9 +40,11 @@ struct AxisPad {
 
 // "same": the output has ceil(size / stride) elements; the total padding that takes is split
 // evenly, the odd one at the end.
-AxisPad same_pad(int64_t size, int64_t stride, int64_t eff_kernel) {
-  const int64_t out = (size + stride - 1) / stride;
-  const int64_t total = std::max<int64_t>((out - 1) * stride + eff_kernel - size, 0);
+AxisPad same_pad(int64_t size, int64_t stride, int64_t eff_kernel, const char* name) {
+  const int64_t out = size / stride + (size % stride != 0);
+  const int64_t span = checked_add(checked_mul(out - 1, stride, name, "the \"same\" padding"), eff_kernel, name,
+                                   "the \"same\" padding");
+  const int64_t total = std::max<int64_t>(span - size, 0);
   return {total / 2, total - 2 * (total / 2)};
 }
 
@@ -91,7 +93,8 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias, cons
     NABLA_CHECK(bias.shape() == Shape{k}, "{}: bias has shape {}, expected [{}]", name, shape_str(bias.shape()), k);
   }
   const int64_t h = x_in.shape()[2], w = x_in.shape()[3];
-  const int64_t ekh = p.dilation.h * (kh - 1) + 1, ekw = p.dilation.w * (kw - 1) + 1;
+  const int64_t ekh = checked_mul(p.dilation.h, kh - 1, name, "the dilated kernel height") + 1;
+  const int64_t ekw = checked_mul(p.dilation.w, kw - 1, name, "the dilated kernel width") + 1;
   AxisPad ph, pw;
   switch (p.padding.mode) {
     case Padding::Mode::explicit_amount:
@@ -101,12 +104,13 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias, cons
       pw.before = p.padding.w;
       break;
     case Padding::Mode::same:
-      ph = same_pad(h, p.stride.h, ekh);
-      pw = same_pad(w, p.stride.w, ekw);
+      ph = same_pad(h, p.stride.h, ekh, name);
+      pw = same_pad(w, p.stride.w, ekw, name);
       break;
     case Padding::Mode::valid: break;
   }
-  const int64_t hp = h + 2 * ph.before + ph.extra, wp = w + 2 * pw.before + pw.extra;
+  const int64_t hp = checked_add(h, checked_mul(2, ph.before, name, "the padding") + ph.extra, name, "the padded height");
+  const int64_t wp = checked_add(w, checked_mul(2, pw.before, name, "the padding") + pw.extra, name, "the padded width");
   NABLA_CHECK(hp >= ekh && wp >= ekw,
               "{}: kernel {}x{} (dilated {}x{}) is larger than the input {}x{} padded to {}x{} (input {}, padding {})",
               name, kh, kw, ekh, ekw, h, w, hp, wp, shape_str(x_in.shape()), p.padding.str());
@@ -175,8 +179,9 @@ Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
               p.groups);
   if (p.padding.mode != Padding::Mode::same) {
     const int64_t pad = p.padding.mode == Padding::Mode::valid ? 0 : p.padding.w;
-    const int64_t l = x.shape()[2], ek = std::max<int64_t>(p.dilation, 1) * (weight.shape()[2] - 1) + 1;
-    NABLA_CHECK(pad >= 0 && l + 2 * pad >= ek,
+    const int64_t l = x.shape()[2];
+    const int64_t ek = checked_mul(std::max<int64_t>(p.dilation, 1), weight.shape()[2] - 1, name, "the dilated kernel") + 1;
+    NABLA_CHECK(pad >= 0 && checked_add(l, checked_mul(2, pad, name, "the padding"), name, "the padded length") >= ek,
                 "{}: kernel {} (dilated {}) is larger than the input length {} padded by {} (input {})", name,
                 weight.shape()[2], ek, l, pad, shape_str(x.shape()));
   }

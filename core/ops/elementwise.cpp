@@ -53,6 +53,7 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   const bool ga = a.requires_grad(), gb = b.requires_grad();
   const Shape sa = a.shape(), sb = b.shape();
   BackwardFn fn;
+  std::vector<Tensor> saved_outputs;
   switch (op) {
     case BinaryOp::add:
       fn = [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
@@ -71,6 +72,7 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
       break;
     case BinaryOp::div: {
       Tensor y = out.detach();
+      saved_outputs = {y};
       fn = [=](const std::vector<Tensor>& g) -> std::vector<Tensor> {
         Tensor gb_over = div(g[0], b);  // d(a/b)/da = 1/b; d(a/b)/db = -(a/b)/b
         return {ga ? sum_to(gb_over, sa) : Tensor(), gb ? sum_to(neg(mul(gb_over, y)), sb) : Tensor()};
@@ -90,7 +92,8 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
     default:
       return out;  // comparisons are not differentiable
   }
-  record(binary_name(op), {a, b}, {&out}, std::move(fn));
+  const bool reads = op != BinaryOp::add && op != BinaryOp::sub;  // d(a +- b) needs no values
+  record(binary_name(op), {a, b}, {&out}, std::move(fn), std::move(saved_outputs), reads ? Saved::inputs : Saved::none);
   return out;
 }
 
@@ -129,7 +132,7 @@ Tensor unary(UnaryOp op, const Tensor& x_in, double a = 0, double b = 0) {
         be(x).unary_backward(op, x.dtype(), dx.data_ptr(), g[0].data_ptr(), x.data_ptr(), ys.data_ptr(),
                              x.numel(), a, b);
       return {dx};
-    });
+    }, {ys});
   }
   return y;
 }
@@ -153,7 +156,7 @@ Tensor softmax_impl(const Tensor& x_in, int64_t axis, bool log) {
       if (dx.numel() > 0)
         be(ys).softmax_backward(ys.dtype(), dx.data_ptr(), g[0].data_ptr(), ys.data_ptr(), outer, n, inner, log);
       return {dx};
-    });
+    }, {ys});
   }
   return y;
 }

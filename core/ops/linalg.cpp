@@ -102,8 +102,9 @@ Tensor matmul_nd(const Tensor& a, const Tensor& b) {
   sa.insert(sa.end(), {m, k});
   sb.insert(sb.end(), {k, n});
   so.insert(so.end(), {m, n});
+  for (const Shape* shape : {&sa, &sb, &so}) (void)numel_of(*shape, "matmul");
   Tensor ae = a.detach().expand(sa), bexp = b.detach().expand(sb);
-  Tensor out = Tensor::empty(so, a.options());
+  Tensor out = Tensor::empty(so, a.options(), "matmul");
   gemm_into(out, ae, bexp, 0.0);
   if (needs_grad({&a, &b})) {
     const bool ga = a.requires_grad(), gb = b.requires_grad();

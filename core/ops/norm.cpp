@@ -38,6 +38,8 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bia
   check_channel_vector(x_in, running_var, c, name, "running_var");
   NABLA_CHECK(running_mean.defined() == running_var.defined(),
               "{}: running_mean and running_var must be given together", name);
+  check_number(eps, name, "eps");
+  check_number(momentum, name, "momentum");
   NABLA_CHECK(eps > 0, "{}: eps must be positive, got {}", name, eps);
   NABLA_CHECK(momentum >= 0 && momentum <= 1, "{}: momentum {} is outside [0, 1]", name, momentum);
   NABLA_CHECK(training || running_mean.defined(),
@@ -49,6 +51,10 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bia
   Tensor y = Tensor::empty(x.shape(), x.options());
   if (x.numel() == 0) return y;
   if (training) {
+    if (running_mean.defined()) {
+      running_mean.bump_version();
+      running_var.bump_version();
+    }
     Tensor save_mean = Tensor::empty({c}, x.options()), save_invstd = Tensor::empty({c}, x.options());
     be(x).batch_norm_forward_train(x.dtype(), y.data_ptr(), save_mean.data_ptr(), save_invstd.data_ptr(),
                                    ptr_or_null(running_mean),

@@ -50,6 +50,9 @@ void for_groups(const Group& g, const char* op, const char* const names[3], Run&
     std::vector<const void*> grads;
     std::vector<int64_t> sizes, steps;
     for (size_t i : idx) {
+      g.params[i].bump_version();
+      for (int k = 0; k < 3; ++k)
+        if (names[k]) (*states[k])[i].bump_version();
       params.push_back(g.params[i].data_ptr());
       grads.push_back(g.grads[i].data_ptr());
       s0.push_back(names[0] ? g.state0[i].data_ptr() : nullptr);

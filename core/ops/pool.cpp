@@ -23,7 +23,7 @@ Pool2dShape pool_shape(const Tensor& x, Size2 kernel, const Pool2dParams& p, con
               "{}: padding \"same\" is not supported for pooling; give the amount (at most half the kernel)", name);
   const int64_t ph = p.padding.mode == Padding::Mode::valid ? 0 : p.padding.h;
   const int64_t pw = p.padding.mode == Padding::Mode::valid ? 0 : p.padding.w;
-  NABLA_CHECK(ph >= 0 && pw >= 0 && 2 * ph <= kernel.h && 2 * pw <= kernel.w,
+  NABLA_CHECK(ph >= 0 && pw >= 0 && ph <= kernel.h / 2 && pw <= kernel.w / 2,
               "{}: padding {} must be between 0 and half the kernel {}x{}", name, p.padding.str(), kernel.h,
               kernel.w);
   Pool2dShape s;
@@ -37,7 +37,8 @@ Pool2dShape pool_shape(const Tensor& x, Size2 kernel, const Pool2dParams& p, con
   s.stride_w = stride.w;
   s.pad_h = ph;
   s.pad_w = pw;
-  NABLA_CHECK(s.h + 2 * ph >= s.kh && s.w + 2 * pw >= s.kw,
+  NABLA_CHECK(checked_add(s.h, 2 * ph, name, "the padded height") >= s.kh &&
+                  checked_add(s.w, 2 * pw, name, "the padded width") >= s.kw,
               "{}: kernel {}x{} is larger than the input {}x{} padded by ({}, {}) (input {})", name, s.kh, s.kw, s.h,
               s.w, ph, pw, shape_str(x.shape()));
   s.oh = (s.h + 2 * ph - s.kh) / s.stride_h + 1;
@@ -60,7 +61,7 @@ Tensor max_pool2d(const Tensor& x_in, Size2 kernel, const Pool2dParams& p, const
       if (g[0].numel() > 0) be(dx).max_pool2d_backward(dx.dtype(), dx.data_ptr(), g[0].data_ptr(), idx.data<int64_t>(), s);
       else dx.fill_(0);
       return {dx};
-    });
+    }, {}, Saved::none);
   }
   return y;
 }
@@ -78,7 +79,7 @@ Tensor avg_pool2d(const Tensor& x_in, Size2 kernel, const Pool2dParams& p, const
       if (g[0].numel() > 0) be(dx).avg_pool2d_backward(dx.dtype(), dx.data_ptr(), g[0].data_ptr(), s, include);
       else dx.fill_(0);
       return {dx};
-    });
+    }, {}, Saved::none);
   }
   return y;
 }

@@ -86,7 +86,7 @@ Tensor reduce_op(ReduceOp op, const Tensor& x, const std::vector<int64_t>& axes_
   if (op == ReduceOp::sum) {
     record(name, {x}, {&out}, [xs, ks](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       return {g[0].reshape(ks).expand(xs)};
-    });
+    }, {}, Saved::none);
   } else {
     // Gradient shared among the elements equal to the extremum.
     Tensor ext = kept;

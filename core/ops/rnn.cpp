@@ -135,7 +135,8 @@ RnnLayerResult rnn_layer(RnnCell cell, const Tensor& x_in, const Tensor& h0_in, 
            for (size_t j = 0; j < shapes.size(); ++j)
              grads.push_back(dw.slice(0, off[j], off[j] + numel_of(shapes[j])).view(shapes[j]));
            return grads;
-         });
+         },
+         {ys});
   return r;
 }
 

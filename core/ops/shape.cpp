@@ -23,9 +23,9 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t axis) {
     for (int64_t d = 0; ok && d < t.dim(); ++d) ok = d == axis || t.shape()[d] == first.shape()[d];
     NABLA_CHECK(ok, "concat: tensors[{}] has shape {}, expected {} except along axis {}", i, shape_str(t.shape()),
                 shape_str(first.shape()), axis);
-    out_shape[axis] += t.shape()[axis];
+    out_shape[axis] = checked_add(out_shape[axis], t.shape()[axis], "concat", "the length along the axis");
   }
-  Tensor out = Tensor::empty(out_shape, first.options());
+  Tensor out = Tensor::empty(out_shape, first.options(), "concat");
   std::vector<int64_t> starts;
   int64_t off = 0;
   for (const Tensor& t : tensors) {
@@ -41,13 +41,14 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t axis) {
       std::vector<Tensor> d;
       for (size_t i = 0; i < starts.size(); ++i) d.push_back(g[0].slice(axis, starts[i], starts[i] + lens[i]));
       return d;
-    });
+    }, {}, Saved::none);
   }
   return out;
 }
 
 Tensor dropout(const Tensor& x, double p, bool training) {
   detail::check_float(x, "dropout", "x");
+  check_number(p, "dropout", "probability");
   NABLA_CHECK(p >= 0 && p <= 1, "dropout: probability {} is outside [0, 1]", p);
   if (!training || p == 0) return x;
   if (p == 1) return mul(x, zeros_like(x));
