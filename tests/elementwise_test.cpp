@@ -46,6 +46,17 @@ std::vector<GradCase> binary_cases() {
                        }});
     }
   }
+  // shapes and ranges the loop above does not cover
+  auto two = [](Shape a, Shape b, double lo = -2, double hi = 2) {
+    return [=] { return Tensors{input(a, lo, hi), input(b, lo, hi)}; };
+  };
+  cases.push_back({"sub_2x3x4_3x1", [](const Tensors& x) { return x[0] - x[1]; }, two({2, 3, 4}, {3, 1})});
+  cases.push_back({"mul_5_5", [](const Tensors& x) { return x[0] * x[1]; }, two({5}, {5})});
+  cases.push_back({"div_2x3_3", [](const Tensors& x) { return x[0] / x[1]; }, two({2, 3}, {3}, 0.5, 2)});
+  cases.push_back({"div_4x1_1x3", [](const Tensors& x) { return x[0] / x[1]; },
+                   [] { return Tensors{input({4, 1}), input({1, 3}, 0.5, 2)}; }});
+  cases.push_back({"maximum_3x4_4", [](const Tensors& x) { return nb::maximum(x[0], x[1]); },
+                   [] { return Tensors{input({3, 4}), nb::affine(input({4}), 1, 0.3)}; }});
   return cases;
 }
 
@@ -91,6 +102,13 @@ std::vector<GradCase> unary_cases() {
       {"softmax_of_transposed_3x4", [](const Tensors& x) { return nb::softmax(x[0].t(), -1); }, one({3, 4})},
       {"sigmoid_of_expanded_3x1_to_3x4",
        [](const Tensors& x) { return nb::sigmoid(x[0].expand({3, 4})); }, one({3, 1})},
+      // more shapes and parameters
+      {"neg_7", [](const Tensors& x) { return -x[0]; }, one({7})},
+      {"abs_9", [](const Tensors& x) { return nb::abs(x[0]); }, one({9})},
+      {"clamp_-1_1_10", [](const Tensors& x) { return nb::clamp(x[0], -1, 1); }, one({10}, -2, 2, {-1, 1})},
+      {"leaky_relu_0.1_3x5", [](const Tensors& x) { return nb::leaky_relu(x[0], 0.1); }, one({3, 5})},
+      {"elu_0.7_3x5", [](const Tensors& x) { return nb::elu(x[0], 0.7); }, one({3, 5})},
+      {"log_softmax_axis0_3x2", [](const Tensors& x) { return nb::log_softmax(x[0], 0); }, one({3, 2})},
   };
 }
 
@@ -111,6 +129,9 @@ std::vector<GradCase> composite_cases() {
        [] { return Tensors{input({4, 6})}; }},
       {"chain_softplus_tanh_mul_2x3", [](const Tensors& x) { return nb::tanh(nb::softplus(x[0]) * x[1]); },
        [] { return Tensors{input({2, 3}), input({2, 3})}; }},
+      // more shapes and parameters
+      {"scalar_ops_2x3", [](const Tensors& x) { return (2.0 - x[0]) * 3.0 + x[0] / 4.0 - 1.0; },
+       [] { return Tensors{input({2, 3})}; }},
   };
 }
 
@@ -425,6 +446,442 @@ TEST(ElementwiseErrors, UndefinedOperand) {
   EXPECT_THAT(msg, AllOf(HasSubstr("add"), HasSubstr("undefined")));
   msg = error_of([] { nb::relu(Tensor()); });
   EXPECT_THAT(msg, AllOf(HasSubstr("relu"), HasSubstr("undefined")));
+}
+
+// ---- values worked out by hand, one test per case, and the errors each op raises ----------------
+
+TEST(Add, Same_2x3_plus_2x3) {
+  Tensor y = nb::add(f32({1, 2, 3, 4, 5, 6}, {2, 3}), f32({10, 20, 30, 40, 50, 60}, {2, 3}));
+  EXPECT_EQ(y.dtype(), DType::float32);
+  EXPECT_TRUE(values(y, {2, 3}, {11, 22, 33, 44, 55, 66}));
+}
+
+TEST(Add, Broadcast_3x1_plus_1x4) {
+  // out[i][j] = a[i] + b[j]
+  Tensor y = f32({1, 2, 3}, {3, 1}) + f32({10, 20, 30, 40}, {1, 4});
+  EXPECT_TRUE(values(y, {3, 4}, {11, 21, 31, 41, 12, 22, 32, 42, 13, 23, 33, 43}));
+}
+
+TEST(Add, Broadcast_2x3x4_plus_4) {
+  Tensor a = nb::arange(0, 24, 1, {.dtype = DType::float32}).reshape({2, 3, 4});
+  Tensor y = nb::add(a, f32({100, 200, 300, 400}));
+  std::vector<double> want;
+  for (int i = 0; i < 24; ++i) want.push_back(i + 100 * (i % 4 + 1));
+  EXPECT_TRUE(values(y, {2, 3, 4}, want));
+}
+
+TEST(Add, Scalar0d_plus_2x3_and_2x3_plus_Scalar0d) {
+  Tensor s = nb::scalar(0.5);
+  EXPECT_EQ(s.dim(), 0);
+  Tensor x = f32({1, 2, 3, 4, 5, 6}, {2, 3});
+  EXPECT_TRUE(values(nb::add(s, x), {2, 3}, {1.5, 2.5, 3.5, 4.5, 5.5, 6.5}));
+  EXPECT_TRUE(values(nb::add(x, s), {2, 3}, {1.5, 2.5, 3.5, 4.5, 5.5, 6.5}));
+}
+
+TEST(Add, Scalar0d_plus_Scalar0d_is_0d) {
+  Tensor y = nb::scalar(1.25) + nb::scalar(2);
+  EXPECT_TRUE(values(y, {}, {3.25}));
+  EXPECT_DOUBLE_EQ(y.item(), 3.25);
+}
+
+TEST(Add, Float64_KeepsDoublePrecision_3) {
+  // 1 + 1e-10 is 1.0000000001 in float64; float32 would round it to exactly 1.
+  Tensor y = nb::add(f64({1, 0.1, -1}), f64({1e-10, 0.2, 1e-300}));
+  EXPECT_EQ(y.dtype(), DType::float64);
+  auto v = y.to_vector<double>();
+  EXPECT_NEAR(v[0], 1.0000000001, 1e-16);
+  EXPECT_NE(v[0], 1.0);
+  EXPECT_NEAR(v[1], 0.3, 1e-16);
+  EXPECT_EQ(v[2], -1.0);
+}
+
+TEST(Add, TransposedView_3x2T_plus_2x3) {
+  // a.t() = [[1, 2, 3], [4, 5, 6]]
+  Tensor a = f32({1, 4, 2, 5, 3, 6}, {3, 2});
+  Tensor y = nb::add(a.t(), f32({10, 20, 30, 40, 50, 60}, {2, 3}));
+  EXPECT_TRUE(values(y, {2, 3}, {11, 22, 33, 44, 55, 66}));
+}
+
+TEST(Sub, Broadcast_2x3_minus_3) {
+  Tensor y = nb::sub(f32({1, 2, 3, 4, 5, 6}, {2, 3}), f32({0.5, 1, 1.5}));
+  EXPECT_TRUE(values(y, {2, 3}, {0.5, 1, 1.5, 3.5, 4, 4.5}));
+}
+
+TEST(Sub, Broadcast_3_minus_2x1_OperandOrder) {
+  // out[i][j] = a[j] - b[i]: a [3] = {1, 2, 3}, b [2, 1] = {10, 20}.
+  Tensor y = f32({1, 2, 3}) - f32({10, 20}, {2, 1});
+  EXPECT_TRUE(values(y, {2, 3}, {-9, -8, -7, -19, -18, -17}));
+}
+
+TEST(Mul, Broadcast_3x1_times_1x4) {
+  Tensor y = nb::mul(f32({1, 2, 3}, {3, 1}), f32({1, -1, 0.5, 10}, {1, 4}));
+  EXPECT_TRUE(values(y, {3, 4}, {1, -1, 0.5, 10, 2, -2, 1, 20, 3, -3, 1.5, 30}));
+}
+
+TEST(Mul, Scalar0d_times_4_Float64) {
+  Tensor y = nb::mul(nb::scalar(-2.5, {.dtype = DType::float64}), f64({1, 2, -4, 0.1}));
+  EXPECT_EQ(y.dtype(), DType::float64);
+  EXPECT_TRUE(values(y, {4}, {-2.5, -5, 10, -0.25}, kTight));
+}
+
+TEST(Div, Broadcast_2x3_div_3) {
+  // [1 2 3; 4 5 6] ./ [2 4 8] = [0.5 0.5 0.375; 2 1.25 0.75]
+  Tensor y = nb::div(f32({1, 2, 3, 4, 5, 6}, {2, 3}), f32({2, 4, 8}));
+  EXPECT_TRUE(values(y, {2, 3}, {0.5, 0.5, 0.375, 2, 1.25, 0.75}));
+}
+
+TEST(Div, ByZero_4_IsIeee) {
+  // 1/0 = inf, -1/0 = -inf, 0/0 = NaN, 1/-0 = -inf, as in PyTorch.
+  Tensor y = nb::div(f32({1, -1, 0, 1}), f32({0, 0, 0, -0.0}));
+  EXPECT_TRUE(values(y, {4}, {kInf, -kInf, std::nan(""), -kInf}));
+}
+
+TEST(Div, OneThird_Float64_3) {
+  Tensor y = nb::div(f64({1, 2, 10}), f64({3, 3, 3}));
+  EXPECT_TRUE(values(y, {3}, {0.3333333333333333, 0.6666666666666666, 3.3333333333333335}, 1e-15));
+}
+
+TEST(Operators, ScalarOnEitherSide_3) {
+  Tensor x = f32({1, -2, 4});
+  EXPECT_TRUE(values(x + 2.0, {3}, {3, 0, 6}));
+  EXPECT_TRUE(values(2.0 + x, {3}, {3, 0, 6}));
+  EXPECT_TRUE(values(x - 2.0, {3}, {-1, -4, 2}));
+  EXPECT_TRUE(values(2.0 - x, {3}, {1, 4, -2}));
+  EXPECT_TRUE(values(x * 3.0, {3}, {3, -6, 12}));
+  EXPECT_TRUE(values(3.0 * x, {3}, {3, -6, 12}));
+  EXPECT_TRUE(values(x / 4.0, {3}, {0.25, -0.5, 1}));
+  EXPECT_TRUE(values(4.0 / x, {3}, {4, -2, 1}));
+  EXPECT_TRUE(values(-x, {3}, {-1, 2, -4}));
+  // Scalars keep the tensor's dtype.
+  EXPECT_EQ((x * 3.0).dtype(), DType::float32);
+  EXPECT_EQ((4.0 / x).dtype(), DType::float32);
+  EXPECT_EQ((4.0 / f64({2})).dtype(), DType::float64);
+}
+
+TEST(Operators, TensorTensor_2x2) {
+  Tensor a = f64({1, 2, 3, 4}, {2, 2}), b = f64({4, 3, 2, 1}, {2, 2});
+  EXPECT_TRUE(values(a + b, {2, 2}, {5, 5, 5, 5}, kTight));
+  EXPECT_TRUE(values(a - b, {2, 2}, {-3, -1, 1, 3}, kTight));
+  EXPECT_TRUE(values(a * b, {2, 2}, {4, 6, 6, 4}, kTight));
+  EXPECT_TRUE(values(a / b, {2, 2}, {0.25, 0.6666666666666666, 1.5, 4}, kTight));
+  // (2 - a) * 3 + a / 4 - 1 = [3 + 0.25 - 1, 0 + 0.5 - 1, -3 + 0.75 - 1, -6 + 1 - 1]
+  EXPECT_TRUE(values((2.0 - a) * 3.0 + a / 4.0 - 1.0, {2, 2}, {2.25, -0.5, -3.25, -6}, kTight));
+}
+
+TEST(Maximum, Elementwise_4) {
+  Tensor a = f32({1, 5, -3, 2}), b = f32({2, 4, -3, -1});
+  EXPECT_TRUE(values(nb::maximum(a, b), {4}, {2, 5, -3, 2}));
+  EXPECT_TRUE(values(nb::minimum(a, b), {4}, {1, 4, -3, -1}));
+}
+
+TEST(Maximum, Broadcast_2x3_vs_Scalar0d) {
+  Tensor x = f64({-1, 0.5, 2, -3, 4, 0}, {2, 3});
+  EXPECT_TRUE(values(nb::maximum(x, nb::scalar(0.25, {.dtype = DType::float64})), {2, 3},
+                     {0.25, 0.5, 2, 0.25, 4, 0.25}, kTight));
+  EXPECT_TRUE(values(nb::minimum(nb::scalar(0.25, {.dtype = DType::float64}), x), {2, 3},
+                     {-1, 0.25, 0.25, -3, 0.25, 0}, kTight));
+}
+
+TEST(Minimum, Broadcast_3x1_vs_1x2) {
+  // min(a[i], b[j]): a = {1, 2, 3}, b = {2.5, 0}
+  Tensor y = nb::minimum(f32({1, 2, 3}, {3, 1}), f32({2.5, 0}, {1, 2}));
+  EXPECT_TRUE(values(y, {3, 2}, {1, 0, 2, 0, 2.5, 0}));
+}
+
+TEST(Compare, AllSix_3_vs_3) {
+  Tensor a = f32({1, 2, 3}), b = f32({2, 2, 2});
+  EXPECT_TRUE(values(nb::eq(a, b), {3}, {0, 1, 0}));
+  EXPECT_TRUE(values(nb::ne(a, b), {3}, {1, 0, 1}));
+  EXPECT_TRUE(values(nb::gt(a, b), {3}, {0, 0, 1}));
+  EXPECT_TRUE(values(nb::ge(a, b), {3}, {0, 1, 1}));
+  EXPECT_TRUE(values(nb::lt(a, b), {3}, {1, 0, 0}));
+  EXPECT_TRUE(values(nb::le(a, b), {3}, {1, 1, 0}));
+  EXPECT_EQ(nb::eq(a, b).dtype(), DType::float32);
+}
+
+TEST(Compare, Broadcast_3x1_vs_1x3_Float64) {
+  // gt(a[i], b[j]) with a = b = {1, 2, 3}: strictly lower triangle.
+  Tensor a = f64({1, 2, 3}, {3, 1}), b = f64({1, 2, 3}, {1, 3});
+  Tensor g = nb::gt(a, b);
+  EXPECT_EQ(g.dtype(), DType::float64);
+  EXPECT_TRUE(values(g, {3, 3}, {0, 0, 0, 1, 0, 0, 1, 1, 0}));
+  EXPECT_TRUE(values(nb::le(a, b), {3, 3}, {1, 1, 1, 0, 1, 1, 0, 0, 1}));
+  EXPECT_TRUE(values(nb::eq(a, b), {3, 3}, {1, 0, 0, 0, 1, 0, 0, 0, 1}));
+}
+
+TEST(Compare, NaN_2) {
+  // NaN compares unequal to everything, itself included.
+  Tensor a = f32({std::nan(""), 1}), b = f32({std::nan(""), 1});
+  EXPECT_TRUE(values(nb::eq(a, b), {2}, {0, 1}));
+  EXPECT_TRUE(values(nb::ne(a, b), {2}, {1, 0}));
+  EXPECT_TRUE(values(nb::ge(a, b), {2}, {0, 1}));
+}
+
+TEST(Compare, NotRecorded) {
+  Tensor a = f64({1, 2}).requires_grad_(true);
+  Tensor y = nb::gt(a, f64({1.5, 1.5}));
+  EXPECT_FALSE(y.requires_grad());
+  EXPECT_TRUE(values(y, {2}, {0, 1}));
+}
+
+TEST(Neg, Values_4) {
+  EXPECT_TRUE(values(nb::neg(f32({1, -2.5, 0, 1e30})), {4}, {-1, 2.5, 0, -1e30}));
+}
+
+TEST(Exp, Values_4_Float32_and_Float64) {
+  // e^0 = 1, e^1 = 2.718281828459045, e^-1 = 0.36787944117144233, e^2 = 7.38905609893065
+  const std::vector<double> want = {1, 2.718281828459045, 0.36787944117144233, 7.38905609893065};
+  EXPECT_TRUE(values(nb::exp(f32({0, 1, -1, 2})), {4}, want));
+  EXPECT_TRUE(values(nb::exp(f64({0, 1, -1, 2})), {4}, want, kTight));
+  // e^-1000 underflows to 0, e^1000 overflows to inf
+  EXPECT_TRUE(values(nb::exp(f64({-1000, 1000})), {2}, {0, kInf}));
+}
+
+TEST(Exp, TransposedView_2x3T) {
+  // x.t() = [[0, 1, 2], [-1, 0, 1]]
+  Tensor x = f64({0, -1, 1, 0, 2, 1}, {3, 2});
+  EXPECT_TRUE(values(nb::exp(x.t()), {2, 3},
+                     {1, 2.718281828459045, 7.38905609893065, 0.36787944117144233, 1, 2.718281828459045}, kTight));
+}
+
+TEST(Log, Values_6) {
+  // ln 1 = 0, ln 10 = 2.302585092994046, ln 0.5 = -0.6931471805599453, ln 2 = 0.6931471805599453,
+  // ln 0 = -inf, ln(-1) = NaN
+  Tensor x = f64({1, 10, 0.5, 2, 0, -1});
+  EXPECT_TRUE(values(nb::log(x), {6},
+                     {0, 2.302585092994046, -0.6931471805599453, 0.6931471805599453, -kInf, std::nan("")}, kTight));
+  EXPECT_TRUE(values(nb::log(f32({1, 10, 0.5, 2})), {4},
+                     {0, 2.302585092994046, -0.6931471805599453, 0.6931471805599453}));
+}
+
+TEST(Sqrt, Values_5) {
+  // sqrt(2) = 1.4142135623730951, sqrt(-1) = NaN
+  EXPECT_TRUE(values(nb::sqrt(f32({0, 4, 2, 0.25})), {4}, {0, 2, 1.4142135623730951, 0.5}));
+  EXPECT_TRUE(values(nb::sqrt(f64({2, -1})), {2}, {1.4142135623730951, std::nan("")}, kTight));
+}
+
+TEST(Abs, Values_5) {
+  EXPECT_TRUE(values(nb::abs(f32({-3, 0, 2.5, -0.0, -1e-20})), {5}, {3, 0, 2.5, 0, 1e-20}));
+  EXPECT_EQ(nb::abs(f32({-0.0})).to_vector<float>()[0], 0.0f);
+  EXPECT_FALSE(std::signbit(nb::abs(f32({-0.0})).to_vector<float>()[0]));
+}
+
+TEST(Pow, Exponents_2_Half_Minus1_3_0) {
+  Tensor x = f64({1, 2, 4, 0.5});
+  EXPECT_TRUE(values(nb::pow(x, 2), {4}, {1, 4, 16, 0.25}, kTight));
+  // 2^0.5 = 1.4142135623730951, 0.5^0.5 = 0.7071067811865476
+  EXPECT_TRUE(values(nb::pow(x, 0.5), {4}, {1, 1.4142135623730951, 2, 0.7071067811865476}, kTight));
+  EXPECT_TRUE(values(nb::pow(x, -1), {4}, {1, 0.5, 0.25, 2}, kTight));
+  // integer exponents of negative bases keep their sign; x^0 = 1 also at x = 0
+  EXPECT_TRUE(values(nb::pow(f32({-2, -1.5, 3}), 3), {3}, {-8, -3.375, 27}));
+  EXPECT_TRUE(values(nb::pow(f32({0, -2, 5}), 0), {3}, {1, 1, 1}));
+}
+
+TEST(Clamp, MinusOne_One_6) {
+  Tensor x = f32({-2, -1, -0.5, 0.5, 1, 2});
+  EXPECT_TRUE(values(nb::clamp(x, -1, 1), {6}, {-1, -1, -0.5, 0.5, 1, 1}));
+  // lo == hi is allowed and gives a constant
+  EXPECT_TRUE(values(nb::clamp(x, 0.25, 0.25), {6}, {0.25, 0.25, 0.25, 0.25, 0.25, 0.25}));
+  // one-sided with an infinite bound
+  EXPECT_TRUE(values(nb::clamp(x, 0, kInf), {6}, {0, 0, 0, 0.5, 1, 2}));
+}
+
+TEST(Clamp, NaNPassesThrough_2) {
+  EXPECT_TRUE(values(nb::clamp(f64({std::nan(""), 5}), -1, 1), {2}, {std::nan(""), 1}));
+}
+
+TEST(Affine, ScaleShift_2x2) {
+  // 2x - 1
+  EXPECT_TRUE(values(nb::affine(f32({0, 1, -1, 0.25}, {2, 2}), 2, -1), {2, 2}, {-1, 1, -3, -0.5}));
+  // -1.5x + 0.25
+  EXPECT_TRUE(values(nb::affine(f64({2, -2}), -1.5, 0.25), {2}, {-2.75, 3.25}, kTight));
+}
+
+TEST(Relu, Values_5) {
+  EXPECT_TRUE(values(nb::relu(f32({-1, 0, 2, -1e-30, 1e30})), {5}, {0, 0, 2, 0, 1e30}));
+  EXPECT_TRUE(values(f64({-3, 3}).relu(), {2}, {0, 3}, kTight));
+}
+
+TEST(LeakyRelu, DefaultAndCustomSlope_3) {
+  Tensor x = f32({-2, 0, 3});
+  EXPECT_TRUE(values(nb::leaky_relu(x), {3}, {-0.02, 0, 3}));
+  EXPECT_TRUE(values(nb::leaky_relu(x, 0.1), {3}, {-0.2, 0, 3}));
+}
+
+TEST(Elu, AlphaOneAndTwo_3) {
+  // elu(-1) = e^-1 - 1 = -0.6321205588285577; alpha 2: -1.2642411176571153; elu(-2) = -0.8646647167633873
+  EXPECT_TRUE(values(nb::elu(f64({-1, 0, 2, -2})), {4}, {-0.6321205588285577, 0, 2, -0.8646647167633873}, kTight));
+  EXPECT_TRUE(values(nb::elu(f32({-1, 0, 2}), 2.0), {3}, {-1.2642411176571153, 0, 2}));
+  // saturates at -alpha
+  EXPECT_TRUE(values(nb::elu(f32({-100}), 1.5), {1}, {-1.5}));
+}
+
+TEST(Sigmoid, Values_5) {
+  // sigmoid(0) = 0.5, sigmoid(2) = 1/(1+e^-2) = 0.8807970779778823, sigmoid(-2) = 0.11920292202211755,
+  // sigmoid(30) = 0.9999999999999065, sigmoid(-30) = 9.357622968839299e-14
+  Tensor y = nb::sigmoid(f64({0, 2, -2, 30, -30}));
+  EXPECT_TRUE(values(y, {5}, {0.5, 0.8807970779778823, 0.11920292202211755, 0.9999999999999065, 0}, kTight));
+  EXPECT_NEAR(y.to_vector<double>()[4], 9.357622968839299e-14, 1e-26);
+  Tensor z = nb::sigmoid(f32({0, 2, -2}));
+  EXPECT_TRUE(values(z, {3}, {0.5, 0.8807970779778823, 0.11920292202211755}));
+}
+
+TEST(Sigmoid, LargeMagnitudeStaysFinite_4) {
+  // sigmoid(-100) = e^-100 / (1 + e^-100) = 3.720075976020836e-44, not 0/0 or 1/inf trouble.
+  Tensor y = nb::sigmoid(f64({-100, 100, -1000, 1000}));
+  auto v = y.to_vector<double>();
+  EXPECT_NEAR(v[0], 3.720075976020836e-44, 1e-57);
+  EXPECT_EQ(v[1], 1.0);
+  EXPECT_EQ(v[2], 0.0);
+  EXPECT_EQ(v[3], 1.0);
+  Tensor z = nb::sigmoid(f32({-1000, 1000}));
+  EXPECT_TRUE(values(z, {2}, {0, 1}));
+}
+
+TEST(Tanh, Values_4) {
+  // tanh(0.5) = 0.46211715726000974, tanh(-1) = -0.7615941559557649, tanh(20) = 1 (to double precision)
+  EXPECT_TRUE(values(nb::tanh(f32({0, 0.5, -1, 20})), {4}, {0, 0.46211715726000974, -0.7615941559557649, 1}));
+  EXPECT_TRUE(values(nb::tanh(f64({0.5, -1})), {2}, {0.46211715726000974, -0.7615941559557649}, kTight));
+}
+
+TEST(Gelu, ExactErfForm_5) {
+  // gelu(x) = x * Phi(x) = x/2 * (1 + erf(x/sqrt 2)):
+  // gelu(1) = 0.8413447460685429, gelu(-1) = -0.15865525393145707, gelu(2) = 1.9544997361036416,
+  // gelu(-3) = -0.00404969409489031. The tanh approximation would give gelu(1) = 0.8411919906...
+  Tensor y = nb::gelu(f64({0, 1, -1, 2, -3}));
+  EXPECT_TRUE(values(y, {5}, {0, 0.8413447460685429, -0.15865525393145707, 1.9544997361036416, -0.00404969409489031},
+                     kTight));
+  EXPECT_NEAR(y.to_vector<double>()[4], -0.00404969409489031, 1e-15);
+  EXPECT_TRUE(values(nb::gelu(f32({1, -1, 2})), {3}, {0.8413447460685429, -0.15865525393145707, 1.9544997361036416}));
+}
+
+TEST(Softplus, Values_6_IncludingPlusMinus50) {
+  // softplus(x) = ln(1 + e^x): softplus(0) = ln 2 = 0.6931471805599453, softplus(1) = 1.3132616875182228,
+  // softplus(-1) = 0.31326168751822286, softplus(50) = 50 + 1.9e-22, softplus(-50) = 1.9287498479639178e-22,
+  // softplus(100) = 100
+  Tensor y = nb::softplus(f64({0, 1, -1, 50, -50, 100}));
+  EXPECT_TRUE(values(y, {6}, {0.6931471805599453, 1.3132616875182228, 0.31326168751822286, 50, 0, 100}, kTight));
+  EXPECT_NEAR(y.to_vector<double>()[4], 1.9287498479639178e-22, 1e-35);
+  Tensor z = nb::softplus(f32({0, 1, -1, 50, -50, 1000}));
+  EXPECT_TRUE(values(z, {6}, {0.6931471805599453, 1.3132616875182228, 0.31326168751822286, 50, 0, 1000}));
+  EXPECT_NEAR(z.to_vector<double>()[4], 1.9287498479639178e-22, 1e-28);
+}
+
+TEST(Softmax, LastAxis_2x3) {
+  // softmax(1, 2, 3) = (0.09003057317038046, 0.24472847105479764, 0.6652409557748218); equal logits: 1/3
+  Tensor y = nb::softmax(f32({1, 2, 3, 0, 0, 0}, {2, 3}));
+  EXPECT_TRUE(values(y, {2, 3},
+                     {0.09003057317038046, 0.24472847105479764, 0.6652409557748218, 1.0 / 3, 1.0 / 3, 1.0 / 3}));
+  EXPECT_TRUE(values(nb::softmax(f64({1, 2, 3}), -1), {3},
+                     {0.09003057317038046, 0.24472847105479764, 0.6652409557748218}, kTight));
+}
+
+TEST(Softmax, Axis0_2x2) {
+  // columns (1, 3) and (2, 4): softmax(1, 3) = (0.11920292202211755, 0.8807970779778823)
+  Tensor x = f64({1, 2, 3, 4}, {2, 2});
+  const std::vector<double> want = {0.11920292202211755, 0.11920292202211755, 0.8807970779778823,
+                                    0.8807970779778823};
+  EXPECT_TRUE(values(nb::softmax(x, 0), {2, 2}, want, kTight));
+  EXPECT_TRUE(values(nb::softmax(x, -2), {2, 2}, want, kTight));
+}
+
+TEST(Softmax, MiddleAxis_2x3x2) {
+  // x[0] columns: (1, 2, 3) and (0, 0, 0); x[1] columns: (3, 2, 1) and (1000, 1001, 1002)
+  Tensor x = f32({1, 0, 2, 0, 3, 0, 3, 1000, 2, 1001, 1, 1002}, {2, 3, 2});
+  const double a = 0.09003057317038046, b = 0.24472847105479764, c = 0.6652409557748218, t = 1.0 / 3;
+  EXPECT_TRUE(values(nb::softmax(x, 1), {2, 3, 2}, {a, t, b, t, c, t, c, a, b, b, a, c}));
+}
+
+TEST(Softmax, LargeValues_1000_1001_StayFinite) {
+  // softmax(1000, 1001) = softmax(0, 1) = (0.2689414213699951, 0.7310585786300049); exp(1000) would overflow.
+  Tensor y = nb::softmax(f32({1000, 1001, -1000, -1001}, {2, 2}));
+  EXPECT_TRUE(values(y, {2, 2}, {0.2689414213699951, 0.7310585786300049, 0.7310585786300049, 0.2689414213699951}));
+}
+
+TEST(LogSoftmax, LastAxis_2x3) {
+  // log_softmax(1, 2, 3) = (-2.4076059644443806, -1.4076059644443804, -0.4076059644443804); equal: -ln 3
+  Tensor y = nb::log_softmax(f64({1, 2, 3, 5, 5, 5}, {2, 3}));
+  EXPECT_TRUE(values(y, {2, 3},
+                     {-2.4076059644443806, -1.4076059644443804, -0.4076059644443804, -1.0986122886681098,
+                      -1.0986122886681098, -1.0986122886681098},
+                     kTight));
+  EXPECT_TRUE(values(nb::log_softmax(f32({1, 2, 3})), {3}, {-2.4076059644443806, -1.4076059644443804, -0.4076059644443804}));
+}
+
+TEST(LogSoftmax, Axis0_2x2) {
+  // columns (1, 3): log_softmax = (-2.1269280110429727, -0.1269280110429726)
+  Tensor y = nb::log_softmax(f32({1, 10, 3, 12}, {2, 2}), 0);
+  EXPECT_TRUE(values(y, {2, 2}, {-2.1269280110429727, -2.1269280110429727, -0.1269280110429726, -0.1269280110429726}));
+}
+
+TEST(LogSoftmax, LargeValues_1000_1001_StayFinite) {
+  // log_softmax(1000, 1001) = (-1.3132616875182228, -0.31326168751822286); a logit 1e4 below: -1e4 - ...
+  Tensor y = nb::log_softmax(f32({1000, 1001}));
+  EXPECT_TRUE(values(y, {2}, {-1.3132616875182228, -0.31326168751822286}));
+  Tensor z = nb::log_softmax(f64({0, 10000}));
+  EXPECT_TRUE(values(z, {2}, {-10000, 0}, kTight));
+}
+
+TEST(Errors, Add_Broadcast_2x3_plus_4) {
+  std::string msg = error_of([] { nb::add(nb::zeros({2, 3}), nb::zeros({4})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("add:"), HasSubstr("[2, 3]"), HasSubstr("[4]")));
+}
+
+TEST(Errors, Mul_Broadcast_2x3_times_3x2) {
+  std::string msg = error_of([] { nb::zeros({2, 3}) * nb::zeros({3, 2}); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("mul:"), HasSubstr("[2, 3]"), HasSubstr("[3, 2]")));
+}
+
+TEST(Errors, Sub_Div_Maximum_Eq_Broadcast_2_vs_3) {
+  for (auto [name, f] : std::vector<std::pair<std::string, Tensor (*)(const Tensor&, const Tensor&)>>{
+           {"sub", nb::sub}, {"div", nb::div}, {"maximum", nb::maximum}, {"minimum", nb::minimum},
+           {"eq", nb::eq}, {"lt", nb::lt}}) {
+    std::string msg = error_of([f = f] { f(nb::zeros({2}), nb::zeros({3})); });
+    EXPECT_THAT(msg, AllOf(HasSubstr(name + ":"), HasSubstr("[2]"), HasSubstr("[3]"))) << name;
+  }
+}
+
+TEST(Errors, Add_Float32_plus_Float64) {
+  std::string msg = error_of([] { nb::add(nb::zeros({2, 3}), nb::zeros({2, 3}, {.dtype = DType::float64})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("add:"), HasSubstr("float32"), HasSubstr("float64"), HasSubstr("[2, 3]")));
+  msg = error_of([] { nb::matmul(nb::zeros({2, 3}), nb::zeros({3, 2}, {.dtype = DType::float64})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("matmul:"), HasSubstr("float32"), HasSubstr("float64")));
+}
+
+TEST(Errors, Softmax_AxisOutOfRange_2x3) {
+  std::string msg = error_of([] { nb::softmax(nb::zeros({2, 3}), 2); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("softmax:"), HasSubstr("axis 2")));
+  msg = error_of([] { nb::log_softmax(nb::zeros({2, 3}), -3); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("log_softmax:"), HasSubstr("axis -3")));
+}
+
+TEST(Errors, Clamp_LoAboveHi) {
+  std::string msg = error_of([] { nb::clamp(nb::zeros({2}), 2, 1); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("clamp:"), HasSubstr("lower bound 2"), HasSubstr("upper bound 1")));
+}
+
+TEST(Errors, Int64TensorToFloatOp) {
+  std::string msg = error_of([] { nb::exp(i64({1, 2})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("exp:"), HasSubstr("int64")));
+  msg = error_of([] { nb::add(i64({1, 2}), i64({1, 2})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("add:"), HasSubstr("int64")));
+  msg = error_of([] { nb::sum(i32({1, 2})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("sum:"), HasSubstr("int32")));
+  msg = error_of([] { nb::matmul(i64({1, 2}), i64({1, 2})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("matmul:"), HasSubstr("int64")));
+  msg = error_of([] { nb::softmax(i64({1, 2})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("softmax:"), HasSubstr("int64")));
+}
+
+TEST(Errors, UndefinedTensor) {
+  std::string msg = error_of([] { nb::add(Tensor(), nb::zeros({2})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("add:"), HasSubstr("undefined")));
+  msg = error_of([] { nb::relu(Tensor()); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("relu:"), HasSubstr("undefined")));
+  msg = error_of([] { nb::cross_entropy(nb::zeros({2, 3}), Tensor()); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("cross_entropy:"), HasSubstr("undefined")));
+  msg = error_of([] { Tensor().shape(); });
+  EXPECT_THAT(msg, HasSubstr("undefined"));
 }
 
 }  // namespace

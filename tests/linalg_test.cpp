@@ -295,4 +295,183 @@ TEST(LinalgErrors, LinearBadBiasAndWeight) {
   EXPECT_THAT(msg, AllOf(HasSubstr("linear"), HasSubstr("bias"), HasSubstr("float32")));
 }
 
+// ---- values worked out by hand, one test per case, and the errors each op raises ----------------
+
+namespace {
+// A0 = [[1,2,3],[4,5,6]], B0 = [[7,8],[9,10],[11,12]]: A0 B0 = [[58,64],[139,154]]
+// A1 = [[1,0,-1],[2,1,0]], B1 = [[1,2],[3,4],[5,6]]:   A1 B1 = [[-4,-4],[5,8]]
+// A1 B0 = [[-4,-4],[23,26]], A0 B1 = [[22,28],[49,64]]
+const std::vector<double> A0 = {1, 2, 3, 4, 5, 6}, A1 = {1, 0, -1, 2, 1, 0};
+const std::vector<double> B0 = {7, 8, 9, 10, 11, 12}, B1 = {1, 2, 3, 4, 5, 6};
+std::vector<double> cat(std::vector<double> a, const std::vector<double>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+}  // namespace
+
+TEST(Matmul, 2x3_times_3x2) {
+  Tensor y = nb::matmul(f32(A0, {2, 3}), f32(B0, {3, 2}));
+  EXPECT_TRUE(values(y, {2, 2}, {58, 64, 139, 154}));
+  EXPECT_TRUE(values(f64(A0, {2, 3}).matmul(f64(B0, {3, 2})), {2, 2}, {58, 64, 139, 154}, kTight));
+  // 3x2 times 2x3 = [[39,54,69],[49,68,87],[59,82,105]]
+  EXPECT_TRUE(values(nb::matmul(f32(B0, {3, 2}), f32(A0, {2, 3})), {3, 3}, {39, 54, 69, 49, 68, 87, 59, 82, 105}));
+}
+
+TEST(Matmul, Float64_KeepsDoublePrecision_1x2_times_2x1) {
+  // 1*1 + 1e-10*1 = 1.0000000001 (float32 would give exactly 1)
+  Tensor y = nb::matmul(f64({1, 1e-10}, {1, 2}), f64({1, 1}, {2, 1}));
+  EXPECT_EQ(y.dtype(), DType::float64);
+  EXPECT_NEAR(y.item(), 1.0000000001, 1e-16);
+}
+
+TEST(Matmul, Batched_2x2x3_times_2x3x2) {
+  Tensor y = nb::matmul(f32(cat(A0, A1), {2, 2, 3}), f32(cat(B0, B1), {2, 3, 2}));
+  EXPECT_TRUE(values(y, {2, 2, 2}, {58, 64, 139, 154, -4, -4, 5, 8}));
+}
+
+TEST(Matmul, BroadcastBatch_2x2x3_times_3x2) {
+  Tensor y = nb::matmul(f32(cat(A0, A1), {2, 2, 3}), f32(B0, {3, 2}));
+  EXPECT_TRUE(values(y, {2, 2, 2}, {58, 64, 139, 154, -4, -4, 23, 26}));
+}
+
+TEST(Matmul, BroadcastBatch_2x3_times_2x3x2) {
+  // a 2-D matrix against a stack
+  Tensor y = nb::matmul(f64(A0, {2, 3}), f64(cat(B0, B1), {2, 3, 2}));
+  EXPECT_TRUE(values(y, {2, 2, 2}, {58, 64, 139, 154, 22, 28, 49, 64}, kTight));
+}
+
+TEST(Matmul, BroadcastBatch_1x2x3_times_2x3x2) {
+  Tensor y = nb::matmul(f32(A0, {1, 2, 3}), f32(cat(B0, B1), {2, 3, 2}));
+  EXPECT_TRUE(values(y, {2, 2, 2}, {58, 64, 139, 154, 22, 28, 49, 64}));
+}
+
+TEST(Matmul, BroadcastBatch_2x1x1x2_times_1x3x2x1) {
+  // batch [2, 1] with [1, 3] -> [2, 3]; out[i][j] = a_i . b_j, a = (1,2), (3,4); b = (1,0), (0,1), (1,1)
+  Tensor a = f32({1, 2, 3, 4}, {2, 1, 1, 2});
+  Tensor b = f32({1, 0, 0, 1, 1, 1}, {1, 3, 2, 1});
+  EXPECT_TRUE(values(nb::matmul(a, b), {2, 3, 1, 1}, {1, 2, 3, 3, 4, 7}));
+}
+
+TEST(Matmul, Vector_3_times_3x2) {
+  // (1,2,3) B0 = (1*7+2*9+3*11, 1*8+2*10+3*12) = (58, 64)
+  EXPECT_TRUE(values(nb::matmul(f32({1, 2, 3}), f32(B0, {3, 2})), {2}, {58, 64}));
+}
+
+TEST(Matmul, 2x3_times_Vector_3) {
+  // A0 (1,0,-1) = (1-3, 4-6)
+  EXPECT_TRUE(values(nb::matmul(f32(A0, {2, 3}), f32({1, 0, -1})), {2}, {-2, -2}));
+}
+
+TEST(Matmul, Vector_3_times_Vector_3_IsScalar) {
+  // (1,2,3).(4,5,6) = 32, a 0-d tensor as in NumPy and PyTorch
+  Tensor y = nb::matmul(f32({1, 2, 3}), f32({4, 5, 6}));
+  EXPECT_TRUE(values(y, {}, {32}));
+}
+
+TEST(Matmul, Vector_3_times_2x3x2) {
+  // (1,2,3) B0 = (58, 64), (1,2,3) B1 = (22, 28)
+  EXPECT_TRUE(values(nb::matmul(f32({1, 2, 3}), f32(cat(B0, B1), {2, 3, 2})), {2, 2}, {58, 64, 22, 28}));
+}
+
+TEST(Matmul, 2x2x3_times_Vector_3) {
+  // A0 (1,0,-1) = (-2, -2); A1 (1,0,-1) = (2, 2)
+  EXPECT_TRUE(values(nb::matmul(f32(cat(A0, A1), {2, 2, 3}), f32({1, 0, -1})), {2, 2}, {-2, -2, 2, 2}));
+}
+
+TEST(Matmul, TransposedViews_3x2T_times_2x3T) {
+  // at.t() = A0, bt.t() = B0
+  Tensor at = f32({1, 4, 2, 5, 3, 6}, {3, 2});
+  Tensor bt = f32({7, 9, 11, 8, 10, 12}, {2, 3});
+  EXPECT_FALSE(at.t().is_contiguous());
+  EXPECT_TRUE(values(nb::matmul(at.t(), bt.t()), {2, 2}, {58, 64, 139, 154}));
+  EXPECT_TRUE(values(nb::matmul(at.t(), f32(B0, {3, 2})), {2, 2}, {58, 64, 139, 154}));
+  EXPECT_TRUE(values(nb::matmul(f32(A0, {2, 3}), bt.t()), {2, 2}, {58, 64, 139, 154}));
+  // (A0 B0)^T = B0^T A0^T = [[58,139],[64,154]]
+  EXPECT_TRUE(values(nb::matmul(bt, at), {2, 2}, {58, 139, 64, 154}));
+}
+
+TEST(Matmul, BatchedTransposedView_2x3x2T_times_2x3x2) {
+  // x[b] = A_b^T, so x.transpose(-2, -1) = (A0, A1)
+  Tensor x = f32({1, 4, 2, 5, 3, 6, 1, 2, 0, 1, -1, 0}, {2, 3, 2});
+  Tensor y = nb::matmul(x.transpose(-2, -1), f32(cat(B0, B1), {2, 3, 2}));
+  EXPECT_TRUE(values(y, {2, 2, 2}, {58, 64, 139, 154, -4, -4, 5, 8}));
+}
+
+TEST(Matmul, StridedSliceViews_2x3) {
+  // every other row of a [4, 3] (row stride 6), and the first 3 columns of a [2, 4] (row stride 4)
+  Tensor rows = f32({1, 2, 3, 0, 0, 0, 4, 5, 6, 0, 0, 0}, {4, 3}).slice(0, 0, 4, 2);
+  Tensor cols = f32({1, 2, 3, 99, 4, 5, 6, 99}, {2, 4}).slice(1, 0, 3);
+  EXPECT_TRUE(values(nb::matmul(rows, f32(B0, {3, 2})), {2, 2}, {58, 64, 139, 154}));
+  EXPECT_TRUE(values(nb::matmul(cols, f32(B0, {3, 2})), {2, 2}, {58, 64, 139, 154}));
+}
+
+TEST(Matmul, EmptyInner_2x0_times_0x3_IsZeros) {
+  EXPECT_TRUE(values(nb::matmul(nb::zeros({2, 0}), nb::zeros({0, 3})), {2, 3}, {0, 0, 0, 0, 0, 0}));
+}
+
+TEST(Matmul, Larger_37x19_times_19x23_ClosedForm) {
+  // a[i][k] = i + k, b[k][j] = k - j; c[i][j] = sum_k (i+k)(k-j) = 19*(-i*j) + (i - j)*S1 + S2 with
+  // S1 = 0+...+18 = 171, S2 = 0^2+...+18^2 = 2109. Sizes not multiples of any blocking.
+  const int m = 37, k = 19, n = 23;
+  std::vector<double> a, b, want;
+  for (int i = 0; i < m; ++i)
+    for (int q = 0; q < k; ++q) a.push_back(i + q);
+  for (int q = 0; q < k; ++q)
+    for (int j = 0; j < n; ++j) b.push_back(q - j);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) want.push_back(-19.0 * i * j + (i - j) * 171.0 + 2109.0);
+  EXPECT_TRUE(values(nb::matmul(f64(a, {m, k}), f64(b, {k, n})), {m, n}, want, kTight));
+  EXPECT_TRUE(values(nb::matmul(f32(a, {m, k}), f32(b, {k, n})), {m, n}, want));
+}
+
+TEST(Linear, Bias_2x3_w2x3) {
+  // x w^T = [[1-3, (1+2+3)/2], [4-6, (4+5+6)/2]] = [[-2, 3], [-2, 7.5]]; + b (10, -10)
+  Tensor x = f32(A0, {2, 3});
+  Tensor w = f32({1, 0, -1, 0.5, 0.5, 0.5}, {2, 3});
+  Tensor b = f32({10, -10});
+  EXPECT_TRUE(values(nb::linear(x, w, b), {2, 2}, {8, -7, 8, -2.5}));
+  EXPECT_TRUE(values(nb::linear(x, w), {2, 2}, {-2, 3, -2, 7.5}));
+}
+
+TEST(Linear, Input_2x1x3_and_Vector_3) {
+  Tensor w = f64({1, 0, -1, 0.5, 0.5, 0.5}, {2, 3});
+  Tensor b = f64({10, -10});
+  EXPECT_TRUE(values(nb::linear(f64(A0, {2, 1, 3}), w, b), {2, 1, 2}, {8, -7, 8, -2.5}, kTight));
+  EXPECT_TRUE(values(nb::linear(f64({1, 2, 3}), w, b), {2}, {8, -7}, kTight));
+}
+
+TEST(Linear, TransposedInput_3x2T_w2x3) {
+  Tensor xt = f32({1, 4, 2, 5, 3, 6}, {3, 2});  // xt.t() = A0
+  Tensor w = f32({1, 0, -1, 0.5, 0.5, 0.5}, {2, 3});
+  EXPECT_TRUE(values(nb::linear(xt.t(), w, f32({1, 1})), {2, 2}, {-1, 4, -1, 8.5}));
+}
+
+TEST(Errors, Matmul_InnerDimensions_2x3_times_4x2) {
+  std::string msg = error_of([] { nb::matmul(nb::zeros({2, 3}), nb::zeros({4, 2})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("matmul:"), HasSubstr("[2, 3]"), HasSubstr("[4, 2]")));
+  msg = error_of([] { nb::matmul(nb::zeros({5, 2, 3}), nb::zeros({5, 2, 3})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("matmul:"), HasSubstr("[5, 2, 3]")));
+}
+
+TEST(Errors, Matmul_BatchAxesDoNotBroadcast_2x2x3_times_3x3x2) {
+  std::string msg = error_of([] { nb::matmul(nb::zeros({2, 2, 3}), nb::zeros({3, 3, 2})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("matmul (batch axes):"), HasSubstr("[2]"), HasSubstr("[3]")));
+}
+
+TEST(Errors, Matmul_ZeroDim) {
+  std::string msg = error_of([] { nb::matmul(nb::scalar(1), nb::zeros({2})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("matmul:"), HasSubstr("[]"), HasSubstr("[2]")));
+}
+
+TEST(Errors, Linear_WrongFeatureCount_2x3_w5x4) {
+  std::string msg = error_of([] { nb::linear(nb::zeros({2, 3}), nb::zeros({5, 4})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("linear:"), HasSubstr("[2, 3]"), HasSubstr("[5, 4]")));
+  msg = error_of([] { nb::linear(nb::zeros({2, 4}), nb::zeros({5, 4}), nb::zeros({4})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("linear:"), HasSubstr("bias"), HasSubstr("[4]"), HasSubstr("[5]")));
+  msg = error_of([] { nb::linear(nb::zeros({2, 4}), nb::zeros({5, 4}), {}, "fc2"); });
+  EXPECT_EQ(msg, "(no error)");
+  msg = error_of([] { nb::linear(nb::zeros({2, 3}), nb::zeros({5, 4}), {}, "fc2"); });
+  EXPECT_THAT(msg, HasSubstr("fc2:"));
+}
+
 }  // namespace

@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <filesystem>
@@ -205,6 +206,37 @@ inline ::testing::AssertionResult near(const Tensor& actual, const std::vector<d
   }
   return ::testing::AssertionSuccess();
 }
+
+// t has `shape` and each element is within tol * max(1, |want|) of `want` (row-major); +-inf must
+// match exactly, NaN must be NaN. Unlike near(), the failure message prints the whole tensor.
+inline ::testing::AssertionResult values(const Tensor& t, const Shape& shape, const std::vector<double>& want,
+                                         double tol = 1e-6) {
+  if (!t.defined()) return ::testing::AssertionFailure() << "tensor is undefined";
+  if (t.shape() != shape)
+    return ::testing::AssertionFailure() << "shape " << shape_str(t.shape()) << ", expected " << shape_str(shape);
+  std::vector<double> got = t.to_vector<double>();
+  if (got.size() != want.size())
+    return ::testing::AssertionFailure() << got.size() << " values, expected " << want.size();
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double g = got[i], w = want[i];
+    bool ok;
+    if (std::isnan(w))
+      ok = std::isnan(g);
+    else if (std::isinf(w))
+      ok = g == w;
+    else
+      ok = std::abs(g - w) <= tol * std::max(1.0, std::abs(w));
+    if (!ok)
+      return ::testing::AssertionFailure() << "element " << i << " is " << ::testing::PrintToString(g)
+                                           << ", expected " << ::testing::PrintToString(w) << " (tol " << tol
+                                           << ")\n"
+                                           << t;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// A tight tolerance for values() of float64 results.
+inline constexpr double kTight = 1e-12;
 
 // The message of the nabla::Error that f throws, or "(no error)" / "(other exception: ...)".
 inline std::string error_of(const std::function<void()>& f) {
