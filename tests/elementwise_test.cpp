@@ -884,4 +884,476 @@ TEST(Errors, UndefinedTensor) {
   EXPECT_THAT(msg, HasSubstr("undefined"));
 }
 
+// ---- CPU kernels, called directly through nabla::Backend on host buffers (test_util.h: cpu()) ----
+// (in a namespace of their own: their helper and case names may repeat the suite's above)
+namespace cpu_kernels {
+
+using nb::BinaryOp;
+using nb::ReduceOp;
+using nb::StridedLayout;
+using nb::UnaryOp;
+
+// ---- unary --------------------------------------------------------------------------------------
+
+struct UnaryCase {
+  std::string name;
+  UnaryOp op;
+  double a, b;
+  double lo, hi;                      // input range
+  std::vector<double> kinks;          // inputs kept 0.05 away from these for differences
+  std::function<double(double)> ref;  // f(x) written out
+};
+
+double ref_sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+std::vector<UnaryCase> unary_cases() {
+  return {
+      {"neg", UnaryOp::neg, 0, 0, -3, 3, {}, [](double x) { return -x; }},
+      {"exp", UnaryOp::exp, 0, 0, -3, 3, {}, [](double x) { return std::exp(x); }},
+      {"log", UnaryOp::log, 0, 0, 0.1, 4, {}, [](double x) { return std::log(x); }},
+      {"sqrt", UnaryOp::sqrt, 0, 0, 0.1, 4, {}, [](double x) { return std::sqrt(x); }},
+      {"abs", UnaryOp::abs, 0, 0, -3, 3, {0}, [](double x) { return x < 0 ? -x : x; }},
+      {"relu", UnaryOp::relu, 0, 0, -3, 3, {0}, [](double x) { return x > 0 ? x : 0; }},
+      {"leaky_relu_a0p1",
+       UnaryOp::leaky_relu,
+       0.1,
+       0,
+       -3,
+       3,
+       {0},
+       [](double x) { return x > 0 ? x : 0.1 * x; }},
+      {"elu_a1p5",
+       UnaryOp::elu,
+       1.5,
+       0,
+       -3,
+       3,
+       {0},
+       [](double x) { return x > 0 ? x : 1.5 * (std::exp(x) - 1); }},
+      {"sigmoid", UnaryOp::sigmoid, 0, 0, -6, 6, {}, ref_sigmoid},
+      {"tanh",
+       UnaryOp::tanh,
+       0,
+       0,
+       -3,
+       3,
+       {},
+       [](double x) { return (std::exp(2 * x) - 1) / (std::exp(2 * x) + 1); }},
+      {"gelu",
+       UnaryOp::gelu,
+       0,
+       0,
+       -4,
+       4,
+       {},
+       [](double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); }},
+      {"pow_a2p5", UnaryOp::pow, 2.5, 0, 0.1, 3, {}, [](double x) { return x * x * std::sqrt(x); }},
+      {"pow_a3_negative_base", UnaryOp::pow, 3, 0, -2, 2, {}, [](double x) { return x * x * x; }},
+      {"pow_am1", UnaryOp::pow, -1, 0, 0.2, 3, {}, [](double x) { return 1 / x; }},
+      {"clamp_m1_1",
+       UnaryOp::clamp,
+       -1,
+       1,
+       -3,
+       3,
+       {-1, 1},
+       [](double x) { return x < -1  ? -1
+                             : x > 1 ? 1
+                                     : x; }},
+      {"affine_a2_b0p5", UnaryOp::affine, 2, 0.5, -3, 3, {}, [](double x) { return 2 * x + 0.5; }},
+      {"softplus",
+       UnaryOp::softplus,
+       0,
+       0,
+       -10,
+       10,
+       {},
+       [](double x) { return std::log(1 + std::exp(x)); }},
+  };
+}
+
+class CpuUnary : public ::testing::TestWithParam<UnaryCase> {};
+
+std::vector<double> unary_inputs(const UnaryCase& c, size_t n) {
+  auto x = random_values(n, c.lo, c.hi, 17);
+  for (auto& v : x)
+    for (double k : c.kinks)
+      if (std::abs(v - k) < 0.05) v = k + (v < k ? -0.05 : 0.05);
+  return x;
+}
+
+TEST_P(CpuUnary, ForwardMatchesFormula_float64_n257) {
+  const auto& c = GetParam();
+  auto x = unary_inputs(c, 257);
+  std::vector<double> y(x.size());
+  cpu().unary(c.op, DType::float64, y.data(), x.data(), int64_t(x.size()), c.a, c.b);
+  for (size_t i = 0; i < x.size(); ++i)
+    expect_close(y[i], c.ref(x[i]), 1e-12, 1e-14, c.name + " at " + std::to_string(x[i]));
+}
+
+TEST_P(CpuUnary, ForwardMatchesFormula_float32_n40000) {
+  // Large enough to take the parallel path.
+  const auto& c = GetParam();
+  auto xd = unary_inputs(c, 40000);
+  auto x = to_float(xd);
+  std::vector<float> y(x.size());
+  cpu().unary(c.op, DType::float32, y.data(), x.data(), int64_t(x.size()), c.a, c.b);
+  for (size_t i = 0; i < x.size(); ++i)
+    expect_close(y[i], c.ref(double(x[i])), 2e-6, 1e-6, c.name + " at " + std::to_string(x[i]));
+}
+
+TEST_P(CpuUnary, InPlace_float64_n64) {
+  const auto& c = GetParam();
+  auto x = unary_inputs(c, 64);
+  auto y = x;
+  cpu().unary(c.op, DType::float64, y.data(), y.data(), int64_t(y.size()), c.a, c.b);
+  for (size_t i = 0; i < x.size(); ++i) expect_close(y[i], c.ref(x[i]), 1e-12, 1e-14, c.name);
+}
+
+TEST_P(CpuUnary, BackwardMatchesCentralDifferences_float64_n101) {
+  const auto& c = GetParam();
+  auto x = unary_inputs(c, 101);
+  auto dy = random_values(x.size(), -2, 2, 5);
+  const int64_t n = int64_t(x.size());
+  std::vector<double> y(n), dx(n, kNaN);
+  cpu().unary(c.op, DType::float64, y.data(), x.data(), n, c.a, c.b);
+  cpu().unary_backward(c.op, DType::float64, dx.data(), dy.data(), x.data(), y.data(), n, c.a, c.b);
+  const double h = 1e-6;
+  std::vector<double> xp(n), xm(n), yp(n), ym(n);
+  for (int64_t i = 0; i < n; ++i) xp[i] = x[i] + h, xm[i] = x[i] - h;
+  cpu().unary(c.op, DType::float64, yp.data(), xp.data(), n, c.a, c.b);
+  cpu().unary(c.op, DType::float64, ym.data(), xm.data(), n, c.a, c.b);
+  for (int64_t i = 0; i < n; ++i) {
+    const double numeric = dy[i] * (yp[i] - ym[i]) / (2 * h);
+    expect_close(dx[i], numeric, 1e-6, 1e-7, c.name + "' at " + std::to_string(x[i]));
+  }
+}
+
+TEST_P(CpuUnary, Backward_float32_AgreesWith_float64_n300) {
+  const auto& c = GetParam();
+  auto xd = unary_inputs(c, 300);
+  auto dyd = random_values(xd.size(), -2, 2, 6);
+  const int64_t n = int64_t(xd.size());
+  std::vector<double> yd(n), dxd(n);
+  cpu().unary(c.op, DType::float64, yd.data(), xd.data(), n, c.a, c.b);
+  cpu().unary_backward(c.op, DType::float64, dxd.data(), dyd.data(), xd.data(), yd.data(), n, c.a,
+                       c.b);
+  auto x = to_float(xd), dy = to_float(dyd);
+  std::vector<float> y(n), dx(n);
+  cpu().unary(c.op, DType::float32, y.data(), x.data(), n, c.a, c.b);
+  cpu().unary_backward(c.op, DType::float32, dx.data(), dy.data(), x.data(), y.data(), n, c.a, c.b);
+  for (int64_t i = 0; i < n; ++i) expect_close(dx[i], dxd[i], 1e-4, 1e-5, c.name);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllOps, CpuUnary, ::testing::ValuesIn(unary_cases()),
+                         [](const auto& info) { return info.param.name; });
+
+// Derivative of op at the single point x, with dy = 1.
+double derivative_at(UnaryOp op, double x, double a = 0, double b = 0) {
+  double y = 0, dx = kNaN, dy = 1;
+  cpu().unary(op, DType::float64, &y, &x, 1, a, b);
+  cpu().unary_backward(op, DType::float64, &dx, &dy, &x, &y, 1, a, b);
+  return dx;
+}
+
+TEST(CpuUnaryKinks, DerivativesAtKinksTakeTheNegativeSide) {
+  EXPECT_EQ(derivative_at(UnaryOp::relu, 0.0), 0.0);
+  EXPECT_EQ(derivative_at(UnaryOp::abs, 0.0), 0.0);
+  EXPECT_EQ(derivative_at(UnaryOp::abs, -2.0), -1.0);
+  EXPECT_EQ(derivative_at(UnaryOp::leaky_relu, 0.0, 0.2), 0.2);
+  EXPECT_EQ(derivative_at(UnaryOp::elu, 0.0, 1.5), 1.5);
+}
+
+TEST(CpuUnaryKinks, ClampDerivativeIsOneStrictlyInside_m1_2) {
+  EXPECT_EQ(derivative_at(UnaryOp::clamp, -1.0, -1, 2), 0.0);
+  EXPECT_EQ(derivative_at(UnaryOp::clamp, 2.0, -1, 2), 0.0);
+  EXPECT_EQ(derivative_at(UnaryOp::clamp, -3.0, -1, 2), 0.0);
+  EXPECT_EQ(derivative_at(UnaryOp::clamp, 0.5, -1, 2), 1.0);
+}
+
+TEST(CpuUnaryKinks, PowDerivativeFormulaAndZeroExponent) {
+  EXPECT_DOUBLE_EQ(derivative_at(UnaryOp::pow, 3.0, 2.0), 6.0);
+  EXPECT_DOUBLE_EQ(derivative_at(UnaryOp::pow, 2.0, 0.5), 0.5 / std::sqrt(2.0));
+  EXPECT_EQ(derivative_at(UnaryOp::pow, 0.0, 0.0), 0.0);
+  EXPECT_EQ(derivative_at(UnaryOp::pow, 0.0, 2.0), 0.0);
+  EXPECT_EQ(derivative_at(UnaryOp::affine, 5.0, -3.0, 7.0), -3.0);
+}
+
+TEST(CpuUnaryKinks, HandValues) {
+  auto f = [](UnaryOp op, double x, double a = 0, double b = 0) {
+    double y = kNaN;
+    cpu().unary(op, DType::float64, &y, &x, 1, a, b);
+    return y;
+  };
+  EXPECT_NEAR(f(UnaryOp::gelu, 1.0), 0.8413447460685429, 1e-15);
+  EXPECT_NEAR(f(UnaryOp::gelu, -1.0), -0.15865525393145707, 1e-15);
+  EXPECT_NEAR(f(UnaryOp::sigmoid, 0.0), 0.5, 0);
+  EXPECT_NEAR(f(UnaryOp::softplus, 0.0), std::log(2.0), 1e-15);
+  EXPECT_EQ(f(UnaryOp::relu, -0.5), 0.0);
+  EXPECT_TRUE(std::isnan(f(UnaryOp::relu, kNaN)));
+  EXPECT_EQ(f(UnaryOp::clamp, 5.0, -1, 2), 2.0);
+  EXPECT_NEAR(derivative_at(UnaryOp::gelu, 0.0), 0.5, 1e-15);
+  EXPECT_NEAR(derivative_at(UnaryOp::sigmoid, 0.0), 0.25, 1e-15);
+  EXPECT_NEAR(derivative_at(UnaryOp::tanh, 0.0), 1.0, 1e-15);
+}
+
+TEST(CpuUnaryKinks, SigmoidAndSoftplusStableAtLargeMagnitude_float32) {
+  std::vector<float> x{-1000.f, -100.f, 100.f, 1000.f}, y(4), dx(4), dy(4, 1.f);
+  // sigmoid(-100) = e^-100 = 3.7e-44 is a float32 denormal.
+  cpu().unary(UnaryOp::sigmoid, DType::float32, y.data(), x.data(), 4, 0, 0);
+  EXPECT_EQ(y[0], 0.f);
+  EXPECT_NEAR(y[1], 3.7835e-44, 1e-47);
+  EXPECT_EQ(y[2], 1.f);
+  EXPECT_EQ(y[3], 1.f);
+  cpu().unary_backward(UnaryOp::sigmoid, DType::float32, dx.data(), dy.data(), x.data(), y.data(),
+                       4, 0, 0);
+  EXPECT_EQ(dx[0], 0.f);
+  EXPECT_NEAR(dx[1], 3.7835e-44, 1e-47);
+  EXPECT_EQ(dx[2], 0.f);
+  EXPECT_EQ(dx[3], 0.f);
+  cpu().unary(UnaryOp::softplus, DType::float32, y.data(), x.data(), 4, 0, 0);
+  EXPECT_EQ(y[0], 0.f);
+  EXPECT_NEAR(y[1], 3.7835e-44, 1e-47);
+  EXPECT_EQ(y[2], 100.f);
+  EXPECT_EQ(y[3], 1000.f);
+  cpu().unary_backward(UnaryOp::softplus, DType::float32, dx.data(), dy.data(), x.data(), y.data(),
+                       4, 0, 0);
+  EXPECT_EQ(dx[0], 0.f);
+  EXPECT_NEAR(dx[1], 3.7835e-44, 1e-47);
+  EXPECT_EQ(dx[2], 1.f);
+  EXPECT_EQ(dx[3], 1.f);
+}
+
+TEST(CpuUnaryKinks, IntegerDtypeIsAnErrorNamingKernelAndDtype) {
+  std::vector<int32_t> x(4), y(4);
+  try {
+    cpu().unary(UnaryOp::relu, DType::int32, y.data(), x.data(), 4, 0, 0);
+    FAIL() << "no exception";
+  } catch (const nb::Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("unary"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("int32"), std::string::npos) << msg;
+  }
+  int64_t out = 0;
+  EXPECT_THROW(cpu().reduce(ReduceOp::sum, DType::int64, &out, &out, 1, 1, 1), nb::Error);
+  EXPECT_THROW(cpu().rand_uniform(DType::int32, y.data(), 4, 0, 0, 0, 1), nb::Error);
+}
+
+// ---- binary -------------------------------------------------------------------------------------
+
+struct BinaryRef {
+  const char* name;
+  BinaryOp op;
+  double (*f)(double, double);
+};
+
+const BinaryRef kBinaryOps[] = {
+    {"add", BinaryOp::add, [](double p, double q) { return p + q; }},
+    {"sub", BinaryOp::sub, [](double p, double q) { return p - q; }},
+    {"mul", BinaryOp::mul, [](double p, double q) { return p * q; }},
+    {"div", BinaryOp::div, [](double p, double q) { return p / q; }},
+    {"maximum", BinaryOp::maximum, [](double p, double q) { return p > q ? p : q; }},
+    {"minimum", BinaryOp::minimum, [](double p, double q) { return p < q ? p : q; }},
+    {"eq", BinaryOp::eq, [](double p, double q) { return p == q ? 1.0 : 0.0; }},
+    {"ne", BinaryOp::ne, [](double p, double q) { return p != q ? 1.0 : 0.0; }},
+    {"gt", BinaryOp::gt, [](double p, double q) { return p > q ? 1.0 : 0.0; }},
+    {"ge", BinaryOp::ge, [](double p, double q) { return p >= q ? 1.0 : 0.0; }},
+    {"lt", BinaryOp::lt, [](double p, double q) { return p < q ? 1.0 : 0.0; }},
+    {"le", BinaryOp::le, [](double p, double q) { return p <= q ? 1.0 : 0.0; }},
+};
+
+struct BinaryLayoutCase {
+  std::string name;
+  StridedLayout l;
+  int64_t a_size, b_size, out_size;  // buffer sizes in elements
+};
+
+BinaryLayoutCase make_case(std::string name, std::vector<int64_t> shape, std::vector<int64_t> a,
+                           std::vector<int64_t> b, std::vector<int64_t> out = {}) {
+  if (out.empty()) out = contiguous(shape);
+  auto extent = [&](const std::vector<int64_t>& s) {
+    int64_t e = 1;
+    for (size_t d = 0; d < shape.size(); ++d) e += (shape[d] - 1) * s[d];
+    return e;
+  };
+  return {std::move(name), layout(shape, out, a, b), extent(a), extent(b), extent(out)};
+}
+
+std::vector<BinaryLayoutCase> binary_layouts() {
+  return {
+      make_case("contiguous_37", {37}, {1}, {1}),
+      make_case("contiguous_3x4x5", {3, 4, 5}, {20, 5, 1}, {20, 5, 1}),
+      make_case("row_broadcast_2x3_plus_3", {2, 3}, {3, 1}, {0, 1}),
+      make_case("column_broadcast_2x3_plus_2x1", {2, 3}, {3, 1}, {1, 0}),
+      make_case("scalar_b_4x5", {4, 5}, {5, 1}, {0, 0}),
+      make_case("scalar_a_4x5", {4, 5}, {0, 0}, {5, 1}),
+      make_case("both_broadcast_4x1_and_1x5", {4, 5}, {1, 0}, {0, 1}),
+      make_case("transposed_a_middle_broadcast_b_4x3x5", {4, 3, 5}, {1, 20, 4}, {5, 0, 1}),
+      make_case("transposed_out_3x4", {3, 4}, {4, 1}, {4, 1}, {1, 3}),
+      make_case("size1_dims_1x6x1", {1, 6, 1}, {6, 1, 1}, {0, 1, 0}),
+      make_case("large_contiguous_70001", {70001}, {1}, {1}),
+      make_case("large_scalar_b_70001", {70001}, {1}, {0}),
+      make_case("large_scalar_a_70001", {70001}, {0}, {1}),
+      make_case("large_bias_300x257", {300, 257}, {257, 1}, {0, 1}),
+      make_case("large_strided_257x300", {257, 300}, {1, 257}, {300, 1}),
+  };
+}
+
+class CpuBinary : public ::testing::TestWithParam<BinaryLayoutCase> {};
+
+template <typename T>
+void check_binary(const BinaryLayoutCase& c, DType dtype, double rtol) {
+  // Small integers make ties, so comparisons and maximum/minimum see equal operands.
+  auto a_d = random_values(c.a_size, -3, 3, 1), b_d = random_values(c.b_size, -3, 3, 2);
+  for (auto& v : a_d) v = std::round(v * 2) / 2;
+  for (auto& v : b_d) v = std::round(v * 2) / 2;
+  for (auto& v : b_d)
+    if (v == 0) v = 0.5;  // keep div finite
+  std::vector<T> a(a_d.begin(), a_d.end()), b(b_d.begin(), b_d.end());
+  for (const auto& op : kBinaryOps) {
+    std::vector<T> out(c.out_size, T(-999));
+    cpu().binary(op.op, dtype, out.data(), a.data(), b.data(), c.l);
+    for_each_index(c.l, [&](int64_t o, int64_t ia, int64_t ib) {
+      const double want = op.f(double(a[ia]), double(b[ib]));
+      if (std::abs(double(out[o]) - want) > rtol * std::abs(want))
+        ADD_FAILURE() << op.name << " " << c.name << ": out[" << o << "] = " << out[o] << ", want "
+                      << want;
+    });
+  }
+}
+
+TEST_P(CpuBinary, AllOps_float64) { check_binary<double>(GetParam(), DType::float64, 1e-15); }
+TEST_P(CpuBinary, AllOps_float32) { check_binary<float>(GetParam(), DType::float32, 1e-7); }
+
+INSTANTIATE_TEST_SUITE_P(Layouts, CpuBinary, ::testing::ValuesIn(binary_layouts()),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(CpuBinaryExtra, InPlaceOutEqualsA_BiasAdd_8x16) {
+  auto a = random_values(128, -1, 1, 3), b = random_values(16, -1, 1, 4);
+  auto out = a;
+  cpu().binary(BinaryOp::add, DType::float64, out.data(), out.data(), b.data(),
+               layout({8, 16}, {16, 1}, {16, 1}, {0, 1}));
+  for (int i = 0; i < 128; ++i) EXPECT_EQ(out[i], a[i] + b[i % 16]);
+}
+
+TEST(CpuBinaryExtra, MaximumMinimumPropagateNaN) {
+  std::vector<double> a{kNaN, 1.0, 2.0}, b{1.0, kNaN, 2.0}, out(3);
+  auto l = layout({3}, {1}, {1}, {1});
+  cpu().binary(BinaryOp::maximum, DType::float64, out.data(), a.data(), b.data(), l);
+  EXPECT_TRUE(std::isnan(out[0]));
+  EXPECT_TRUE(std::isnan(out[1]));
+  EXPECT_EQ(out[2], 2.0);
+  cpu().binary(BinaryOp::minimum, DType::float64, out.data(), a.data(), b.data(), l);
+  EXPECT_TRUE(std::isnan(out[0]));
+  EXPECT_TRUE(std::isnan(out[1]));
+  EXPECT_EQ(out[2], 2.0);
+}
+
+// ---- softmax ------------------------------------------------------------------------------------
+
+struct SoftmaxCase {
+  int64_t outer, n, inner;
+  bool log;
+};
+
+std::string softmax_name(const SoftmaxCase& c) {
+  return std::string(c.log ? "log_softmax_" : "softmax_") + std::to_string(c.outer) + "x" +
+         std::to_string(c.n) + "x" + std::to_string(c.inner);
+}
+
+class CpuSoftmax : public ::testing::TestWithParam<SoftmaxCase> {};
+
+TEST_P(CpuSoftmax, ForwardMatchesFormula_float64) {
+  const auto c = GetParam();
+  const int64_t total = c.outer * c.n * c.inner;
+  auto x = random_values(size_t(total), -4, 4, 21);
+  for (auto& v : x) v += 800;  // exp(x) without the max subtracted would overflow double
+  std::vector<double> y(size_t(total), kNaN);
+  cpu().softmax(DType::float64, y.data(), x.data(), c.outer, c.n, c.inner, c.log);
+  for (int64_t o = 0; o < c.outer; ++o)
+    for (int64_t i = 0; i < c.inner; ++i) {
+      double mx = -kInf, sum = 0;
+      for (int64_t j = 0; j < c.n; ++j) mx = std::max(mx, x[(o * c.n + j) * c.inner + i]);
+      for (int64_t j = 0; j < c.n; ++j) sum += std::exp(x[(o * c.n + j) * c.inner + i] - mx);
+      double total_p = 0;
+      for (int64_t j = 0; j < c.n; ++j) {
+        const int64_t at = (o * c.n + j) * c.inner + i;
+        const double p = std::exp(x[at] - mx) / sum;
+        // x is near 800, so log-softmax carries absolute error of a few ulp of 800.
+        expect_close(y[at], c.log ? std::log(p) : p, 1e-12, 1e-12, softmax_name(c));
+        total_p += c.log ? std::exp(y[at]) : y[at];
+      }
+      EXPECT_NEAR(total_p, 1.0, 1e-12);
+    }
+}
+
+TEST_P(CpuSoftmax, BackwardMatchesCentralDifferences_float64) {
+  // L = sum(w * y(x)); dL/dx from softmax_backward(dy = w) against differences of L.
+  const auto c = GetParam();
+  const int64_t total = c.outer * c.n * c.inner;
+  auto x = random_values(size_t(total), -2, 2, 22);
+  auto w = random_values(size_t(total), -1, 1, 23);
+  std::vector<double> y(total), dx(total, kNaN);
+  cpu().softmax(DType::float64, y.data(), x.data(), c.outer, c.n, c.inner, c.log);
+  cpu().softmax_backward(DType::float64, dx.data(), w.data(), y.data(), c.outer, c.n, c.inner,
+                         c.log);
+  // Moving x[i] changes only its own slice, so the difference of L is summed over that slice,
+  // term by term: differencing two sums of a long slice would round away what h resolves.
+  auto dloss = [&](const std::vector<double>& xp, const std::vector<double>& xm, int64_t i) {
+    std::vector<double> yp(total), ym(total);
+    cpu().softmax(DType::float64, yp.data(), xp.data(), c.outer, c.n, c.inner, c.log);
+    cpu().softmax(DType::float64, ym.data(), xm.data(), c.outer, c.n, c.inner, c.log);
+    const int64_t o = i / (c.n * c.inner), col = i % c.inner;
+    double s = 0;
+    for (int64_t j = 0; j < c.n; ++j) {
+      const int64_t at = (o * c.n + j) * c.inner + col;
+      s += w[at] * (yp[at] - ym[at]);
+    }
+    return s;
+  };
+  const double h = 1e-5;
+  // Every element for small cases, a sample of them for the large one.
+  const int64_t step = total > 200 ? total / 97 : 1;
+  for (int64_t i = 0; i < total; i += step) {
+    auto xp = x, xm = x;
+    xp[i] += h;
+    xm[i] -= h;
+    expect_close(dx[i], dloss(xp, xm, i) / (2 * h), 1e-6, 1e-8,
+                 softmax_name(c) + " element " + std::to_string(i));
+  }
+}
+
+TEST_P(CpuSoftmax, Float32AgreesWithFloat64) {
+  const auto c = GetParam();
+  const int64_t total = c.outer * c.n * c.inner;
+  auto xd = random_values(size_t(total), -4, 4, 24);
+  auto x = to_float(xd);
+  std::vector<double> yd(total);
+  std::vector<float> y(total);
+  cpu().softmax(DType::float64, yd.data(), xd.data(), c.outer, c.n, c.inner, c.log);
+  cpu().softmax(DType::float32, y.data(), x.data(), c.outer, c.n, c.inner, c.log);
+  for (int64_t i = 0; i < total; ++i) expect_close(y[i], yd[i], 1e-5, 1e-6, softmax_name(c));
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CpuSoftmax,
+                         ::testing::Values(SoftmaxCase{2, 5, 1, false}, SoftmaxCase{2, 5, 1, true},
+                                           SoftmaxCase{3, 4, 6, false}, SoftmaxCase{3, 4, 6, true},
+                                           SoftmaxCase{2, 3, 300, false},
+                                           SoftmaxCase{2, 3, 300, true},
+                                           SoftmaxCase{1, 1, 1, false}, SoftmaxCase{1, 1, 1, true},
+                                           SoftmaxCase{128, 300, 1, false},
+                                           SoftmaxCase{128, 300, 1, true}),
+                         [](const auto& info) { return softmax_name(info.param); });
+
+TEST(CpuSoftmaxExtra, HugeLogitsStayFinite_float32) {
+  std::vector<float> x{1000.f, 0.f, -1000.f, 1000.f}, y(4);
+  cpu().softmax(DType::float32, y.data(), x.data(), 1, 4, 1, false);
+  EXPECT_EQ(y, (std::vector<float>{0.5f, 0.f, 0.f, 0.5f}));
+  cpu().softmax(DType::float32, y.data(), x.data(), 1, 4, 1, true);
+  EXPECT_NEAR(y[0], -std::log(2.f), 1e-6);
+  EXPECT_NEAR(y[2], -2000.f - std::log(2.f), 1e-3);
+}
+
+}  // namespace cpu_kernels
+
 }  // namespace

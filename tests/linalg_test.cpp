@@ -474,4 +474,104 @@ TEST(Errors, Linear_WrongFeatureCount_2x3_w5x4) {
   EXPECT_THAT(msg, HasSubstr("fc2:"));
 }
 
+// ---- CPU kernels, called directly through nabla::Backend on host buffers (test_util.h: cpu()) ----
+// (in a namespace of their own: their helper and case names may repeat the suite's above)
+namespace cpu_kernels {
+
+// ---- gemm ---------------------------------------------------------------------------------------
+
+// C[m, n] = alpha * op(A) op(B) + beta * C on row-major buffers with leading dimensions.
+void naive_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+                int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0;
+      for (int64_t p = 0; p < k; ++p)
+        s += (ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
+      c[i * ldc + j] = alpha * s + (beta == 0 ? 0 : beta * c[i * ldc + j]);
+    }
+}
+
+struct GemmCase {
+  bool ta, tb;
+  int64_t m, n, k, batch;
+  bool broadcast_a;  // stride_a = 0
+};
+
+std::string gemm_name(const GemmCase& c) {
+  return std::string(c.ta ? "T" : "N") + (c.tb ? "T" : "N") + "_m" + std::to_string(c.m) + "_n" +
+         std::to_string(c.n) + "_k" + std::to_string(c.k) + "_batch" + std::to_string(c.batch) +
+         (c.broadcast_a ? "_broadcastA" : "");
+}
+
+class CpuGemm : public ::testing::TestWithParam<GemmCase> {};
+
+template <typename T>
+void check_gemm(const GemmCase& c, DType dtype, double tol) {
+  // Leading dimensions padded by 2 so that they differ from the row length.
+  const int64_t lda = (c.ta ? c.m : c.k) + 2, ldb = (c.tb ? c.k : c.n) + 2, ldc = c.n + 1;
+  const int64_t a_rows = c.ta ? c.k : c.m, b_rows = c.tb ? c.n : c.k;
+  const int64_t stride_a = c.broadcast_a ? 0 : a_rows * lda, stride_b = b_rows * ldb,
+                stride_c = c.m * ldc;
+  auto a_d = random_values(size_t(std::max<int64_t>(stride_a * c.batch, a_rows * lda)), -1, 1, 11);
+  auto b_d = random_values(size_t(stride_b * c.batch), -1, 1, 12);
+  auto c_d = random_values(size_t(stride_c * c.batch), -1, 1, 13);
+  const double alpha = 1.5, beta = 0.5;
+  std::vector<T> a(a_d.begin(), a_d.end()), b(b_d.begin(), b_d.end()), cc(c_d.begin(), c_d.end());
+  cpu().gemm(dtype, c.ta, c.tb, c.m, c.n, c.k, alpha, a.data(), lda, stride_a, b.data(), ldb,
+             stride_b, beta, cc.data(), ldc, stride_c, c.batch);
+  // Reference on the values as rounded to T.
+  std::vector<double> ar(a.begin(), a.end()), br(b.begin(), b.end()), cr(cc.size());
+  for (size_t i = 0; i < cr.size(); ++i) cr[i] = double(T(c_d[i]));
+  for (int64_t i = 0; i < c.batch; ++i)
+    naive_gemm(c.ta, c.tb, c.m, c.n, c.k, alpha, ar.data() + i * stride_a, lda,
+               br.data() + i * stride_b, ldb, beta, cr.data() + i * stride_c, ldc);
+  for (int64_t bi = 0; bi < c.batch; ++bi)
+    for (int64_t i = 0; i < c.m; ++i)
+      for (int64_t j = 0; j < c.n; ++j) {
+        const int64_t at = bi * stride_c + i * ldc + j;
+        ASSERT_NEAR(double(cc[at]), cr[at], tol * (1 + c.k)) << bi << "," << i << "," << j;
+      }
+  // Padding between rows of C is untouched.
+  for (int64_t bi = 0; bi < c.batch; ++bi)
+    for (int64_t i = 0; i < c.m; ++i) {
+      const int64_t at = bi * stride_c + i * ldc + c.n;
+      ASSERT_EQ(cc[at], T(c_d[at]));
+    }
+}
+
+TEST_P(CpuGemm, MatchesNaive_float64) { check_gemm<double>(GetParam(), DType::float64, 1e-14); }
+TEST_P(CpuGemm, MatchesNaive_float32) { check_gemm<float>(GetParam(), DType::float32, 1e-6); }
+
+INSTANTIATE_TEST_SUITE_P(Transposes, CpuGemm,
+                         ::testing::Values(GemmCase{false, false, 3, 4, 5, 1, false},
+                                           GemmCase{true, false, 3, 4, 5, 1, false},
+                                           GemmCase{false, true, 3, 4, 5, 1, false},
+                                           GemmCase{true, true, 3, 4, 5, 1, false},
+                                           GemmCase{false, false, 64, 48, 80, 1, false},
+                                           GemmCase{true, true, 33, 17, 65, 1, false},
+                                           GemmCase{false, false, 3, 4, 5, 3, true},
+                                           GemmCase{true, false, 2, 3, 4, 5, false},
+                                           GemmCase{false, true, 16, 16, 16, 256, false},
+                                           GemmCase{true, true, 8, 9, 10, 300, true}),
+                         [](const auto& info) { return gemm_name(info.param); });
+
+TEST(CpuGemmExtra, K0ScalesCAndBeta0IgnoresNaN_m2_n3) {
+  std::vector<double> c(6, kNaN);
+  cpu().gemm(DType::float64, false, false, 2, 3, 0, 1.0, nullptr, 0, 0, nullptr, 3, 0, 0.0,
+             c.data(), 3, 0, 1);
+  for (double v : c) EXPECT_EQ(v, 0.0);
+  std::vector<double> c2(6, 2.0);
+  cpu().gemm(DType::float64, false, false, 2, 3, 0, 1.0, nullptr, 0, 0, nullptr, 3, 0, 0.5,
+             c2.data(), 3, 0, 1);
+  for (double v : c2) EXPECT_EQ(v, 1.0);
+  // beta == 0 with k > 0: NaN in C must not leak into the result.
+  std::vector<double> a{1, 2}, b{3, 4, 5, 6, 7, 8}, c3(3, kNaN);
+  cpu().gemm(DType::float64, false, false, 1, 3, 2, 1.0, a.data(), 2, 0, b.data(), 3, 0, 0.0,
+             c3.data(), 3, 0, 1);
+  EXPECT_EQ(c3, (std::vector<double>{1 * 3 + 2 * 6, 1 * 4 + 2 * 7, 1 * 5 + 2 * 8}));
+}
+
+}  // namespace cpu_kernels
+
 }  // namespace

@@ -409,4 +409,40 @@ TEST(Errors, BinaryCrossEntropy_InputOutside01_3) {
   EXPECT_THAT(msg, AllOf(HasSubstr("binary_cross_entropy:"), HasSubstr("1.25")));
 }
 
+// ---- CPU kernels, called directly through nabla::Backend on host buffers (test_util.h: cpu()) ----
+// (in a namespace of their own: their helper and case names may repeat the suite's above)
+namespace cpu_kernels {
+
+// ---- losses -------------------------------------------------------------------------------------
+
+TEST(CpuNll, ForwardBackward_n3_c4) {
+  std::vector<double> logp{-1, -2, -3, -4, -0.5, -1.5, -2.5, -3.5, -9, -8, -7, -6};
+  std::vector<int64_t> labels{2, 0, 3};
+  std::vector<double> loss(3);
+  cpu().nll(DType::float64, loss.data(), logp.data(), labels.data(), 3, 4);
+  EXPECT_EQ(loss, (std::vector<double>{3, 0.5, 6}));
+  std::vector<double> dloss{1, 2, 0.5}, dlogp(12, kNaN);
+  cpu().nll_backward(DType::float64, dlogp.data(), dloss.data(), labels.data(), 3, 4);
+  EXPECT_EQ(dlogp, (std::vector<double>{0, 0, -1, 0, -2, 0, 0, 0, 0, 0, 0, -0.5}));
+  std::vector<float> logpf(logp.begin(), logp.end()), lossf(3);
+  cpu().nll(DType::float32, lossf.data(), logpf.data(), labels.data(), 3, 4);
+  EXPECT_EQ(lossf, (std::vector<float>{3, 0.5, 6}));
+}
+
+TEST(CpuNll, CheckLabels_c4) {
+  std::vector<int64_t> labels{0, 3, 4, 100, -1, 2};
+  try {
+    cpu().check_labels(labels.data(), 6, 4, "cross_entropy");
+    ADD_FAILURE() << "no error for labels 4, 100, -1 with 4 classes";
+  } catch (const nabla::Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("cross_entropy: label 4 at index 2"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("3 bad labels"), std::string::npos) << msg;
+  }
+  EXPECT_NO_THROW(cpu().check_labels(labels.data(), 2, 4, "nll"));
+  EXPECT_NO_THROW(cpu().check_labels(labels.data(), 0, 4, "nll"));
+}
+
+}  // namespace cpu_kernels
+
 }  // namespace

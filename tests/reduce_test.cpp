@@ -504,4 +504,91 @@ TEST(Errors, SumTo_NotABroadcast_2x3_to_4) {
   EXPECT_THAT(msg, AllOf(HasSubstr("sum_to:"), HasSubstr("[2, 3]"), HasSubstr("[4]")));
 }
 
+// ---- CPU kernels, called directly through nabla::Backend on host buffers (test_util.h: cpu()) ----
+// (in a namespace of their own: their helper and case names may repeat the suite's above)
+namespace cpu_kernels {
+
+using nb::ReduceOp;
+
+// ---- reduce and argmax --------------------------------------------------------------------------
+
+struct ReduceShape {
+  int64_t outer, r, inner;
+};
+
+std::string shape_name(const ReduceShape& s) {
+  return std::to_string(s.outer) + "x" + std::to_string(s.r) + "x" + std::to_string(s.inner);
+}
+
+class CpuReduce : public ::testing::TestWithParam<ReduceShape> {};
+
+TEST_P(CpuReduce, SumMaxMinMatchNaive_float64) {
+  const auto s = GetParam();
+  auto x = random_values(size_t(s.outer * s.r * s.inner), -5, 5, 9);
+  for (ReduceOp op : {ReduceOp::sum, ReduceOp::max, ReduceOp::min}) {
+    std::vector<double> out(size_t(s.outer * s.inner), kNaN);
+    cpu().reduce(op, DType::float64, out.data(), x.data(), s.outer, s.r, s.inner);
+    for (int64_t o = 0; o < s.outer; ++o)
+      for (int64_t i = 0; i < s.inner; ++i) {
+        double want = op == ReduceOp::sum ? 0 : op == ReduceOp::max ? -kInf : kInf;
+        for (int64_t j = 0; j < s.r; ++j) {
+          const double v = x[(o * s.r + j) * s.inner + i];
+          want = op == ReduceOp::sum   ? want + v
+                 : op == ReduceOp::max ? std::max(want, v)
+                                       : std::min(want, v);
+        }
+        expect_close(
+            out[o * s.inner + i], want, 1e-12, 1e-9,
+            "op " + std::to_string(int(op)) + " at " + std::to_string(o) + "," + std::to_string(i));
+      }
+  }
+}
+
+TEST_P(CpuReduce, ArgmaxIsFirstMaximum_float32) {
+  const auto s = GetParam();
+  // Few distinct values, so most slices have ties.
+  auto xd = random_values(size_t(s.outer * s.r * s.inner), 0, 4, 10);
+  std::vector<float> x(xd.size());
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::floor(float(xd[i]));
+  std::vector<int64_t> out(size_t(s.outer * s.inner), -1);
+  cpu().argmax(DType::float32, out.data(), x.data(), s.outer, s.r, s.inner);
+  for (int64_t o = 0; o < s.outer; ++o)
+    for (int64_t i = 0; i < s.inner; ++i) {
+      int64_t want = 0;
+      for (int64_t j = 1; j < s.r; ++j)
+        if (x[(o * s.r + j) * s.inner + i] > x[(o * s.r + want) * s.inner + i]) want = j;
+      ASSERT_EQ(out[o * s.inner + i], want) << o << "," << i;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CpuReduce,
+                         ::testing::Values(ReduceShape{1, 1, 1}, ReduceShape{2, 3, 4},
+                                           ReduceShape{3, 5, 1}, ReduceShape{1, 7, 13},
+                                           ReduceShape{4, 7, 300}, ReduceShape{1, 100003, 1},
+                                           ReduceShape{3, 40000, 1}, ReduceShape{64, 600, 1},
+                                           ReduceShape{2, 500, 70}, ReduceShape{5, 1, 3}),
+                         [](const auto& info) { return shape_name(info.param); });
+
+TEST(CpuReduceExtra, Float32SumIsAccurate_1x1048576x1) {
+  const int64_t n = int64_t{1} << 20;
+  std::vector<float> x(n, 0.1f);
+  float out = 0;
+  cpu().reduce(ReduceOp::sum, DType::float32, &out, x.data(), 1, n, 1);
+  EXPECT_NEAR(out, double(0.1f) * double(n), 0.01);  // a float running sum is off by ~1e3 here
+}
+
+TEST(CpuReduceExtra, MaxPropagatesNaNAndEmptyReduceGivesIdentity) {
+  std::vector<double> x{1.0, kNaN, 3.0};
+  double out = 0;
+  cpu().reduce(ReduceOp::max, DType::float64, &out, x.data(), 1, 3, 1);
+  EXPECT_TRUE(std::isnan(out));
+  cpu().reduce(ReduceOp::sum, DType::float64, &out, x.data(), 1, 0, 1);
+  EXPECT_EQ(out, 0.0);
+  int64_t arg = -1;
+  cpu().argmax(DType::float64, &arg, x.data(), 1, 3, 1);
+  EXPECT_EQ(arg, 1);  // NaN counts as the maximum, as torch.argmax
+}
+
+}  // namespace cpu_kernels
+
 }  // namespace

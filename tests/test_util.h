@@ -1,7 +1,9 @@
-// Helpers shared by the op test suites: float64 inputs kept off kinks, the central-difference
-// gradient checker, literal tensors, value comparison and error-message capture.
+// Helpers shared by the test suites: float64 inputs kept off kinks, the central-difference
+// gradient checker, literal tensors, value comparison, error-message capture, and the helpers of
+// the CPU kernel tests (host buffers, strided layouts) that call nabla::Backend directly.
 #pragma once
 
+#include <nabla/core/backend.h>
 #include <nabla/core/ops.h>
 
 #include <gmock/gmock.h>
@@ -12,6 +14,8 @@
 #include <cmath>
 #include <filesystem>
 #include <functional>
+#include <limits>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -277,5 +281,72 @@ inline std::string grad_case_name(const ::testing::TestParamInfo<GradCase>& info
 }
 
 inline void PrintTo(const GradCase& c, std::ostream* os) { *os << c.name; }
+
+// ---- CPU kernels called directly through nabla::Backend on host buffers --------------------------
+
+inline nabla::Backend& cpu() { return nabla::backend_for(nabla::Device::Kind::CPU); }
+
+inline constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+inline constexpr double kInf = std::numeric_limits<double>::infinity();
+
+inline std::vector<double> random_values(size_t n, double lo, double hi, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<double> dist(lo, hi);
+  std::vector<double> v(n);
+  for (auto& x : v) x = dist(gen);
+  return v;
+}
+
+inline std::vector<float> to_float(const std::vector<double>& v) { return {v.begin(), v.end()}; }
+
+inline nabla::StridedLayout layout(std::vector<int64_t> shape, std::vector<int64_t> out, std::vector<int64_t> a,
+                                   std::vector<int64_t> b = {}) {
+  nabla::StridedLayout l;
+  l.ndim = static_cast<int>(shape.size());
+  for (size_t d = 0; d < shape.size(); ++d) {
+    l.shape[d] = shape[d];
+    l.out_stride[d] = out[d];
+    l.a_stride[d] = a[d];
+    l.b_stride[d] = b.empty() ? 0 : b[d];
+  }
+  return l;
+}
+
+inline std::vector<int64_t> contiguous(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> s(shape.size());
+  int64_t acc = 1;
+  for (size_t d = shape.size(); d-- > 0;) {
+    s[d] = acc;
+    acc *= shape[d];
+  }
+  return s;
+}
+
+// Calls f(out_offset, a_offset, b_offset) for every index of l, in row-major order.
+inline void for_each_index(const nabla::StridedLayout& l,
+                           const std::function<void(int64_t, int64_t, int64_t)>& f) {
+  int64_t total = 1;
+  for (int d = 0; d < l.ndim; ++d) total *= l.shape[d];
+  for (int64_t flat = 0; flat < total; ++flat) {
+    int64_t rest = flat, o = 0, a = 0, b = 0;
+    for (int d = l.ndim - 1; d >= 0; --d) {
+      const int64_t i = rest % l.shape[d];
+      rest /= l.shape[d];
+      o += i * l.out_stride[d];
+      a += i * l.a_stride[d];
+      b += i * l.b_stride[d];
+    }
+    f(o, a, b);
+  }
+}
+
+inline void expect_close(double got, double want, double rtol, double atol, const std::string& what) {
+  if (std::isnan(want)) {
+    EXPECT_TRUE(std::isnan(got)) << what << ": got " << got << ", want NaN";
+    return;
+  }
+  EXPECT_LE(std::abs(got - want), atol + rtol * std::abs(want))
+      << what << ": got " << got << ", want " << want;
+}
 
 }  // namespace nabla::test
