@@ -607,9 +607,13 @@ elif want smi; then
 fi
 
 # ---- tests: each CUDA test binary under its own timeout -------------------------------------------
-# NAME:LIMIT. parity, nn, rnn and device run side by side (the GPU has room; 4 CPU threads each for
-# the CPU references); the memory suites alone after them, since they read the device's free memory.
-test_limits=(nabla_cuda_parity_test:180 nabla_cuda_nn_parity_test:150 nabla_cuda_rnn_parity_test:150
+# NAME:LIMIT. the op parity suites (one per op family), nn, rnn and device run side by side (the GPU
+# has room; 4 CPU threads each for the CPU references); the memory suites alone after them, since
+# they read the device's free memory. Each op family's limit is the one the single parity suite had.
+test_limits=(nabla_cuda_elementwise_parity_test:180 nabla_cuda_reduce_parity_test:180
+  nabla_cuda_linalg_parity_test:180 nabla_cuda_loss_parity_test:180 nabla_cuda_shape_parity_test:180
+  nabla_cuda_edge_parity_test:180 nabla_cuda_tensor_parity_test:180 nabla_cuda_random_parity_test:180
+  nabla_cuda_optim_parity_test:180 nabla_cuda_nn_parity_test:150 nabla_cuda_rnn_parity_test:150
   nabla_cuda_device_test:30)
 run_gtest() {  # LABEL BINARY LIMIT FILTER: one binary, its own log and XML (gtest-LABEL.*)
   local label=$1 name=$2 limit=$3 filter=$4
@@ -643,15 +647,23 @@ fi
 # ---- compute-sanitizer on small filtered subsets -------------------------------------------------
 # TOOL|BINARY|FILTER: what each tool looks at, chosen for the kernels it can say something about.
 sanitizer_plan=(
-  "memcheck|nabla_cuda_parity_test|Empty/Parity.*:Cuda/Argmax.*70001*:Cuda/Softmax.*70001*:CudaTest.BackToBack*:Cuda/Optim.Direct100*/sgd*"
+  "memcheck|nabla_cuda_edge_parity_test|Empty/Parity.*"
+  "memcheck|nabla_cuda_reduce_parity_test|Cuda/Argmax.*70001*"
+  "memcheck|nabla_cuda_elementwise_parity_test|Cuda/Softmax.*70001*"
+  "memcheck|nabla_cuda_loss_parity_test|CudaTest.BackToBack*"
+  "memcheck|nabla_cuda_optim_parity_test|Cuda/Optim.Direct100*/sgd*"
   "memcheck|nabla_cuda_nn_parity_test|CudaNn.ConvFallsBack*:Cuda/BatchNormTrainF32.*planes_over*:Cuda/Pool2dF32.*"
   "memcheck|nabla_cuda_rnn_parity_test|Cuda/RnnForcedCopies.*:CudaRnn.Inference*"
-  "racecheck|nabla_cuda_parity_test|Cuda/Reduce.*1025x1023*:Cuda/Softmax.*1025x1023*"
+  "racecheck|nabla_cuda_reduce_parity_test|Cuda/Reduce.*1025x1023*"
+  "racecheck|nabla_cuda_elementwise_parity_test|Cuda/Softmax.*1025x1023*"
   "racecheck|nabla_cuda_nn_parity_test|Cuda/BatchNormTrainF32.*many_pieces*"
-  "initcheck|nabla_cuda_parity_test|Empty/Parity.*:Cuda/Reduce.*70001*:Cuda/Optim.Direct100*F32/adam*"
+  "initcheck|nabla_cuda_edge_parity_test|Empty/Parity.*"
+  "initcheck|nabla_cuda_reduce_parity_test|Cuda/Reduce.*70001*"
+  "initcheck|nabla_cuda_optim_parity_test|Cuda/Optim.Direct100*F32/adam*"
   "initcheck|nabla_cuda_nn_parity_test|Cuda/Conv2dF32.*:CudaNn.ConvFallsBack*"
   "initcheck|nabla_cuda_rnn_parity_test|Cuda/RnnForcedCopies.*"
-  "synccheck|nabla_cuda_parity_test|Cuda/Reduce.*1025x1023*:Cuda/Softmax.*"
+  "synccheck|nabla_cuda_reduce_parity_test|Cuda/Reduce.*1025x1023*"
+  "synccheck|nabla_cuda_elementwise_parity_test|Cuda/Softmax.*"
   "synccheck|nabla_cuda_nn_parity_test|Cuda/BatchNormTrainF32.*"
 )
 # What compute-sanitizer prints when the runtime will not let it instrument (seen on gVisor).

@@ -295,4 +295,283 @@ TEST(LinalgErrors, LinearBadBiasAndWeight) {
   EXPECT_THAT(msg, AllOf(HasSubstr("linear"), HasSubstr("bias"), HasSubstr("float32")));
 }
 
+// ---- values worked out by hand, one test per case, and the errors each op raises ----------------
+
+namespace {
+// A0 = [[1,2,3],[4,5,6]], B0 = [[7,8],[9,10],[11,12]]: A0 B0 = [[58,64],[139,154]]
+// A1 = [[1,0,-1],[2,1,0]], B1 = [[1,2],[3,4],[5,6]]:   A1 B1 = [[-4,-4],[5,8]]
+// A1 B0 = [[-4,-4],[23,26]], A0 B1 = [[22,28],[49,64]]
+const std::vector<double> A0 = {1, 2, 3, 4, 5, 6}, A1 = {1, 0, -1, 2, 1, 0};
+const std::vector<double> B0 = {7, 8, 9, 10, 11, 12}, B1 = {1, 2, 3, 4, 5, 6};
+std::vector<double> cat(std::vector<double> a, const std::vector<double>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+}  // namespace
+
+TEST(Matmul, 2x3_times_3x2) {
+  Tensor y = nb::matmul(f32(A0, {2, 3}), f32(B0, {3, 2}));
+  EXPECT_TRUE(values(y, {2, 2}, {58, 64, 139, 154}));
+  EXPECT_TRUE(values(f64(A0, {2, 3}).matmul(f64(B0, {3, 2})), {2, 2}, {58, 64, 139, 154}, kTight));
+  // 3x2 times 2x3 = [[39,54,69],[49,68,87],[59,82,105]]
+  EXPECT_TRUE(values(nb::matmul(f32(B0, {3, 2}), f32(A0, {2, 3})), {3, 3}, {39, 54, 69, 49, 68, 87, 59, 82, 105}));
+}
+
+TEST(Matmul, Float64_KeepsDoublePrecision_1x2_times_2x1) {
+  // 1*1 + 1e-10*1 = 1.0000000001 (float32 would give exactly 1)
+  Tensor y = nb::matmul(f64({1, 1e-10}, {1, 2}), f64({1, 1}, {2, 1}));
+  EXPECT_EQ(y.dtype(), DType::float64);
+  EXPECT_NEAR(y.item(), 1.0000000001, 1e-16);
+}
+
+TEST(Matmul, Batched_2x2x3_times_2x3x2) {
+  Tensor y = nb::matmul(f32(cat(A0, A1), {2, 2, 3}), f32(cat(B0, B1), {2, 3, 2}));
+  EXPECT_TRUE(values(y, {2, 2, 2}, {58, 64, 139, 154, -4, -4, 5, 8}));
+}
+
+TEST(Matmul, BroadcastBatch_2x2x3_times_3x2) {
+  Tensor y = nb::matmul(f32(cat(A0, A1), {2, 2, 3}), f32(B0, {3, 2}));
+  EXPECT_TRUE(values(y, {2, 2, 2}, {58, 64, 139, 154, -4, -4, 23, 26}));
+}
+
+TEST(Matmul, BroadcastBatch_2x3_times_2x3x2) {
+  // a 2-D matrix against a stack
+  Tensor y = nb::matmul(f64(A0, {2, 3}), f64(cat(B0, B1), {2, 3, 2}));
+  EXPECT_TRUE(values(y, {2, 2, 2}, {58, 64, 139, 154, 22, 28, 49, 64}, kTight));
+}
+
+TEST(Matmul, BroadcastBatch_1x2x3_times_2x3x2) {
+  Tensor y = nb::matmul(f32(A0, {1, 2, 3}), f32(cat(B0, B1), {2, 3, 2}));
+  EXPECT_TRUE(values(y, {2, 2, 2}, {58, 64, 139, 154, 22, 28, 49, 64}));
+}
+
+TEST(Matmul, BroadcastBatch_2x1x1x2_times_1x3x2x1) {
+  // batch [2, 1] with [1, 3] -> [2, 3]; out[i][j] = a_i . b_j, a = (1,2), (3,4); b = (1,0), (0,1), (1,1)
+  Tensor a = f32({1, 2, 3, 4}, {2, 1, 1, 2});
+  Tensor b = f32({1, 0, 0, 1, 1, 1}, {1, 3, 2, 1});
+  EXPECT_TRUE(values(nb::matmul(a, b), {2, 3, 1, 1}, {1, 2, 3, 3, 4, 7}));
+}
+
+TEST(Matmul, Vector_3_times_3x2) {
+  // (1,2,3) B0 = (1*7+2*9+3*11, 1*8+2*10+3*12) = (58, 64)
+  EXPECT_TRUE(values(nb::matmul(f32({1, 2, 3}), f32(B0, {3, 2})), {2}, {58, 64}));
+}
+
+TEST(Matmul, 2x3_times_Vector_3) {
+  // A0 (1,0,-1) = (1-3, 4-6)
+  EXPECT_TRUE(values(nb::matmul(f32(A0, {2, 3}), f32({1, 0, -1})), {2}, {-2, -2}));
+}
+
+TEST(Matmul, Vector_3_times_Vector_3_IsScalar) {
+  // (1,2,3).(4,5,6) = 32, a 0-d tensor as in NumPy and PyTorch
+  Tensor y = nb::matmul(f32({1, 2, 3}), f32({4, 5, 6}));
+  EXPECT_TRUE(values(y, {}, {32}));
+}
+
+TEST(Matmul, Vector_3_times_2x3x2) {
+  // (1,2,3) B0 = (58, 64), (1,2,3) B1 = (22, 28)
+  EXPECT_TRUE(values(nb::matmul(f32({1, 2, 3}), f32(cat(B0, B1), {2, 3, 2})), {2, 2}, {58, 64, 22, 28}));
+}
+
+TEST(Matmul, 2x2x3_times_Vector_3) {
+  // A0 (1,0,-1) = (-2, -2); A1 (1,0,-1) = (2, 2)
+  EXPECT_TRUE(values(nb::matmul(f32(cat(A0, A1), {2, 2, 3}), f32({1, 0, -1})), {2, 2}, {-2, -2, 2, 2}));
+}
+
+TEST(Matmul, TransposedViews_3x2T_times_2x3T) {
+  // at.t() = A0, bt.t() = B0
+  Tensor at = f32({1, 4, 2, 5, 3, 6}, {3, 2});
+  Tensor bt = f32({7, 9, 11, 8, 10, 12}, {2, 3});
+  EXPECT_FALSE(at.t().is_contiguous());
+  EXPECT_TRUE(values(nb::matmul(at.t(), bt.t()), {2, 2}, {58, 64, 139, 154}));
+  EXPECT_TRUE(values(nb::matmul(at.t(), f32(B0, {3, 2})), {2, 2}, {58, 64, 139, 154}));
+  EXPECT_TRUE(values(nb::matmul(f32(A0, {2, 3}), bt.t()), {2, 2}, {58, 64, 139, 154}));
+  // (A0 B0)^T = B0^T A0^T = [[58,139],[64,154]]
+  EXPECT_TRUE(values(nb::matmul(bt, at), {2, 2}, {58, 139, 64, 154}));
+}
+
+TEST(Matmul, BatchedTransposedView_2x3x2T_times_2x3x2) {
+  // x[b] = A_b^T, so x.transpose(-2, -1) = (A0, A1)
+  Tensor x = f32({1, 4, 2, 5, 3, 6, 1, 2, 0, 1, -1, 0}, {2, 3, 2});
+  Tensor y = nb::matmul(x.transpose(-2, -1), f32(cat(B0, B1), {2, 3, 2}));
+  EXPECT_TRUE(values(y, {2, 2, 2}, {58, 64, 139, 154, -4, -4, 5, 8}));
+}
+
+TEST(Matmul, StridedSliceViews_2x3) {
+  // every other row of a [4, 3] (row stride 6), and the first 3 columns of a [2, 4] (row stride 4)
+  Tensor rows = f32({1, 2, 3, 0, 0, 0, 4, 5, 6, 0, 0, 0}, {4, 3}).slice(0, 0, 4, 2);
+  Tensor cols = f32({1, 2, 3, 99, 4, 5, 6, 99}, {2, 4}).slice(1, 0, 3);
+  EXPECT_TRUE(values(nb::matmul(rows, f32(B0, {3, 2})), {2, 2}, {58, 64, 139, 154}));
+  EXPECT_TRUE(values(nb::matmul(cols, f32(B0, {3, 2})), {2, 2}, {58, 64, 139, 154}));
+}
+
+TEST(Matmul, EmptyInner_2x0_times_0x3_IsZeros) {
+  EXPECT_TRUE(values(nb::matmul(nb::zeros({2, 0}), nb::zeros({0, 3})), {2, 3}, {0, 0, 0, 0, 0, 0}));
+}
+
+TEST(Matmul, Larger_37x19_times_19x23_ClosedForm) {
+  // a[i][k] = i + k, b[k][j] = k - j; c[i][j] = sum_k (i+k)(k-j) = 19*(-i*j) + (i - j)*S1 + S2 with
+  // S1 = 0+...+18 = 171, S2 = 0^2+...+18^2 = 2109. Sizes not multiples of any blocking.
+  const int m = 37, k = 19, n = 23;
+  std::vector<double> a, b, want;
+  for (int i = 0; i < m; ++i)
+    for (int q = 0; q < k; ++q) a.push_back(i + q);
+  for (int q = 0; q < k; ++q)
+    for (int j = 0; j < n; ++j) b.push_back(q - j);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) want.push_back(-19.0 * i * j + (i - j) * 171.0 + 2109.0);
+  EXPECT_TRUE(values(nb::matmul(f64(a, {m, k}), f64(b, {k, n})), {m, n}, want, kTight));
+  EXPECT_TRUE(values(nb::matmul(f32(a, {m, k}), f32(b, {k, n})), {m, n}, want));
+}
+
+TEST(Linear, Bias_2x3_w2x3) {
+  // x w^T = [[1-3, (1+2+3)/2], [4-6, (4+5+6)/2]] = [[-2, 3], [-2, 7.5]]; + b (10, -10)
+  Tensor x = f32(A0, {2, 3});
+  Tensor w = f32({1, 0, -1, 0.5, 0.5, 0.5}, {2, 3});
+  Tensor b = f32({10, -10});
+  EXPECT_TRUE(values(nb::linear(x, w, b), {2, 2}, {8, -7, 8, -2.5}));
+  EXPECT_TRUE(values(nb::linear(x, w), {2, 2}, {-2, 3, -2, 7.5}));
+}
+
+TEST(Linear, Input_2x1x3_and_Vector_3) {
+  Tensor w = f64({1, 0, -1, 0.5, 0.5, 0.5}, {2, 3});
+  Tensor b = f64({10, -10});
+  EXPECT_TRUE(values(nb::linear(f64(A0, {2, 1, 3}), w, b), {2, 1, 2}, {8, -7, 8, -2.5}, kTight));
+  EXPECT_TRUE(values(nb::linear(f64({1, 2, 3}), w, b), {2}, {8, -7}, kTight));
+}
+
+TEST(Linear, TransposedInput_3x2T_w2x3) {
+  Tensor xt = f32({1, 4, 2, 5, 3, 6}, {3, 2});  // xt.t() = A0
+  Tensor w = f32({1, 0, -1, 0.5, 0.5, 0.5}, {2, 3});
+  EXPECT_TRUE(values(nb::linear(xt.t(), w, f32({1, 1})), {2, 2}, {-1, 4, -1, 8.5}));
+}
+
+TEST(Errors, Matmul_InnerDimensions_2x3_times_4x2) {
+  std::string msg = error_of([] { nb::matmul(nb::zeros({2, 3}), nb::zeros({4, 2})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("matmul:"), HasSubstr("[2, 3]"), HasSubstr("[4, 2]")));
+  msg = error_of([] { nb::matmul(nb::zeros({5, 2, 3}), nb::zeros({5, 2, 3})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("matmul:"), HasSubstr("[5, 2, 3]")));
+}
+
+TEST(Errors, Matmul_BatchAxesDoNotBroadcast_2x2x3_times_3x3x2) {
+  std::string msg = error_of([] { nb::matmul(nb::zeros({2, 2, 3}), nb::zeros({3, 3, 2})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("matmul (batch axes):"), HasSubstr("[2]"), HasSubstr("[3]")));
+}
+
+TEST(Errors, Matmul_ZeroDim) {
+  std::string msg = error_of([] { nb::matmul(nb::scalar(1), nb::zeros({2})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("matmul:"), HasSubstr("[]"), HasSubstr("[2]")));
+}
+
+TEST(Errors, Linear_WrongFeatureCount_2x3_w5x4) {
+  std::string msg = error_of([] { nb::linear(nb::zeros({2, 3}), nb::zeros({5, 4})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("linear:"), HasSubstr("[2, 3]"), HasSubstr("[5, 4]")));
+  msg = error_of([] { nb::linear(nb::zeros({2, 4}), nb::zeros({5, 4}), nb::zeros({4})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("linear:"), HasSubstr("bias"), HasSubstr("[4]"), HasSubstr("[5]")));
+  msg = error_of([] { nb::linear(nb::zeros({2, 4}), nb::zeros({5, 4}), {}, "fc2"); });
+  EXPECT_EQ(msg, "(no error)");
+  msg = error_of([] { nb::linear(nb::zeros({2, 3}), nb::zeros({5, 4}), {}, "fc2"); });
+  EXPECT_THAT(msg, HasSubstr("fc2:"));
+}
+
+// ---- CPU kernels, called directly through nabla::Backend on host buffers (test_util.h: cpu()) ----
+// (in a namespace of their own: their helper and case names may repeat the suite's above)
+namespace cpu_kernels {
+
+// ---- gemm ---------------------------------------------------------------------------------------
+
+// C[m, n] = alpha * op(A) op(B) + beta * C on row-major buffers with leading dimensions.
+void naive_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+                int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0;
+      for (int64_t p = 0; p < k; ++p)
+        s += (ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
+      c[i * ldc + j] = alpha * s + (beta == 0 ? 0 : beta * c[i * ldc + j]);
+    }
+}
+
+struct GemmCase {
+  bool ta, tb;
+  int64_t m, n, k, batch;
+  bool broadcast_a;  // stride_a = 0
+};
+
+std::string gemm_name(const GemmCase& c) {
+  return std::string(c.ta ? "T" : "N") + (c.tb ? "T" : "N") + "_m" + std::to_string(c.m) + "_n" +
+         std::to_string(c.n) + "_k" + std::to_string(c.k) + "_batch" + std::to_string(c.batch) +
+         (c.broadcast_a ? "_broadcastA" : "");
+}
+
+class CpuGemm : public ::testing::TestWithParam<GemmCase> {};
+
+template <typename T>
+void check_gemm(const GemmCase& c, DType dtype, double tol) {
+  // Leading dimensions padded by 2 so that they differ from the row length.
+  const int64_t lda = (c.ta ? c.m : c.k) + 2, ldb = (c.tb ? c.k : c.n) + 2, ldc = c.n + 1;
+  const int64_t a_rows = c.ta ? c.k : c.m, b_rows = c.tb ? c.n : c.k;
+  const int64_t stride_a = c.broadcast_a ? 0 : a_rows * lda, stride_b = b_rows * ldb,
+                stride_c = c.m * ldc;
+  auto a_d = random_values(size_t(std::max<int64_t>(stride_a * c.batch, a_rows * lda)), -1, 1, 11);
+  auto b_d = random_values(size_t(stride_b * c.batch), -1, 1, 12);
+  auto c_d = random_values(size_t(stride_c * c.batch), -1, 1, 13);
+  const double alpha = 1.5, beta = 0.5;
+  std::vector<T> a(a_d.begin(), a_d.end()), b(b_d.begin(), b_d.end()), cc(c_d.begin(), c_d.end());
+  cpu().gemm(dtype, c.ta, c.tb, c.m, c.n, c.k, alpha, a.data(), lda, stride_a, b.data(), ldb,
+             stride_b, beta, cc.data(), ldc, stride_c, c.batch);
+  // Reference on the values as rounded to T.
+  std::vector<double> ar(a.begin(), a.end()), br(b.begin(), b.end()), cr(cc.size());
+  for (size_t i = 0; i < cr.size(); ++i) cr[i] = double(T(c_d[i]));
+  for (int64_t i = 0; i < c.batch; ++i)
+    naive_gemm(c.ta, c.tb, c.m, c.n, c.k, alpha, ar.data() + i * stride_a, lda,
+               br.data() + i * stride_b, ldb, beta, cr.data() + i * stride_c, ldc);
+  for (int64_t bi = 0; bi < c.batch; ++bi)
+    for (int64_t i = 0; i < c.m; ++i)
+      for (int64_t j = 0; j < c.n; ++j) {
+        const int64_t at = bi * stride_c + i * ldc + j;
+        ASSERT_NEAR(double(cc[at]), cr[at], tol * (1 + c.k)) << bi << "," << i << "," << j;
+      }
+  // Padding between rows of C is untouched.
+  for (int64_t bi = 0; bi < c.batch; ++bi)
+    for (int64_t i = 0; i < c.m; ++i) {
+      const int64_t at = bi * stride_c + i * ldc + c.n;
+      ASSERT_EQ(cc[at], T(c_d[at]));
+    }
+}
+
+TEST_P(CpuGemm, MatchesNaive_float64) { check_gemm<double>(GetParam(), DType::float64, 1e-14); }
+TEST_P(CpuGemm, MatchesNaive_float32) { check_gemm<float>(GetParam(), DType::float32, 1e-6); }
+
+INSTANTIATE_TEST_SUITE_P(Transposes, CpuGemm,
+                         ::testing::Values(GemmCase{false, false, 3, 4, 5, 1, false},
+                                           GemmCase{true, false, 3, 4, 5, 1, false},
+                                           GemmCase{false, true, 3, 4, 5, 1, false},
+                                           GemmCase{true, true, 3, 4, 5, 1, false},
+                                           GemmCase{false, false, 64, 48, 80, 1, false},
+                                           GemmCase{true, true, 33, 17, 65, 1, false},
+                                           GemmCase{false, false, 3, 4, 5, 3, true},
+                                           GemmCase{true, false, 2, 3, 4, 5, false},
+                                           GemmCase{false, true, 16, 16, 16, 256, false},
+                                           GemmCase{true, true, 8, 9, 10, 300, true}),
+                         [](const auto& info) { return gemm_name(info.param); });
+
+TEST(CpuGemmExtra, K0ScalesCAndBeta0IgnoresNaN_m2_n3) {
+  std::vector<double> c(6, kNaN);
+  cpu().gemm(DType::float64, false, false, 2, 3, 0, 1.0, nullptr, 0, 0, nullptr, 3, 0, 0.0,
+             c.data(), 3, 0, 1);
+  for (double v : c) EXPECT_EQ(v, 0.0);
+  std::vector<double> c2(6, 2.0);
+  cpu().gemm(DType::float64, false, false, 2, 3, 0, 1.0, nullptr, 0, 0, nullptr, 3, 0, 0.5,
+             c2.data(), 3, 0, 1);
+  for (double v : c2) EXPECT_EQ(v, 1.0);
+  // beta == 0 with k > 0: NaN in C must not leak into the result.
+  std::vector<double> a{1, 2}, b{3, 4, 5, 6, 7, 8}, c3(3, kNaN);
+  cpu().gemm(DType::float64, false, false, 1, 3, 2, 1.0, a.data(), 2, 0, b.data(), 3, 0, 0.0,
+             c3.data(), 3, 0, 1);
+  EXPECT_EQ(c3, (std::vector<double>{1 * 3 + 2 * 6, 1 * 4 + 2 * 7, 1 * 5 + 2 * 8}));
+}
+
+}  // namespace cpu_kernels
+
 }  // namespace

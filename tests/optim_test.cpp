@@ -4,6 +4,8 @@
 // device or dtype change before the first step, and a quadratic that each optimizer minimizes.
 #include <nabla/nabla.h>
 
+#include "test_util.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -698,3 +700,280 @@ TEST(OptimQuadratic, EachOptimizerDecreasesTheLossOver50Steps_float32_n5) {
     EXPECT_EQ(nb::tape_size(), 0u);
   }
 }
+
+namespace {
+
+// ---- CPU kernels, called directly through nabla::Backend on host buffers (test_util.h: cpu()) ----
+// (in a namespace of their own: their helper and case names may repeat the suite's above)
+namespace cpu_kernels {
+
+using nabla::test::cpu;
+using nb::DType;
+// ---- optimizers ---------------------------------------------------------------------------------
+// Each runs 3 steps in float64 against torch.optim's documented update written out per element,
+// and in float32 against the float64 result.
+
+// A ParamGroup of one tensor (the optimizers of optim/ put all their tensors in one group).
+struct OneTensor {
+  void* p;
+  const void* g;
+  void* s0 = nullptr;
+  void* s1 = nullptr;
+  void* s2 = nullptr;
+  int64_t n = 0, step = 1;
+  nabla::ParamGroup group() const {
+    nabla::ParamGroup pg;
+    pg.count = 1;
+    pg.params = &p;
+    pg.grads = &g;
+    pg.state0 = &s0;
+    pg.state1 = &s1;
+    pg.state2 = &s2;
+    pg.sizes = &n;
+    pg.steps = &step;
+    return pg;
+  }
+};
+
+const std::vector<double> kParam0{0.5, -1.0, 2.0, 0.0, -0.25};
+const std::vector<std::vector<double>> kGrads{
+    {0.1, -0.2, 0.3, 0.0, 1.0}, {-0.4, 0.5, 0.1, 0.2, -1.0}, {0.3, 0.3, -0.6, -0.1, 0.5}};
+
+struct SgdCase {
+  std::string name;
+  double lr, momentum, dampening, wd;
+  bool nesterov;
+};
+
+class CpuSgd : public ::testing::TestWithParam<SgdCase> {};
+
+template <typename T>
+std::vector<T> run_sgd(const SgdCase& c, DType dtype) {
+  std::vector<T> p(kParam0.begin(), kParam0.end()), buf(p.size(), T(0));
+  for (size_t t = 0; t < kGrads.size(); ++t) {
+    std::vector<T> g(kGrads[t].begin(), kGrads[t].end());
+    OneTensor one{p.data(), g.data(), buf.data(), nullptr, nullptr, int64_t(p.size()), int64_t(t + 1)};
+    cpu().sgd_step(dtype, one.group(), c.lr, c.momentum, c.dampening, c.wd, c.nesterov);
+  }
+  return p;
+}
+
+TEST_P(CpuSgd, ThreeStepsMatchTorchFormula) {
+  const auto c = GetParam();
+  std::vector<double> p = kParam0, buf(p.size());
+  for (size_t t = 0; t < kGrads.size(); ++t)
+    for (size_t i = 0; i < p.size(); ++i) {
+      double g = kGrads[t][i] + c.wd * p[i];
+      if (c.momentum != 0) {
+        buf[i] = t == 0 ? g : c.momentum * buf[i] + (1 - c.dampening) * g;
+        g = c.nesterov ? g + c.momentum * buf[i] : buf[i];
+      }
+      p[i] -= c.lr * g;
+    }
+  auto got = run_sgd<double>(c, DType::float64);
+  auto got32 = run_sgd<float>(c, DType::float32);
+  for (size_t i = 0; i < p.size(); ++i) {
+    EXPECT_NEAR(got[i], p[i], 1e-14) << c.name << " " << i;
+    EXPECT_NEAR(got32[i], p[i], 1e-6) << c.name << " " << i;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Configs, CpuSgd,
+                         ::testing::Values(SgdCase{"plain_lr0p1", 0.1, 0, 0, 0, false},
+                                           SgdCase{"momentum0p9", 0.1, 0.9, 0, 0, false},
+                                           SgdCase{"momentum0p9_dampening0p3", 0.1, 0.9, 0.3, 0,
+                                                   false},
+                                           SgdCase{"nesterov0p9", 0.05, 0.9, 0, 0, true},
+                                           SgdCase{"weight_decay0p01", 0.1, 0, 0, 0.01, false},
+                                           SgdCase{"all", 0.2, 0.8, 0.1, 0.05, true}),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(CpuSgdExtra, NoMomentumBufferNeededWithoutMomentum_n5) {
+  std::vector<double> p = kParam0, g = kGrads[0];
+  OneTensor one{p.data(), g.data(), nullptr, nullptr, nullptr, 5, 1};
+  cpu().sgd_step(DType::float64, one.group(), 0.5, 0, 0, 0, false);
+  for (size_t i = 0; i < p.size(); ++i) EXPECT_DOUBLE_EQ(p[i], kParam0[i] - 0.5 * g[i]);
+}
+
+struct AdamCase {
+  std::string name;
+  double lr, beta1, beta2, eps, wd;
+  bool decoupled;
+};
+
+class CpuAdam : public ::testing::TestWithParam<AdamCase> {};
+
+template <typename T>
+std::vector<T> run_adam(const AdamCase& c, DType dtype) {
+  std::vector<T> p(kParam0.begin(), kParam0.end()), m(p.size(), T(0)), v(p.size(), T(0));
+  for (size_t t = 0; t < kGrads.size(); ++t) {
+    std::vector<T> g(kGrads[t].begin(), kGrads[t].end());
+    OneTensor one{p.data(), g.data(), m.data(), v.data(), nullptr, int64_t(p.size()), int64_t(t + 1)};
+    cpu().adam_step(dtype, one.group(), c.lr, c.beta1, c.beta2, c.eps, c.wd, c.decoupled);
+  }
+  return p;
+}
+
+TEST_P(CpuAdam, ThreeStepsMatchTorchFormula) {
+  const auto c = GetParam();
+  std::vector<double> p = kParam0, m(p.size()), v(p.size());
+  for (size_t t = 0; t < kGrads.size(); ++t) {
+    const double step = double(t + 1);
+    for (size_t i = 0; i < p.size(); ++i) {
+      double g = kGrads[t][i];
+      if (c.decoupled)
+        p[i] *= 1 - c.lr * c.wd;
+      else
+        g += c.wd * p[i];
+      m[i] = c.beta1 * m[i] + (1 - c.beta1) * g;
+      v[i] = c.beta2 * v[i] + (1 - c.beta2) * g * g;
+      const double m_hat = m[i] / (1 - std::pow(c.beta1, step));
+      const double v_hat = v[i] / (1 - std::pow(c.beta2, step));
+      p[i] -= c.lr * m_hat / (std::sqrt(v_hat) + c.eps);
+    }
+  }
+  auto got = run_adam<double>(c, DType::float64);
+  auto got32 = run_adam<float>(c, DType::float32);
+  for (size_t i = 0; i < p.size(); ++i) {
+    EXPECT_NEAR(got[i], p[i], 1e-13) << c.name << " " << i;
+    EXPECT_NEAR(got32[i], p[i], 1e-6) << c.name << " " << i;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Configs, CpuAdam,
+    ::testing::Values(AdamCase{"adam_default", 1e-3, 0.9, 0.999, 1e-8, 0, false},
+                      AdamCase{"adam_lr0p1_wd0p1", 0.1, 0.9, 0.999, 1e-8, 0.1, false},
+                      AdamCase{"adamw_lr0p1_wd0p1", 0.1, 0.9, 0.999, 1e-8, 0.1, true},
+                      AdamCase{"adam_beta1_0p3_beta2_0p5_eps0p1", 0.05, 0.3, 0.5, 0.1, 0, false}),
+    [](const auto& info) { return info.param.name; });
+
+struct AdagradCase {
+  std::string name;
+  double lr, lr_decay, wd, eps;
+};
+
+class CpuAdagrad : public ::testing::TestWithParam<AdagradCase> {};
+
+template <typename T>
+std::vector<T> run_adagrad(const AdagradCase& c, DType dtype) {
+  std::vector<T> p(kParam0.begin(), kParam0.end()), sum(p.size(), T(0));
+  for (size_t t = 0; t < kGrads.size(); ++t) {
+    std::vector<T> g(kGrads[t].begin(), kGrads[t].end());
+    OneTensor one{p.data(), g.data(), sum.data(), nullptr, nullptr, int64_t(p.size()), int64_t(t + 1)};
+    cpu().adagrad_step(dtype, one.group(), c.lr, c.lr_decay, c.wd, c.eps);
+  }
+  return p;
+}
+
+TEST_P(CpuAdagrad, ThreeStepsMatchTorchFormula) {
+  const auto c = GetParam();
+  std::vector<double> p = kParam0, sum(p.size());
+  for (size_t t = 0; t < kGrads.size(); ++t) {
+    const double clr = c.lr / (1 + double(t) * c.lr_decay);  // step - 1 == t
+    for (size_t i = 0; i < p.size(); ++i) {
+      const double g = kGrads[t][i] + c.wd * p[i];
+      sum[i] += g * g;
+      p[i] -= clr * g / (std::sqrt(sum[i]) + c.eps);
+    }
+  }
+  auto got = run_adagrad<double>(c, DType::float64);
+  auto got32 = run_adagrad<float>(c, DType::float32);
+  for (size_t i = 0; i < p.size(); ++i) {
+    EXPECT_NEAR(got[i], p[i], 1e-14) << c.name << " " << i;
+    EXPECT_NEAR(got32[i], p[i], 1e-6) << c.name << " " << i;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Configs, CpuAdagrad,
+                         ::testing::Values(AdagradCase{"default_lr0p01", 0.01, 0, 0, 1e-10},
+                                           AdagradCase{"lr_decay0p5", 0.1, 0.5, 0, 1e-10},
+                                           AdagradCase{"wd0p1_eps0p01", 0.1, 0.1, 0.1, 1e-2}),
+                         [](const auto& info) { return info.param.name; });
+
+struct RmspropCase {
+  std::string name;
+  double lr, alpha, eps, wd, momentum;
+  bool centered;
+};
+
+class CpuRmsprop : public ::testing::TestWithParam<RmspropCase> {};
+
+template <typename T>
+std::vector<T> run_rmsprop(const RmspropCase& c, DType dtype) {
+  std::vector<T> p(kParam0.begin(), kParam0.end()), sq(p.size(), T(0)), buf(p.size(), T(0)),
+      gavg(p.size(), T(0));
+  for (size_t t = 0; t < kGrads.size(); ++t) {
+    std::vector<T> g(kGrads[t].begin(), kGrads[t].end());
+    OneTensor one{p.data(), g.data(), sq.data(), c.momentum > 0 ? buf.data() : nullptr,
+                  c.centered ? gavg.data() : nullptr, int64_t(p.size()), int64_t(t + 1)};
+    cpu().rmsprop_step(dtype, one.group(), c.lr, c.alpha, c.eps, c.wd, c.momentum, c.centered);
+  }
+  return p;
+}
+
+TEST_P(CpuRmsprop, ThreeStepsMatchTorchFormula) {
+  const auto c = GetParam();
+  std::vector<double> p = kParam0, sq(p.size()), buf(p.size()), gavg(p.size());
+  for (size_t t = 0; t < kGrads.size(); ++t)
+    for (size_t i = 0; i < p.size(); ++i) {
+      const double g = kGrads[t][i] + c.wd * p[i];
+      sq[i] = c.alpha * sq[i] + (1 - c.alpha) * g * g;
+      double avg;
+      if (c.centered) {
+        gavg[i] = c.alpha * gavg[i] + (1 - c.alpha) * g;
+        avg = std::sqrt(sq[i] - gavg[i] * gavg[i]) + c.eps;
+      } else {
+        avg = std::sqrt(sq[i]) + c.eps;
+      }
+      if (c.momentum > 0) {
+        buf[i] = c.momentum * buf[i] + g / avg;
+        p[i] -= c.lr * buf[i];
+      } else {
+        p[i] -= c.lr * g / avg;
+      }
+    }
+  auto got = run_rmsprop<double>(c, DType::float64);
+  auto got32 = run_rmsprop<float>(c, DType::float32);
+  for (size_t i = 0; i < p.size(); ++i) {
+    EXPECT_NEAR(got[i], p[i], 1e-12) << c.name << " " << i;
+    EXPECT_NEAR(got32[i], p[i], 1e-5) << c.name << " " << i;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Configs, CpuRmsprop,
+    ::testing::Values(RmspropCase{"default_lr0p01", 0.01, 0.99, 1e-8, 0, 0, false},
+                      RmspropCase{"centered", 0.01, 0.9, 1e-8, 0, 0, true},
+                      RmspropCase{"momentum0p9", 0.01, 0.99, 1e-8, 0, 0.9, false},
+                      RmspropCase{"centered_momentum0p5_wd0p1", 0.02, 0.8, 1e-3, 0.1, 0.5, true}),
+    [](const auto& info) { return info.param.name; });
+
+
+// Two tensors of different sizes and step counts in one group update as two separate calls.
+TEST(CpuAdamGroup, TwoTensorsInOneCallEqualTwoCalls_n5_n3) {
+  std::vector<double> pa = kParam0, pb{1.0, -2.0, 0.5}, ga = kGrads[0], gb{0.3, 0.1, -0.2};
+  std::vector<double> ma(5, 0.1), va(5, 0.2), mb(3, 0.0), vb(3, 0.0);
+  auto pa2 = pa, pb2 = pb, ma2 = ma, va2 = va, mb2 = mb, vb2 = vb;
+  void* params[2] = {pa.data(), pb.data()};
+  const void* grads[2] = {ga.data(), gb.data()};
+  void* m[2] = {ma.data(), mb.data()};
+  void* v[2] = {va.data(), vb.data()};
+  void* none[2] = {nullptr, nullptr};
+  int64_t sizes[2] = {5, 3}, steps[2] = {4, 1};
+  nabla::ParamGroup g{2, params, grads, m, v, none, sizes, steps};
+  cpu().adam_step(DType::float64, g, 0.01, 0.9, 0.99, 1e-8, 0.1, true);
+  OneTensor a{pa2.data(), ga.data(), ma2.data(), va2.data(), nullptr, 5, 4};
+  OneTensor b{pb2.data(), gb.data(), mb2.data(), vb2.data(), nullptr, 3, 1};
+  cpu().adam_step(DType::float64, a.group(), 0.01, 0.9, 0.99, 1e-8, 0.1, true);
+  cpu().adam_step(DType::float64, b.group(), 0.01, 0.9, 0.99, 1e-8, 0.1, true);
+  EXPECT_EQ(pa, pa2);
+  EXPECT_EQ(pb, pb2);
+  EXPECT_EQ(ma, ma2);
+  EXPECT_EQ(vb, vb2);
+  EXPECT_NE(pa, kParam0);
+}
+
+}  // namespace cpu_kernels
+
+}  // namespace

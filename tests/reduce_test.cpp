@@ -68,6 +68,13 @@ std::vector<GradCase> reduce_cases() {
   cases.push_back({"shorthand_sum_max_mean_3x4",
                    [](const Tensors& x) { return x[0].sum({0}) * x[0].max({0}) + x[0].mean({0}, true); },
                    [] { return Tensors{input({3, 4}, -3, 3, {})}; }});
+  // shapes the table above does not cover
+  auto one = [](Shape s) { return [=] { return Tensors{input(s)}; }; };
+  cases.push_back({"mean_axis-1_3x4", [](const Tensors& x) { return nb::mean(x[0], {-1}); }, one({3, 4})});
+  cases.push_back({"mean_all_2x2x2", [](const Tensors& x) { return nb::mean(x[0]); }, one({2, 2, 2})});
+  cases.push_back({"max_axis1_3x4", [](const Tensors& x) { return nb::max(x[0], {1}); }, one({3, 4})});
+  cases.push_back({"max_all_keepdim_2x3", [](const Tensors& x) { return nb::max(x[0], {}, true); }, one({2, 3})});
+  cases.push_back({"min_axes01_2x3x2", [](const Tensors& x) { return nb::min(x[0], {0, 1}); }, one({2, 3, 2})});
   return cases;
 }
 
@@ -356,5 +363,232 @@ TEST(ReduceErrors, IntegerInput) {
   EXPECT_THAT(error_of([] { nb::sum(i64({1, 2})); }), AllOf(HasSubstr("sum"), HasSubstr("int64")));
   EXPECT_THAT(error_of([] { nb::argmax(i32({1, 2})); }), AllOf(HasSubstr("argmax"), HasSubstr("int32")));
 }
+
+// ---- values worked out by hand, one test per case, and the errors each op raises ----------------
+
+TEST(Sum, All_Axis0_Axis1_Keepdim_2x3) {
+  Tensor x = f32({1, 2, 3, 4, 5, 6}, {2, 3});
+  EXPECT_TRUE(values(nb::sum(x), {}, {21}));
+  EXPECT_TRUE(values(nb::sum(x, {0}), {3}, {5, 7, 9}));
+  EXPECT_TRUE(values(nb::sum(x, {1}), {2}, {6, 15}));
+  EXPECT_TRUE(values(nb::sum(x, {-1}), {2}, {6, 15}));
+  EXPECT_TRUE(values(nb::sum(x, {1}, true), {2, 1}, {6, 15}));
+  EXPECT_TRUE(values(nb::sum(x, {0}, true), {1, 3}, {5, 7, 9}));
+  EXPECT_TRUE(values(nb::sum(x, {0, 1}), {}, {21}));
+  EXPECT_TRUE(values(nb::sum(x, {}, true), {1, 1}, {21}));
+  EXPECT_TRUE(values(x.sum({1, 0}), {}, {21}));
+}
+
+TEST(Sum, NonAdjacentAxes_2x3x4) {
+  // x[i][j][k] = 12i + 4j + k; sum over i, k = 48 + 32j + 12 = (60, 92, 124)
+  Tensor x = nb::arange(0, 24, 1, {.dtype = DType::float64}).reshape({2, 3, 4});
+  EXPECT_TRUE(values(nb::sum(x, {0, 2}), {3}, {60, 92, 124}, kTight));
+  EXPECT_TRUE(values(nb::sum(x, {2, 0}, true), {1, 3, 1}, {60, 92, 124}, kTight));
+  // sum over j, keepdim: 36i + 12 + 3k
+  EXPECT_TRUE(values(nb::sum(x, {1}, true), {2, 1, 4}, {12, 15, 18, 21, 48, 51, 54, 57}, kTight));
+  EXPECT_TRUE(values(nb::sum(x), {}, {276}, kTight));  // 0 + ... + 23 = 23*24/2
+}
+
+TEST(Sum, EmptyTensor_0x3_IsZero) {
+  Tensor x = nb::zeros({0, 3});
+  EXPECT_TRUE(values(nb::sum(x), {}, {0}));
+  EXPECT_TRUE(values(nb::sum(x, {0}), {3}, {0, 0, 0}));
+}
+
+TEST(Sum, TransposedView_3x2T) {
+  // x.t() = [[1, 2, 3], [4, 5, 6]]
+  Tensor x = f32({1, 4, 2, 5, 3, 6}, {3, 2});
+  EXPECT_TRUE(values(nb::sum(x.t(), {1}), {2}, {6, 15}));
+}
+
+TEST(Mean, All_Axes_Keepdim_2x3) {
+  Tensor x = f32({1, 2, 3, 4, 5, 6}, {2, 3});
+  EXPECT_TRUE(values(nb::mean(x), {}, {3.5}));
+  EXPECT_TRUE(values(nb::mean(x, {0}), {3}, {2.5, 3.5, 4.5}));
+  EXPECT_TRUE(values(nb::mean(x, {1}, true), {2, 1}, {2, 5}));
+  // mean over j of 12i + 4j + k = 12i + 4 + k
+  Tensor y = nb::arange(0, 24, 1, {.dtype = DType::float64}).reshape({2, 3, 4});
+  EXPECT_TRUE(values(y.mean({1}), {2, 4}, {4, 5, 6, 7, 16, 17, 18, 19}, kTight));
+  EXPECT_TRUE(values(nb::mean(f64({1, 2}), {}), {}, {1.5}, kTight));
+}
+
+TEST(Max, All_Axes_Keepdim_2x3) {
+  Tensor x = f32({1, 7, 3, 4, 5, 6}, {2, 3});
+  EXPECT_TRUE(values(nb::max(x), {}, {7}));
+  EXPECT_TRUE(values(nb::max(x, {0}), {3}, {4, 7, 6}));
+  EXPECT_TRUE(values(nb::max(x, {1}), {2}, {7, 6}));
+  EXPECT_TRUE(values(nb::max(x, {1}, true), {2, 1}, {7, 6}));
+  EXPECT_TRUE(values(x.max({-2}), {3}, {4, 7, 6}));
+  // all negative: the maximum is not 0
+  EXPECT_TRUE(values(nb::max(f64({-5, -2, -9})), {}, {-2}, kTight));
+}
+
+TEST(Max, NonAdjacentAxes_2x3x4) {
+  // max over i, k of 12i + 4j + k = 15 + 4j; min = 4j
+  Tensor x = nb::arange(0, 24, 1, {.dtype = DType::float32}).reshape({2, 3, 4});
+  EXPECT_TRUE(values(nb::max(x, {0, 2}), {3}, {15, 19, 23}));
+  EXPECT_TRUE(values(nb::min(x, {0, 2}), {3}, {0, 4, 8}));
+}
+
+TEST(Min, All_Axes_Keepdim_2x3) {
+  Tensor x = f32({1, 7, 3, 4, 5, -6}, {2, 3});
+  EXPECT_TRUE(values(nb::min(x), {}, {-6}));
+  EXPECT_TRUE(values(nb::min(x, {0}), {3}, {1, 5, -6}));
+  EXPECT_TRUE(values(nb::min(x, {1}), {2}, {1, -6}));
+  EXPECT_TRUE(values(nb::min(x, {0}, true), {1, 3}, {1, 5, -6}));
+  // all positive: the minimum is not 0
+  EXPECT_TRUE(values(nb::min(f64({5, 2, 9})), {}, {2}, kTight));
+}
+
+TEST(Argmax, FirstMaximumOnTies_2x3) {
+  Tensor x = f32({1, 3, 3, 5, 2, 5}, {2, 3});
+  Tensor r = nb::argmax(x, 1);
+  EXPECT_EQ(r.dtype(), DType::int64);
+  EXPECT_EQ(r.shape(), (Shape{2}));
+  EXPECT_EQ(r.to_vector<int64_t>(), (std::vector<int64_t>{1, 0}));
+  EXPECT_EQ(nb::argmax(x, 0).to_vector<int64_t>(), (std::vector<int64_t>{1, 0, 1}));
+  EXPECT_EQ(nb::argmax(x, 1, true).shape(), (Shape{2, 1}));
+  EXPECT_EQ(x.argmax().to_vector<int64_t>(), (std::vector<int64_t>{1, 0}));
+  // all equal: index 0
+  EXPECT_EQ(nb::argmax(f64({2, 2, 2, 2})).to_vector<int64_t>(), (std::vector<int64_t>{0}));
+  EXPECT_EQ(nb::argmax(f64({2, 2, 2, 2})).dim(), 0);
+  // maximum last, negative values
+  EXPECT_EQ(nb::argmax(f64({-3, -2, -1})).to_vector<int64_t>(), (std::vector<int64_t>{2}));
+}
+
+TEST(Argmax, MiddleAxis_2x3x2) {
+  // x[i][:, k] columns: (0, 9, 9) -> 1, (5, 1, 2) -> 0, (-1, -1, 0) -> 2, (7, 8, 8) -> 1
+  Tensor x = f32({0, 5, 9, 1, 9, 2, -1, 7, -1, 8, 0, 8}, {2, 3, 2});
+  Tensor r = nb::argmax(x, 1);
+  EXPECT_EQ(r.shape(), (Shape{2, 2}));
+  EXPECT_EQ(r.to_vector<int64_t>(), (std::vector<int64_t>{1, 0, 2, 1}));
+}
+
+TEST(SumTo, BroadcastInverse_2x3) {
+  Tensor x = f32({1, 2, 3, 4, 5, 6}, {2, 3});
+  EXPECT_TRUE(values(nb::sum_to(x, {3}), {3}, {5, 7, 9}));
+  EXPECT_TRUE(values(nb::sum_to(x, {1, 3}), {1, 3}, {5, 7, 9}));
+  EXPECT_TRUE(values(nb::sum_to(x, {2, 1}), {2, 1}, {6, 15}));
+  EXPECT_TRUE(values(nb::sum_to(x, {}), {}, {21}));
+  EXPECT_TRUE(values(nb::sum_to(x, {2, 3}), {2, 3}, {1, 2, 3, 4, 5, 6}));
+}
+
+TEST(SumTo, 2x3x4_to_3x1) {
+  // x[i][j][k] = 12i + 4j + k; to [3, 1]: sum over i and k = 60 + 32j
+  Tensor x = nb::arange(0, 24, 1, {.dtype = DType::float64}).reshape({2, 3, 4});
+  EXPECT_TRUE(values(nb::sum_to(x, {3, 1}), {3, 1}, {60, 92, 124}, kTight));
+  // to [1, 4]: sum over i and j of 12i + 4j + k = 12*3 + 4*3*2 + 6k = 60 + 6k
+  EXPECT_TRUE(values(nb::sum_to(x, {1, 4}), {1, 4}, {60, 66, 72, 78}, kTight));
+}
+
+TEST(Errors, Sum_AxisOutOfRange_2x3) {
+  std::string msg = error_of([] { nb::sum(nb::zeros({2, 3}), {2}); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("sum:"), HasSubstr("axis 2")));
+  msg = error_of([] { nb::sum(nb::zeros({2, 3}), {-3}); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("sum:"), HasSubstr("axis -3")));
+  msg = error_of([] { nb::mean(nb::zeros({2, 3}), {0, -2}); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("mean:"), HasSubstr("twice")));
+  msg = error_of([] { nb::max(nb::zeros({2, 3}), {5}); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("max:"), HasSubstr("axis 5")));
+  msg = error_of([] { nb::argmax(nb::zeros({2, 3}), 2); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("argmax:"), HasSubstr("axis 2")));
+}
+
+TEST(Errors, Max_EmptyTensor_0x3) {
+  std::string msg = error_of([] { nb::max(nb::zeros({0, 3})); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("max:"), HasSubstr("[0, 3]")));
+}
+
+TEST(Errors, SumTo_NotABroadcast_2x3_to_4) {
+  std::string msg = error_of([] { nb::sum_to(nb::zeros({2, 3}), {4}); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("sum_to:"), HasSubstr("[2, 3]"), HasSubstr("[4]")));
+}
+
+// ---- CPU kernels, called directly through nabla::Backend on host buffers (test_util.h: cpu()) ----
+// (in a namespace of their own: their helper and case names may repeat the suite's above)
+namespace cpu_kernels {
+
+using nb::ReduceOp;
+
+// ---- reduce and argmax --------------------------------------------------------------------------
+
+struct ReduceShape {
+  int64_t outer, r, inner;
+};
+
+std::string shape_name(const ReduceShape& s) {
+  return std::to_string(s.outer) + "x" + std::to_string(s.r) + "x" + std::to_string(s.inner);
+}
+
+class CpuReduce : public ::testing::TestWithParam<ReduceShape> {};
+
+TEST_P(CpuReduce, SumMaxMinMatchNaive_float64) {
+  const auto s = GetParam();
+  auto x = random_values(size_t(s.outer * s.r * s.inner), -5, 5, 9);
+  for (ReduceOp op : {ReduceOp::sum, ReduceOp::max, ReduceOp::min}) {
+    std::vector<double> out(size_t(s.outer * s.inner), kNaN);
+    cpu().reduce(op, DType::float64, out.data(), x.data(), s.outer, s.r, s.inner);
+    for (int64_t o = 0; o < s.outer; ++o)
+      for (int64_t i = 0; i < s.inner; ++i) {
+        double want = op == ReduceOp::sum ? 0 : op == ReduceOp::max ? -kInf : kInf;
+        for (int64_t j = 0; j < s.r; ++j) {
+          const double v = x[(o * s.r + j) * s.inner + i];
+          want = op == ReduceOp::sum   ? want + v
+                 : op == ReduceOp::max ? std::max(want, v)
+                                       : std::min(want, v);
+        }
+        expect_close(
+            out[o * s.inner + i], want, 1e-12, 1e-9,
+            "op " + std::to_string(int(op)) + " at " + std::to_string(o) + "," + std::to_string(i));
+      }
+  }
+}
+
+TEST_P(CpuReduce, ArgmaxIsFirstMaximum_float32) {
+  const auto s = GetParam();
+  // Few distinct values, so most slices have ties.
+  auto xd = random_values(size_t(s.outer * s.r * s.inner), 0, 4, 10);
+  std::vector<float> x(xd.size());
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::floor(float(xd[i]));
+  std::vector<int64_t> out(size_t(s.outer * s.inner), -1);
+  cpu().argmax(DType::float32, out.data(), x.data(), s.outer, s.r, s.inner);
+  for (int64_t o = 0; o < s.outer; ++o)
+    for (int64_t i = 0; i < s.inner; ++i) {
+      int64_t want = 0;
+      for (int64_t j = 1; j < s.r; ++j)
+        if (x[(o * s.r + j) * s.inner + i] > x[(o * s.r + want) * s.inner + i]) want = j;
+      ASSERT_EQ(out[o * s.inner + i], want) << o << "," << i;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CpuReduce,
+                         ::testing::Values(ReduceShape{1, 1, 1}, ReduceShape{2, 3, 4},
+                                           ReduceShape{3, 5, 1}, ReduceShape{1, 7, 13},
+                                           ReduceShape{4, 7, 300}, ReduceShape{1, 100003, 1},
+                                           ReduceShape{3, 40000, 1}, ReduceShape{64, 600, 1},
+                                           ReduceShape{2, 500, 70}, ReduceShape{5, 1, 3}),
+                         [](const auto& info) { return shape_name(info.param); });
+
+TEST(CpuReduceExtra, Float32SumIsAccurate_1x1048576x1) {
+  const int64_t n = int64_t{1} << 20;
+  std::vector<float> x(n, 0.1f);
+  float out = 0;
+  cpu().reduce(ReduceOp::sum, DType::float32, &out, x.data(), 1, n, 1);
+  EXPECT_NEAR(out, double(0.1f) * double(n), 0.01);  // a float running sum is off by ~1e3 here
+}
+
+TEST(CpuReduceExtra, MaxPropagatesNaNAndEmptyReduceGivesIdentity) {
+  std::vector<double> x{1.0, kNaN, 3.0};
+  double out = 0;
+  cpu().reduce(ReduceOp::max, DType::float64, &out, x.data(), 1, 3, 1);
+  EXPECT_TRUE(std::isnan(out));
+  cpu().reduce(ReduceOp::sum, DType::float64, &out, x.data(), 1, 0, 1);
+  EXPECT_EQ(out, 0.0);
+  int64_t arg = -1;
+  cpu().argmax(DType::float64, &arg, x.data(), 1, 3, 1);
+  EXPECT_EQ(arg, 1);  // NaN counts as the maximum, as torch.argmax
+}
+
+}  // namespace cpu_kernels
 
 }  // namespace

@@ -69,6 +69,11 @@ std::vector<GradCase> view_cases() {
          return x[0].t().slice(1, 1, 4, 2).unsqueeze(0).expand({2, 2, 2, 3}).reshape({4, 6});
        },
        one({2, 3, 4})},
+      // more shapes and parameters
+      {"reshape_2x6_to_3x4_times_3x4", [](const Tensors& x) { return x[0].reshape({3, 4}) * x[1]; },
+       [] { return Tensors{input({2, 6}), input({3, 4})}; }},
+      {"contiguous_clone_of_transpose_3x4", [](const Tensors& x) { return x[0].t().contiguous().clone(); },
+       one({3, 4})},
   };
 }
 
@@ -305,6 +310,17 @@ TEST(ShapeDropout, GradientEqualsTheMask_p05_4x250) {
   EXPECT_LT(kept, 600);
 }
 
+// Dropout's gradient is its mask times 1/(1-p): check it against the forward's own mask.
+TEST(ShapeDropout, GradientIsTheScaledMask_p025_n1000) {
+  nb::manual_seed(7);
+  Tensor x = nb::ones({1000}, {.dtype = nb::DType::float64}).requires_grad_(true);
+  Tensor y = nb::dropout(x, 0.25, true);
+  nb::sum(y).backward();
+  auto yv = y.to_vector<double>(), gv = x.grad().to_vector<double>();
+  for (size_t i = 0; i < yv.size(); ++i) EXPECT_DOUBLE_EQ(gv[i], yv[i]);  // y = x * mask, x = 1
+  EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& v) { return nb::dropout(v[0], 0.5, false); }, {input({4})}));
+}
+
 TEST(ShapeDropout, SeededIsReproducibleAndFreshDrawsDiffer_p05_64) {
   Tensor x = nb::ones({64}, kF64);
   nb::manual_seed(99);
@@ -407,6 +423,116 @@ TEST(ShapeErrors, DropoutBadProbabilityOrDtype) {
   EXPECT_THAT(error_of([] { nb::dropout(seq({2}), 1.5, true); }), AllOf(HasSubstr("dropout"), HasSubstr("1.5")));
   EXPECT_THAT(error_of([] { nb::dropout(seq({2}), -0.1, false); }), AllOf(HasSubstr("dropout"), HasSubstr("-0.1")));
   EXPECT_THAT(error_of([] { nb::dropout(i64({1, 2}), 0.5, true); }), AllOf(HasSubstr("dropout"), HasSubstr("int64")));
+}
+
+// ---- values worked out by hand, one test per case, and the errors each op raises ----------------
+
+TEST(Concat, Axis0_1x2_and_2x2) {
+  Tensor y = nb::concat({f32({1, 2}, {1, 2}), f32({3, 4, 5, 6}, {2, 2})}, 0);
+  EXPECT_TRUE(values(y, {3, 2}, {1, 2, 3, 4, 5, 6}));
+}
+
+TEST(Concat, Axis1_2x1_2x2_2x3) {
+  Tensor y = nb::concat({f64({1, 2}, {2, 1}), f64({3, 4, 5, 6}, {2, 2}), f64({7, 8, 9, 10, 11, 12}, {2, 3})}, 1);
+  EXPECT_TRUE(values(y, {2, 6}, {1, 3, 4, 7, 8, 9, 2, 5, 6, 10, 11, 12}, kTight));
+  Tensor z = nb::concat({f64({1, 2}, {2, 1}), f64({3, 4, 5, 6}, {2, 2})}, -1);
+  EXPECT_TRUE(values(z, {2, 3}, {1, 3, 4, 2, 5, 6}, kTight));
+}
+
+TEST(Concat, TransposedView_2x2T_and_2x1) {
+  // v.t() = [[1, 2], [3, 4]]
+  Tensor v = f32({1, 3, 2, 4}, {2, 2});
+  EXPECT_TRUE(values(nb::concat({v.t(), f32({9, 9}, {2, 1})}, 1), {2, 3}, {1, 2, 9, 3, 4, 9}));
+}
+
+TEST(Concat, OneD_3_and_2) {
+  EXPECT_TRUE(values(nb::concat({f32({1, 2, 3}), f32({4, 5})}), {5}, {1, 2, 3, 4, 5}));
+}
+
+const std::vector<double> A0 = {1, 2, 3, 4, 5, 6};
+
+TEST(Dropout, EvalIsIdentity_2x3) {
+  Tensor x = f32(A0, {2, 3});
+  EXPECT_TRUE(values(nb::dropout(x, 0.9, false), {2, 3}, A0));
+  EXPECT_TRUE(values(nb::dropout(x, 1.0, false), {2, 3}, A0));
+}
+
+TEST(Dropout, TrainingPZeroIsIdentity_2x3) {
+  EXPECT_TRUE(values(nb::dropout(f32(A0, {2, 3}), 0.0, true), {2, 3}, A0));
+}
+
+TEST(Dropout, TrainingPOne_IsAllZeros_4) {
+  EXPECT_TRUE(values(nb::dropout(f32({1, 2, 3, 4}), 1.0, true), {4}, {0, 0, 0, 0}));
+}
+
+TEST(Dropout, TrainingHalf_10000Ones_HalfZerosRestTwo) {
+  nb::manual_seed(1234);
+  Tensor y = nb::dropout(nb::ones({10000}), 0.5, true);
+  EXPECT_EQ(y.shape(), (Shape{10000}));
+  int zeros = 0, twos = 0, other = 0;
+  for (float v : y.to_vector<float>()) {
+    if (v == 0.0f)
+      ++zeros;
+    else if (v == 2.0f)
+      ++twos;
+    else
+      ++other;
+  }
+  EXPECT_EQ(other, 0);
+  // Binomial(10000, 0.5): mean 5000, standard deviation 50; allow 6 of them.
+  EXPECT_GT(zeros, 4700);
+  EXPECT_LT(zeros, 5300);
+  EXPECT_EQ(zeros + twos, 10000);
+}
+
+TEST(Dropout, TrainingQuarter_10000Ones_KeptScaledBy4Over3_Float64) {
+  nb::manual_seed(99);
+  Tensor y = nb::dropout(nb::ones({100, 100}, {.dtype = DType::float64}), 0.25, true);
+  int zeros = 0, kept = 0;
+  for (double v : y.to_vector<double>()) {
+    if (v == 0.0)
+      ++zeros;
+    else if (std::abs(v - 4.0 / 3.0) < 1e-15)
+      ++kept;
+  }
+  EXPECT_EQ(zeros + kept, 10000);
+  // Binomial(10000, 0.25): mean 2500, standard deviation ~43.3
+  EXPECT_GT(zeros, 2240);
+  EXPECT_LT(zeros, 2760);
+}
+
+TEST(Errors, Concat_MismatchedShapes_2x3_and_3x3_Axis1) {
+  std::string msg = error_of([] { nb::concat({nb::zeros({2, 3}), nb::zeros({3, 3})}, 1); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("concat:"), HasSubstr("[2, 3]"), HasSubstr("[3, 3]")));
+  msg = error_of([] { nb::concat({nb::zeros({2, 3}), nb::zeros({6})}, 0); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("concat:"), HasSubstr("[2, 3]"), HasSubstr("[6]")));
+  msg = error_of([] { nb::concat({nb::zeros({2}), nb::zeros({2}, {.dtype = DType::float64})}); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("concat:"), HasSubstr("float32"), HasSubstr("float64")));
+  msg = error_of([] { nb::concat({}); });
+  EXPECT_THAT(msg, HasSubstr("concat:"));
+}
+
+TEST(Errors, View_NonContiguous_3x2T) {
+  std::string msg = error_of([] { nb::zeros({3, 2}).t().view({6}); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("view:"), HasSubstr("[2, 3]"), HasSubstr("contiguous")));
+  // reshape copies instead
+  EXPECT_TRUE(values(f32({1, 4, 2, 5, 3, 6}, {3, 2}).t().reshape({6}), {6}, {1, 2, 3, 4, 5, 6}));
+}
+
+TEST(Errors, Reshape_WrongElementCount_2x3_to_4) {
+  std::string msg = error_of([] { nb::zeros({2, 3}).reshape({4}); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("reshape:"), HasSubstr("[2, 3]"), HasSubstr("[4]")));
+  msg = error_of([] { nb::zeros({2, 3}).reshape({4, -1}); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("reshape:"), HasSubstr("[2, 3]"), HasSubstr("[4, -1]")));
+  msg = error_of([] { nb::zeros({2, 3}).view({7}); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("view:"), HasSubstr("[2, 3]"), HasSubstr("[7]")));
+}
+
+TEST(Errors, Dropout_POutside01) {
+  std::string msg = error_of([] { nb::dropout(nb::zeros({2}), 1.5, true); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("dropout:"), HasSubstr("1.5")));
+  msg = error_of([] { nb::dropout(nb::zeros({2}), -0.25, false); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("dropout:"), HasSubstr("-0.25")));
 }
 
 }  // namespace

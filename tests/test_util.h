@@ -1,16 +1,21 @@
-// Helpers shared by the op test suites: float64 inputs kept off kinks, the central-difference
-// gradient checker, literal tensors, value comparison and error-message capture.
+// Helpers shared by the test suites: float64 inputs kept off kinks, the central-difference
+// gradient checker, literal tensors, value comparison, error-message capture, and the helpers of
+// the CPU kernel tests (host buffers, strided layouts) that call nabla::Backend directly.
 #pragma once
 
+#include <nabla/core/backend.h>
 #include <nabla/core/ops.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <functional>
+#include <limits>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -206,6 +211,37 @@ inline ::testing::AssertionResult near(const Tensor& actual, const std::vector<d
   return ::testing::AssertionSuccess();
 }
 
+// t has `shape` and each element is within tol * max(1, |want|) of `want` (row-major); +-inf must
+// match exactly, NaN must be NaN. Unlike near(), the failure message prints the whole tensor.
+inline ::testing::AssertionResult values(const Tensor& t, const Shape& shape, const std::vector<double>& want,
+                                         double tol = 1e-6) {
+  if (!t.defined()) return ::testing::AssertionFailure() << "tensor is undefined";
+  if (t.shape() != shape)
+    return ::testing::AssertionFailure() << "shape " << shape_str(t.shape()) << ", expected " << shape_str(shape);
+  std::vector<double> got = t.to_vector<double>();
+  if (got.size() != want.size())
+    return ::testing::AssertionFailure() << got.size() << " values, expected " << want.size();
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double g = got[i], w = want[i];
+    bool ok;
+    if (std::isnan(w))
+      ok = std::isnan(g);
+    else if (std::isinf(w))
+      ok = g == w;
+    else
+      ok = std::abs(g - w) <= tol * std::max(1.0, std::abs(w));
+    if (!ok)
+      return ::testing::AssertionFailure() << "element " << i << " is " << ::testing::PrintToString(g)
+                                           << ", expected " << ::testing::PrintToString(w) << " (tol " << tol
+                                           << ")\n"
+                                           << t;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// A tight tolerance for values() of float64 results.
+inline constexpr double kTight = 1e-12;
+
 // The message of the nabla::Error that f throws, or "(no error)" / "(other exception: ...)".
 inline std::string error_of(const std::function<void()>& f) {
   try {
@@ -245,5 +281,72 @@ inline std::string grad_case_name(const ::testing::TestParamInfo<GradCase>& info
 }
 
 inline void PrintTo(const GradCase& c, std::ostream* os) { *os << c.name; }
+
+// ---- CPU kernels called directly through nabla::Backend on host buffers --------------------------
+
+inline nabla::Backend& cpu() { return nabla::backend_for(nabla::Device::Kind::CPU); }
+
+inline constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+inline constexpr double kInf = std::numeric_limits<double>::infinity();
+
+inline std::vector<double> random_values(size_t n, double lo, double hi, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<double> dist(lo, hi);
+  std::vector<double> v(n);
+  for (auto& x : v) x = dist(gen);
+  return v;
+}
+
+inline std::vector<float> to_float(const std::vector<double>& v) { return {v.begin(), v.end()}; }
+
+inline nabla::StridedLayout layout(std::vector<int64_t> shape, std::vector<int64_t> out, std::vector<int64_t> a,
+                                   std::vector<int64_t> b = {}) {
+  nabla::StridedLayout l;
+  l.ndim = static_cast<int>(shape.size());
+  for (size_t d = 0; d < shape.size(); ++d) {
+    l.shape[d] = shape[d];
+    l.out_stride[d] = out[d];
+    l.a_stride[d] = a[d];
+    l.b_stride[d] = b.empty() ? 0 : b[d];
+  }
+  return l;
+}
+
+inline std::vector<int64_t> contiguous(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> s(shape.size());
+  int64_t acc = 1;
+  for (size_t d = shape.size(); d-- > 0;) {
+    s[d] = acc;
+    acc *= shape[d];
+  }
+  return s;
+}
+
+// Calls f(out_offset, a_offset, b_offset) for every index of l, in row-major order.
+inline void for_each_index(const nabla::StridedLayout& l,
+                           const std::function<void(int64_t, int64_t, int64_t)>& f) {
+  int64_t total = 1;
+  for (int d = 0; d < l.ndim; ++d) total *= l.shape[d];
+  for (int64_t flat = 0; flat < total; ++flat) {
+    int64_t rest = flat, o = 0, a = 0, b = 0;
+    for (int d = l.ndim - 1; d >= 0; --d) {
+      const int64_t i = rest % l.shape[d];
+      rest /= l.shape[d];
+      o += i * l.out_stride[d];
+      a += i * l.a_stride[d];
+      b += i * l.b_stride[d];
+    }
+    f(o, a, b);
+  }
+}
+
+inline void expect_close(double got, double want, double rtol, double atol, const std::string& what) {
+  if (std::isnan(want)) {
+    EXPECT_TRUE(std::isnan(got)) << what << ": got " << got << ", want NaN";
+    return;
+  }
+  EXPECT_LE(std::abs(got - want), atol + rtol * std::abs(want))
+      << what << ": got " << got << ", want " << want;
+}
 
 }  // namespace nabla::test

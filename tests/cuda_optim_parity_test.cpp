@@ -1,0 +1,224 @@
+// CPU-vs-CUDA parity of the optimizers' steps, and of a whole training run.
+//
+// Every test skips itself without a CUDA device.
+#include "cuda_test_util.h"
+
+#include <memory>
+
+namespace nb = nabla;
+
+namespace {
+
+using namespace nabla_test::parity;
+
+// ---- optimizers --------------------------------------------------------------------------------
+
+struct OptCase {
+  std::string name;
+  std::function<std::unique_ptr<nb::Optimizer>(std::vector<Tensor>)> make;
+};
+void PrintTo(const OptCase& c, std::ostream* os) { *os << c.name; }
+
+const std::vector<OptCase>& optimizer_cases() {
+  static const std::vector<OptCase> c = {
+      {"SGD", [](auto p) { return std::make_unique<nb::SGD>(std::move(p), nb::SGDOptions{.lr = 0.1}); }},
+      {"SGD_momentum_nesterov_wd",
+       [](auto p) {
+         return std::make_unique<nb::SGD>(std::move(p), nb::SGDOptions{.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-3,
+                                                                        .nesterov = true});
+       }},
+      {"SGD_momentum_dampening",
+       [](auto p) {
+         return std::make_unique<nb::SGD>(std::move(p), nb::SGDOptions{.lr = 0.05, .momentum = 0.9, .dampening = 0.25});
+       }},
+      {"Adam", [](auto p) { return std::make_unique<nb::Adam>(std::move(p), nb::AdamOptions{.lr = 1e-2}); }},
+      {"Adam_wd",
+       [](auto p) { return std::make_unique<nb::Adam>(std::move(p), nb::AdamOptions{.lr = 1e-2, .weight_decay = 1e-2}); }},
+      {"AdamW",
+       [](auto p) { return std::make_unique<nb::AdamW>(std::move(p), nb::AdamWOptions{.lr = 1e-2, .weight_decay = 0.1}); }},
+      {"Adagrad",
+       [](auto p) {
+         return std::make_unique<nb::Adagrad>(
+             std::move(p), nb::AdagradOptions{.lr = 0.05, .lr_decay = 0.01, .weight_decay = 1e-3,
+                                              .initial_accumulator_value = 0.1});
+       }},
+      {"RMSprop", [](auto p) { return std::make_unique<nb::RMSprop>(std::move(p), nb::RMSpropOptions{.lr = 1e-2}); }},
+      {"RMSprop_centered_momentum_wd",
+       [](auto p) {
+         return std::make_unique<nb::RMSprop>(
+             std::move(p), nb::RMSpropOptions{.lr = 1e-2, .weight_decay = 1e-3, .momentum = 0.9, .centered = true});
+       }},
+  };
+  return c;
+}
+std::string optimizer_name(const ::testing::TestParamInfo<OptCase>& i) { return i.param.name; }
+
+// The optimizers' state (moments, step counts) after the same steps.
+::testing::AssertionResult state_close(const nb::Optimizer& gpu, const nb::Optimizer& cpu, Tol tol) {
+  auto g = gpu.state(), c = cpu.state();
+  if (g.size() != c.size()) return ::testing::AssertionFailure() << "state sizes differ: " << g.size() << " vs " << c.size();
+  for (size_t i = 0; i < c.size(); ++i) {
+    if (g[i].first != c[i].first) return ::testing::AssertionFailure() << "state " << g[i].first << " vs " << c[i].first;
+    if (!nb::is_floating(c[i].second.dtype())) {
+      if (g[i].second.item() != c[i].second.item())
+        return ::testing::AssertionFailure() << c[i].first << ": " << g[i].second.item() << " vs " << c[i].second.item();
+      continue;
+    }
+    auto r = allclose(g[i].second, c[i].second, tol, "state " + c[i].first);
+    if (!r) return r;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+class Optim : public CudaParamTest<OptCase> {
+ protected:
+  // Two copies of one model (same seed), one moved to CUDA; `steps` steps on the same batches.
+  void run_model(const std::function<std::shared_ptr<nb::Module>()>& make, int64_t in, int64_t classes, int steps) {
+    const OptCase& oc = GetParam();
+    nb::manual_seed(7);
+    auto cpu = make();
+    nb::manual_seed(7);
+    auto gpu = make();
+    gpu->to(kCuda);
+    ASSERT_TRUE(params_close(gpu->parameters(), cpu->parameters(), {0, 0}, "initial"));
+    auto opt_c = oc.make(cpu->parameters());
+    auto opt_g = oc.make(gpu->parameters());
+    for (int step = 1; step <= steps; ++step) {
+      SCOPED_TRACE("step " + std::to_string(step));
+      Tensor x = nb::randn({16, in});
+      Tensor y = labels(16, classes, DType::int64, static_cast<uint64_t>(step));
+      auto one = [](nb::Module& m, nb::Optimizer& opt, const Tensor& xs, const Tensor& ys) {
+        opt.zero_grad();
+        Tensor loss = nb::cross_entropy(m(xs), ys);
+        loss.backward();
+        opt.step();
+        return loss;
+      };
+      Tensor lc = one(*cpu, *opt_c, x, y);
+      Tensor lg = one(*gpu, *opt_g, x.to(kCuda), y.to(kCuda));
+      EXPECT_TRUE(allclose(lg, lc, {1e-4, 1e-6}, "loss"));
+      ASSERT_TRUE(params_close(gpu->parameters(), cpu->parameters(), {1e-5, 1e-6}, "after the step"));
+    }
+    EXPECT_TRUE(state_close(*opt_g, *opt_c, {1e-3, 1e-8}));
+  }
+};
+
+TEST_P(Optim, SmallMlp37x23x5_3Steps) {
+  run_model([] { return std::make_shared<nb::Sequential>(nb::Dense(37, 23), nb::ReLU(), nb::Dense(23, 5)); }, 37, 5, 3);
+}
+
+// 25 Dense layers, 50 parameter tensors: a group of more than kMaxTensors (48, cuda/optim.cu)
+// tensors, so one update is two launches, the second of 2 tensors.
+TEST_P(Optim, Deep25Dense_50Tensors_TwoLaunches_3Steps) {
+  run_model(
+      [] {
+        auto m = std::make_shared<nb::Sequential>();
+        for (int i = 0; i < 24; ++i) {
+          m->add(nb::Dense(16, 16));
+          m->add(nb::ReLU());
+        }
+        m->add(nb::Dense(16, 4));
+        return m;
+      },
+      16, 4, 3);
+}
+
+// The update kernels alone: 100 tensors (three launches of at most kMaxTensors = 48: 48, 48, 4)
+// of sizes that reach every branch (1 to 2^20 + 3 elements), given random gradients; at step 2
+// every third tensor has no gradient, so at step 3 the tensors of one launch have different step
+// counts.
+void run_direct(const OptCase& oc, DType t, Tol tol) {
+  std::vector<int64_t> sizes = {1, 7, 1023, 4097, 65537, kBig, 2, 3, 4, 5, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64};
+  for (int64_t s = 65; sizes.size() < 40; s = s * 3 / 2 + 1) sizes.push_back(s);
+  // and three empty tensors (no chunks: a launch must skip them)
+  for (int64_t i = 0; sizes.size() < 100; ++i) sizes.push_back(i % 24 == 5 ? 0 : 1 + (i * 997) % 5003);
+  std::vector<Tensor> pc, pg;
+  for (int64_t n : sizes) {
+    Tensor p = nb::rand({n}, {.dtype = t}, -1, 1);
+    pc.push_back(p.clone().requires_grad_(true));
+    pg.push_back(p.to(kCuda).requires_grad_(true));
+  }
+  auto opt_c = oc.make(pc);
+  auto opt_g = oc.make(pg);
+  for (int step = 1; step <= 3; ++step) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      if (step == 2 && i % 3 == 1) {
+        pc[i].zero_grad();
+        pg[i].zero_grad();
+        continue;
+      }
+      Tensor g = nb::rand({sizes[i]}, {.dtype = t}, -1, 1);
+      pc[i].set_grad(g);
+      pg[i].set_grad(g.to(kCuda));
+    }
+    opt_c->step();
+    opt_g->step();
+    ASSERT_TRUE(params_close(pg, pc, tol, "after the step"));
+  }
+  EXPECT_TRUE(state_close(*opt_g, *opt_c, {tol.rtol * 10, tol.atol * 1e-4}));
+}
+
+TEST_P(Optim, Direct100TensorsThreeLaunchesUnevenSteps_F32) { run_direct(GetParam(), DType::float32, {1e-5, 1e-6}); }
+TEST_P(Optim, Direct100TensorsThreeLaunchesUnevenSteps_F64) { run_direct(GetParam(), DType::float64, {1e-11, 1e-13}); }
+
+INSTANTIATE_TEST_SUITE_P(Cuda, Optim, ::testing::ValuesIn(optimizer_cases()), optimizer_name);
+
+// The CPU side of the empty parameters in run_direct (runs without a GPU): every optimizer steps
+// over a group holding an empty tensor.
+TEST(EmptyOnTheCpu, EveryOptimizerStepsOverAnEmptyParameter) {
+  for (const OptCase& oc : optimizer_cases()) {
+    SCOPED_TRACE(oc.name);
+    std::vector<Tensor> p = {nb::rand({0}).requires_grad_(true), nb::rand({3}).requires_grad_(true)};
+    auto opt = oc.make(p);
+    for (int step = 0; step < 2; ++step) {
+      for (Tensor& t : p) t.set_grad(nb::rand(t.shape()));
+      EXPECT_NO_THROW(opt->step());
+    }
+    EXPECT_EQ(p[0].numel(), 0);
+  }
+}
+
+// ---- end to end --------------------------------------------------------------------------------
+
+// The MLP 784-256-128-10 trained 50 steps with Adam on random data from identical weights:
+// the loss of every step agrees to 1e-3.
+TEST_F(CudaTest, Mlp784x256x128x10_50AdamSteps_LossesMatch) {
+  auto make = [] {
+    return nb::Sequential{nb::Dense(784, 256), nb::ReLU(), nb::Dense(256, 128), nb::ReLU(), nb::Dense(128, 10)};
+  };
+  nb::manual_seed(0);
+  nb::Sequential cpu = make();
+  nb::manual_seed(0);
+  nb::Sequential gpu = make();
+  gpu.to(kCuda);
+  nb::Adam oc(cpu.parameters(), {.lr = 1e-3}), og(gpu.parameters(), {.lr = 1e-3});
+  std::vector<Tensor> xc, yc, xg, yg;
+  for (int i = 0; i < 4; ++i) {
+    xc.push_back(nb::randn({128, 784}));
+    yc.push_back(labels(128, 10, DType::int64, 100 + i));
+    xg.push_back(xc.back().to(kCuda));
+    yg.push_back(yc.back().to(kCuda));
+  }
+  std::vector<Tensor> losses_g;
+  std::vector<double> losses_c;
+  for (int step = 0; step < 50; ++step) {
+    oc.zero_grad();
+    og.zero_grad();
+    Tensor lc = nb::cross_entropy(cpu(xc[step % 4]), yc[step % 4]);
+    Tensor lg = nb::cross_entropy(gpu(xg[step % 4]), yg[step % 4]);
+    lc.backward();
+    lg.backward();
+    oc.step();
+    og.step();
+    losses_c.push_back(lc.item());
+    losses_g.push_back(lg.detach());  // read at the end: no synchronization inside the loop
+  }
+  for (int step = 0; step < 50; ++step) {
+    const double g = losses_g[step].item(), c = losses_c[step];
+    EXPECT_NEAR(g, c, 1e-3 * std::abs(c)) << "step " << step;
+  }
+  EXPECT_LT(losses_c.back(), losses_c.front()) << "the run did not train; the comparison means little";
+}
+
+}  // namespace
