@@ -305,6 +305,14 @@ std::vector<Row> rows() {
       {"Tensor::empty", "[1152921504606846976]", "4611686018427387904 bytes", "out of memory"});
   row("zeros", "out of memory", [] { zeros({int64_t{1} << 40, int64_t{1} << 20}); },
       {"zeros", "[1099511627776, 1048576]", "bytes", "out of memory"});
+  // An op's output that cannot be had names the op (small inputs, a huge broadcast or lookup).
+  // 256 TiB each: beyond the 128 TiB of user address space, so the allocation fails even where
+  // the kernel overcommits memory.
+  row("add", "output out of memory", [] { add(zeros({int64_t{1} << 23, 1}), zeros({1, int64_t{1} << 23})); },
+      {"add: cannot allocate", "[8388608, 8388608]", "bytes", "out of memory"});
+  row("embedding", "output out of memory",
+      [] { embedding(zeros({int64_t{1} << 22}, {.dtype = DType::int64}), zeros({1, int64_t{1} << 24})); },
+      {"embedding: cannot allocate", "[4194304, 16777216]", "bytes", "out of memory"});
   row("rand", "numel overflows", [] { rand({kBig, 4}); }, {"rand", "[4611686018427387904, 4]"});
   row("randn", "numel overflows", [] { randn({4, kBig}); }, {"randn", "[4, 4611686018427387904]"});
   row("rand", "generator offset past 2^64", [] {

@@ -135,7 +135,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias, cons
   s.ow = (wp - ekw) / s.stride_w + 1;
 
   const Tensor wc = weight.contiguous(), bc = bias.defined() ? bias.contiguous() : Tensor();
-  Tensor y = Tensor::empty({s.n, k, s.oh, s.ow}, x.options());
+  Tensor y = Tensor::empty({s.n, k, s.oh, s.ow}, x.options(), name);
   if (y.numel() > 0)
     be(x).conv2d_forward(x.dtype(), y.data_ptr(), x.data_ptr(), wc.data_ptr(), bc.defined() ? bc.data_ptr() : nullptr,
                          s);

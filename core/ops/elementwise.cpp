@@ -39,7 +39,7 @@ Tensor binary_raw(BinaryOp op, const Tensor& a, const Tensor& b) {
   detail::check_float(b, name, "b");
   detail::check_same(a, b, name);
   Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
-  Tensor out = Tensor::empty(shape, a.options());
+  Tensor out = Tensor::empty(shape, a.options(), name);
   if (out.numel() > 0)
     be(a).binary(op, a.dtype(), out.data_ptr(), a.data_ptr(), b.data_ptr(),
                  detail::make_layout(shape, out.strides(), detail::broadcast_strides(a, shape),
@@ -122,7 +122,7 @@ Tensor unary(UnaryOp op, const Tensor& x_in, double a = 0, double b = 0) {
   const char* name = unary_name(op);
   detail::check_float(x_in, name, "x");
   Tensor x = x_in.contiguous();
-  Tensor y = Tensor::empty(x.shape(), x.options());
+  Tensor y = Tensor::empty(x.shape(), x.options(), name);
   if (y.numel() > 0) be(x).unary(op, x.dtype(), y.data_ptr(), x.data_ptr(), x.numel(), a, b);
   if (needs_grad({&x})) {
     Tensor ys = y.detach();
@@ -147,7 +147,7 @@ Tensor softmax_impl(const Tensor& x_in, int64_t axis, bool log) {
   for (int64_t i = 0; i < axis; ++i) outer *= x.shape()[i];
   for (int64_t i = axis + 1; i < x.dim(); ++i) inner *= x.shape()[i];
   const int64_t n = x.shape()[axis];
-  Tensor y = Tensor::empty(x.shape(), x.options());
+  Tensor y = Tensor::empty(x.shape(), x.options(), name);
   if (y.numel() > 0) be(x).softmax(x.dtype(), y.data_ptr(), x.data_ptr(), outer, n, inner, log);
   if (needs_grad({&x})) {
     Tensor ys = y.detach();

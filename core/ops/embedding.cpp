@@ -24,7 +24,7 @@ Tensor embedding(const Tensor& indices_in, const Tensor& weight, int64_t padding
   const int64_t n = idx.numel();
   Shape out_shape = idx.shape();
   out_shape.push_back(dim);
-  Tensor y = Tensor::empty(out_shape, w.options());
+  Tensor y = Tensor::empty(out_shape, w.options(), name);
   if (n > 0) {
     be(w).check_indices(idx.data<int64_t>(), n, num, name, IndexKind::row);
     if (dim > 0) be(w).embedding_forward(w.dtype(), y.data_ptr(), w.data_ptr(), idx.data<int64_t>(), n, num, dim);

@@ -165,7 +165,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const c
     return linear(x.reshape({-1, in}), weight, bias, name).reshape(out_shape);
   }
   const int64_t n = x.shape()[0];
-  Tensor out = Tensor::empty({n, outf}, x.options());
+  Tensor out = Tensor::empty({n, outf}, x.options(), name);
   if (bias.defined() && out.numel() > 0) {
     // out starts as the bias on every row, and the product is added to it (beta = 1).
     be(x).copy_strided(x.dtype(), out.data_ptr(), bias.data_ptr(),

@@ -91,7 +91,7 @@ Tensor nll_impl(const Tensor& logp, const Tensor& labels, Reduction r, const cha
   const int64_t n = logp.shape()[0], c = logp.shape()[1];
   Tensor l = checked_labels(labels, logp, op);
   Tensor x = logp.contiguous();
-  Tensor out = Tensor::empty({n}, x.options());
+  Tensor out = Tensor::empty({n}, x.options(), op);
   if (n > 0) be(x).nll(x.dtype(), out.data_ptr(), x.data_ptr(), l.data<int64_t>(), n, c);
   if (needs_grad({&x})) {
     record("nll_loss", {x}, {&out}, [l, n, c, x](const std::vector<Tensor>& g) -> std::vector<Tensor> {

@@ -48,14 +48,14 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bia
               "{}: training needs more than one value per channel, got input {}", name, shape_str(x_in.shape()));
 
   Tensor x = x_in.contiguous();
-  Tensor y = Tensor::empty(x.shape(), x.options());
+  Tensor y = Tensor::empty(x.shape(), x.options(), name);
   if (x.numel() == 0) return y;
   if (training) {
     if (running_mean.defined()) {
       running_mean.bump_version();
       running_var.bump_version();
     }
-    Tensor save_mean = Tensor::empty({c}, x.options()), save_invstd = Tensor::empty({c}, x.options());
+    Tensor save_mean = Tensor::empty({c}, x.options(), name), save_invstd = Tensor::empty({c}, x.options(), name);
     be(x).batch_norm_forward_train(x.dtype(), y.data_ptr(), save_mean.data_ptr(), save_invstd.data_ptr(),
                                    ptr_or_null(running_mean),
                                    ptr_or_null(running_var), x.data_ptr(),

@@ -51,8 +51,8 @@ Pool2dShape pool_shape(const Tensor& x, Size2 kernel, const Pool2dParams& p, con
 Tensor max_pool2d(const Tensor& x_in, Size2 kernel, const Pool2dParams& p, const char* name) {
   const Pool2dShape s = pool_shape(x_in, kernel, p, name);
   Tensor x = x_in.contiguous();
-  Tensor y = Tensor::empty({s.n, s.c, s.oh, s.ow}, x.options());
-  Tensor idx = Tensor::empty(y.shape(), {.dtype = DType::int64, .device = x.device()});
+  Tensor y = Tensor::empty({s.n, s.c, s.oh, s.ow}, x.options(), name);
+  Tensor idx = Tensor::empty(y.shape(), {.dtype = DType::int64, .device = x.device()}, name);
   if (y.numel() > 0) be(x).max_pool2d_forward(x.dtype(), y.data_ptr(), idx.data<int64_t>(), x.data_ptr(), s);
   if (needs_grad({&x})) {
     const TensorOptions xo = x.options();
@@ -69,7 +69,7 @@ Tensor max_pool2d(const Tensor& x_in, Size2 kernel, const Pool2dParams& p, const
 Tensor avg_pool2d(const Tensor& x_in, Size2 kernel, const Pool2dParams& p, const char* name) {
   const Pool2dShape s = pool_shape(x_in, kernel, p, name);
   Tensor x = x_in.contiguous();
-  Tensor y = Tensor::empty({s.n, s.c, s.oh, s.ow}, x.options());
+  Tensor y = Tensor::empty({s.n, s.c, s.oh, s.ow}, x.options(), name);
   const bool include = p.count_include_pad;
   if (y.numel() > 0) be(x).avg_pool2d_forward(x.dtype(), y.data_ptr(), x.data_ptr(), s, include);
   if (needs_grad({&x})) {

@@ -61,7 +61,7 @@ Tensor reduce_raw(ReduceOp op, const Tensor& x_in, const std::vector<int64_t>& a
     for (int64_t k = last + 1; k < static_cast<int64_t>(s.size()); ++k) inner *= s[k];
     Shape ns = s;
     for (int64_t k = first; k <= last; ++k) ns[k] = 1;
-    Tensor next = Tensor::empty(ns, cur.options());
+    Tensor next = Tensor::empty(ns, cur.options(), name);
     if (next.numel() > 0) {
       if (r == 0)
         next.fill_(0);
@@ -134,7 +134,7 @@ Tensor argmax(const Tensor& x_in, int64_t axis, bool keepdim) {
   for (int64_t i = axis + 1; i < x.dim(); ++i) inner *= x.shape()[i];
   Shape ks = x.shape();
   ks[axis] = 1;
-  Tensor out = Tensor::empty(ks, {DType::int64, x.device()});
+  Tensor out = Tensor::empty(ks, {DType::int64, x.device()}, "argmax");
   if (out.numel() > 0)
     be(x).argmax(x.dtype(), out.data<int64_t>(), x.data_ptr(), outer, x.shape()[axis], inner);
   return keepdim ? out : out.squeeze(axis);

@@ -87,7 +87,7 @@ RnnLayerResult rnn_layer(RnnCell cell, const Tensor& x_in, const Tensor& h0_in, 
   if (in_place) {
     flat = packed.detach();
   } else {
-    flat = Tensor::empty({total}, x_in.options());
+    flat = Tensor::empty({total}, x_in.options(), name);
     NoGrad ng;
     for (size_t j = 0; j < ws.size(); ++j)
       flat.slice(0, off[j], off[j] + ws[j]->numel()).view(ws[j]->shape()).copy_(*ws[j]);
@@ -97,9 +97,9 @@ RnnLayerResult rnn_layer(RnnCell cell, const Tensor& x_in, const Tensor& h0_in, 
   const Tensor h0 = h0_in.defined() ? h0_in.contiguous() : Tensor();
   const Tensor c0 = c0_in.defined() ? c0_in.contiguous() : Tensor();
   RnnLayerResult r;
-  r.y = Tensor::empty({T, B, D * H}, x.options());
-  r.h = Tensor::empty({D, B, H}, x.options());
-  if (lstm) r.c = Tensor::empty({D, B, H}, x.options());
+  r.y = Tensor::empty({T, B, D * H}, x.options(), name);
+  r.h = Tensor::empty({D, B, H}, x.options(), name);
+  if (lstm) r.c = Tensor::empty({D, B, H}, x.options(), name);
 
   std::vector<Tensor> inputs{x, h0, c0};
   for (const Tensor* t : ws) inputs.push_back(*t);
@@ -107,7 +107,7 @@ RnnLayerResult rnn_layer(RnnCell cell, const Tensor& x_in, const Tensor& h0_in, 
   Tensor reserve;
   if (training) {
     const size_t bytes = be(x).rnn_reserve_bytes(x.dtype(), s);
-    reserve = Tensor::empty({int64_t((bytes + 7) / 8)}, {.dtype = DType::int64, .device = dev});
+    reserve = Tensor::empty({int64_t((bytes + 7) / 8)}, {.dtype = DType::int64, .device = dev}, name);
   }
   be(x).rnn_forward(x.dtype(), s, r.y.data_ptr(), r.h.data_ptr(), ptr_or_null(r.c), ptr_or_null(reserve),
                     x.data_ptr(), ptr_or_null(h0), ptr_or_null(c0), flat.data_ptr());
