@@ -11,6 +11,10 @@ NABLA_PYTHON_MODULES=(numpy safetensors)
 NABLA_BLAS_PACKAGES=(libopenblas-openmp-dev libopenblas-pthread-dev libopenblas-dev)
 NABLA_BUILD_DIR=${NABLA_BUILD_DIR:-build}
 NABLA_JOBS=${NABLA_JOBS:-$(nproc 2>/dev/null || echo 2)}
+# ccache keys on the compile command, which names absolute paths: with the checkout as base_dir
+# they become relative, so a second clone or worktree (CI's fresh clone included) reuses the
+# objects another one compiled.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
 
 _nabla_t0=$(date +%s)
 _nabla_phase_t0=$_nabla_t0
