@@ -1,15 +1,15 @@
 // nabla: deep learning in C++ on CPUs and NVIDIA GPUs. This header brings in the whole
-// public API: tensors, ops and autograd (core), safetensors checkpoints, datasets, layers and
+// public API: tensors, ops and autograd (core), devices, safetensors checkpoints, datasets, layers and
 // optimizers.
 #pragma once
 
 #include <nabla/core/anomaly.h>
 #include <nabla/core/autograd.h>
 #include <nabla/core/data.h>
+#include <nabla/core/device.h>
 #include <nabla/core/error.h>
 #include <nabla/core/io/safetensors.h>
 #include <nabla/core/ops.h>
 #include <nabla/core/tensor.h>
-#include <nabla/cuda/device.h>
 #include <nabla/layers/layers.h>
 #include <nabla/optim/optim.h>

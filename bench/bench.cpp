@@ -7,7 +7,6 @@
 //               [--threads N (0: OpenMP's default; at most the processors)] [--steps 50] [--warmup 10]
 //
 // Prints one JSON line per run (keys as torch_reference.py's) and a table at the end.
-#include <nabla/core/backend.h>
 #include <nabla/nabla.h>
 
 #include "../examples/common/program.h"
@@ -146,8 +145,6 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-void synchronize(nb::Device d) { nb::backend(d).synchronize(); }
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -203,14 +200,14 @@ int main(int argc, char** argv) {
       };
       auto t0 = std::chrono::steady_clock::now();
       for (int i = 0; i < args.warmup; ++i) step(i);
-      synchronize(device);
+      nb::synchronize(device);
       const double warm_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       std::vector<double> times;
       for (int r = 0; r < 5; ++r) {
-        synchronize(device);
+        nb::synchronize(device);
         auto t = std::chrono::steady_clock::now();
         for (int i = 0; i < args.steps; ++i) step(i);
-        synchronize(device);
+        nb::synchronize(device);
         times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count() / args.steps);
       }
       std::vector<double> sorted = times;

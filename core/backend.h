@@ -10,6 +10,7 @@
 // wait for it.
 #pragma once
 
+#include <nabla/core/device.h>
 #include <nabla/core/types.h>
 
 #include <cstdint>
@@ -130,6 +131,8 @@ class Backend {
   virtual void copy_from_host(void* dst, const void* host_src, size_t nbytes) = 0;
   virtual void copy_to_host(void* host_dst, const void* src, size_t nbytes) = 0;  // waits
   virtual void synchronize() = 0;
+  // What this device is (core/device.h); `device` is filled in by the caller.
+  virtual DeviceProperties properties() = 0;
 
   // ---- data movement ------------------------------------------------------------------------
   // out[i] = value for i < n (any dtype; value converted).
@@ -302,8 +305,7 @@ class Backend {
 using BackendFactory = std::function<Backend&(int index)>;
 void register_backend(Device::Kind kind, BackendFactory factory, std::function<int()> device_count);
 bool has_backend(Device::Kind kind);
-// Devices of this kind present; 0 when no backend is registered for it.
-int device_count(Device::Kind kind);
+// device_count(kind) is in core/device.h: 0 when no backend is registered for the kind.
 Backend& backend_for(Device::Kind kind, int index = 0);
 inline Backend& backend(Device d) { return backend_for(d.kind, d.index); }
 

@@ -26,6 +26,7 @@ class CpuBackend final : public Backend {
   void copy_from_host(void* dst, const void* host_src, size_t nbytes) override;
   void copy_to_host(void* host_dst, const void* src, size_t nbytes) override;
   void synchronize() override {}
+  DeviceProperties properties() override;
 
   void fill(DType dtype, void* out, int64_t n, double value) override;
   void copy_strided(DType dtype, void* out, const void* a, const StridedLayout& l) override;

@@ -3,6 +3,7 @@
 #include <nabla/cuda/compat.cuh>
 #include <nabla/cuda/cuda_backend.h>
 #include <nabla/cuda/device.h>
+#include <nabla/cuda/test_hooks.cuh>
 
 #include <atomic>
 #include <cstdio>
@@ -136,11 +137,26 @@ cudnnHandle_t CudaBackend::cudnn() {
 
 int CudaBackend::device_count() const { return nabla::cuda::device_count(); }
 
+DeviceProperties CudaBackend::properties() {
+  const DeviceInfo info = nabla::cuda::device_info(device_);
+  DeviceProperties p;
+  p.device = Device::cuda(device_);
+  p.name = info.name;
+  p.total_memory = info.total_memory;
+  p.free_memory = info.free_memory;
+  p.compute_units = info.sm_count;
+  p.cc_major = info.cc_major;
+  p.cc_minor = info.cc_minor;
+  return p;
+}
+
 namespace {
 std::atomic<bool> g_poison{false};
 }  // namespace
 
+namespace test_hooks {
 void set_poison_allocations(bool on) { g_poison.store(on); }
+}  // namespace test_hooks
 
 void* CudaBackend::allocate(size_t nbytes) {
   if (nbytes == 0) return nullptr;

@@ -1,4 +1,5 @@
-// CUDA device query: how many devices there are, and what each one is.
+// CUDA device query for the CUDA backend and its tests: how many devices there are, and what each
+// one is. Internal (not installed): programs use core/device.h, which covers every kind of device.
 //
 // Part of every build. With the CUDA backend (NABLA_WITH_CUDA) it asks the CUDA runtime; a
 // machine without a GPU or without a driver has 0 devices, which is not an error. Without the
@@ -7,7 +8,6 @@
 #pragma once
 
 #include <cstddef>
-#include <cstdint>
 #include <string>
 
 namespace nabla::cuda {
@@ -36,16 +36,5 @@ bool available();
 // Waits until all work queued on every CUDA device is done; reports errors found on a device
 // since the last synchronization (e.g. out-of-range labels). Without devices it does nothing.
 void synchronize();
-
-// Testing aid: when on, every new device allocation is filled with 0xFF bytes (NaN as float32 or
-// float64, -1 as an integer), so that a kernel that leaves an output element unwritten is seen.
-// Costs a memset per allocation; off by default. No effect without CUDA.
-void set_poison_allocations(bool on);
-
-// Testing aid: whether device `index` runs a float32 LSTM (lstm) or GRU layer of these sizes on
-// cuDNN's weight space in place (true: the packed parameters are views of cuDNN's layout), or
-// through the copy fallback (false: our own contiguous layout, copied into cuDNN's weight space
-// at every call; see cuda/rnn.cu). Throws without the CUDA backend.
-bool rnn_weights_in_place(int index, bool lstm, int64_t input, int64_t hidden, int64_t directions);
 
 }  // namespace nabla::cuda

@@ -11,12 +11,6 @@ bool available() { return false; }
 
 void synchronize() {}
 
-void set_poison_allocations(bool) {}
-
-bool rnn_weights_in_place(int index, bool, int64_t, int64_t, int64_t) {
-  fail("cuda::rnn_weights_in_place: no CUDA device {}: nabla was built without CUDA", index);
-}
-
 DeviceInfo device_info(int index) {
   fail("cuda::device_info: no CUDA device {}: nabla was built without CUDA (NABLA_CUDA=OFF or no "
        "nvcc found), so 0 CUDA devices are present",

@@ -22,7 +22,7 @@
 // made; where it does not hold, the slow fallback takes over: rnn_weight_layout returns the CPU's
 // contiguous layout and every call copies the parameters into a cuDNN weight space from the pool
 // (and the gradient back out of one), one device-to-device copy per gate block.
-// nabla::cuda::rnn_weights_in_place tells which path a configuration takes.
+// nabla::cuda::test_hooks::rnn_weights_in_place tells which path a configuration takes.
 //
 // Caching. Per device (RnnPlanCache, under its mutex; nothing is ever evicted, so the pointers
 // handed out stay valid):
@@ -433,6 +433,7 @@ void CudaBackend::rnn_backward(DType dtype, const RnnShape& s, void* dx, void* d
   if (!m.in_place) copy_blocks(*this, m, es, dw, dspace, false);
 }
 
+namespace test_hooks {
 bool rnn_weights_in_place(int index, bool lstm, int64_t input, int64_t hidden, int64_t directions) {
   CudaBackend& be = backend_of(index);
   DeviceGuard guard(be.device());
@@ -444,7 +445,6 @@ bool rnn_weights_in_place(int index, bool lstm, int64_t input, int64_t hidden, i
   return model_for(be, h, cache, DType::float32, s, tf32_for(DType::float32)).in_place;
 }
 
-namespace test_hooks {
 void force_rnn_weight_copies(bool on) { g_force_weight_copies.store(on); }
 }  // namespace test_hooks
 

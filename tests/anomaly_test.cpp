@@ -12,23 +12,12 @@
 namespace nb = nabla;
 using nabla::test::f32;
 using nabla::test::f64;
+using nabla::test::error_of;
 
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-// The message of the nabla::Error that f throws ("" and a failure when it throws none).
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const nb::Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "did not throw";
-  return "";
-}
 
 nb::Tensor leaf(std::vector<double> v, nb::DType dt = nb::DType::float64) {
   nb::Tensor t = dt == nb::DType::float64 ? f64(std::move(v)) : f32(std::move(v));

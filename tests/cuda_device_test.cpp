@@ -2,6 +2,7 @@
 // skip themselves when there is none.
 #include <nabla/core/error.h>
 #include <nabla/cuda/compat.cuh>
+#include <nabla/core/device.h>
 #include <nabla/cuda/device.h>
 
 #include <gtest/gtest.h>
@@ -109,4 +110,21 @@ TEST(CudaCompat, CudnnOlderAtRunTimeWarnsNewerOrSameDoesNot) {
   EXPECT_NE(cudnn_version_warning(91401, 91400).find("older"), std::string::npos);
   const std::string major = cudnn_version_warning(91400, 8907);
   EXPECT_NE(major.find("different major version"), std::string::npos) << major;
+}
+
+// core/device.h reports for a GPU what the CUDA runtime says of it.
+TEST(CudaDevice, DevicePropertiesAgreeWithTheRuntime) {
+  const int n = nb::cuda::device_count();
+  EXPECT_EQ(nb::device_count(nb::Device::Kind::CUDA), n);
+  if (n == 0) GTEST_SKIP() << "no CUDA device";
+  for (int i = 0; i < n; ++i) {
+    SCOPED_TRACE("device " + std::to_string(i));
+    const nb::cuda::DeviceInfo info = nb::cuda::device_info(i);
+    const nb::DeviceProperties p = nb::device_properties(nb::Device::cuda(i));
+    EXPECT_EQ(p.name, info.name);
+    EXPECT_EQ(p.total_memory, info.total_memory);
+    EXPECT_EQ(p.compute_units, info.sm_count);
+    EXPECT_EQ(p.cc_major, info.cc_major);
+    EXPECT_EQ(p.cc_minor, info.cc_minor);
+  }
 }

@@ -9,6 +9,7 @@ namespace nb = nabla;
 namespace {
 
 using namespace nabla_test::parity;
+using nabla::test::error_of;
 
 // ---- losses ------------------------------------------------------------------------------------
 
@@ -81,16 +82,6 @@ INSTANTIATE_TEST_SUITE_P(LossF64, Parity, ::testing::ValuesIn(loss_f64_cases()),
 
 bool names_loss_op(const std::string& what) {
   return what.find("cross_entropy") != std::string::npos || what.find("nll_loss") != std::string::npos;
-}
-
-// The message of the nabla::Error that f throws, or "(no error)".
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const nb::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 // After a reported label error the device is usable: a correct step on CUDA gives the CPU's loss.

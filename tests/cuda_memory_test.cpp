@@ -7,6 +7,7 @@
 // run this binary alone on the GPU (scripts/gpu-check.sh runs it serially), not beside others.
 // Under compute-sanitizer, leave out CudaOom.* (a refused cudaMallocAsync is reported as an API
 // error there, though nabla handles it).
+#include <nabla/cuda/device.h>
 #include <nabla/nabla.h>
 
 #include <gtest/gtest.h>
@@ -25,10 +26,14 @@
 #include <tuple>
 #include <vector>
 
+#include "test_util.h"
+
 namespace nb = nabla;
 using nb::DType;
 using nb::Shape;
 using nb::Tensor;
+
+using nb::test::error_of;
 
 namespace {
 
@@ -54,15 +59,6 @@ class CudaMemory : public ::testing::Test {
 
 // Out-of-memory tests: their own suite so a compute-sanitizer run can leave them out.
 class CudaOom : public CudaMemory {};
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const nb::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 // Device free memory once queued work is done.
 size_t free_bytes() {

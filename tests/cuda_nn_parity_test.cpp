@@ -6,7 +6,7 @@
 // contiguous or a transposed / sliced view), copies them to cuda:0, runs the same op on both,
 // compares outputs with |cuda - cpu| <= atol + rtol * |cpu|, then runs backward of sum(out * w)
 // with one random w on both and compares every input's gradient. New device allocations are
-// filled with NaN (cuda::set_poison_allocations), so an element a kernel never writes shows up
+// filled with NaN (cuda::test_hooks::set_poison_allocations), so an element a kernel never writes shows up
 // as NaN, and NaN on the CUDA side always fails (unless the test expects it).
 //
 // Tolerances, float32: 1e-3 relative, absolute terms growing with sqrt(length of the longest

@@ -193,7 +193,7 @@ class RnnForcedCopies : public RnnLayerParity {
 TEST_P(RnnForcedCopies, ForwardBackward) {
   const RnnCase& k = GetParam();
   if (k.dtype == DType::float32) {
-    EXPECT_FALSE(nb::cuda::rnn_weights_in_place(0, k.cell == RnnCell::lstm, k.I, k.H, k.D))
+    EXPECT_FALSE(nb::cuda::test_hooks::rnn_weights_in_place(0, k.cell == RnnCell::lstm, k.I, k.H, k.D))
         << "the hook did not force the fallback (was this layout made before?)";
   }
   run();
@@ -257,7 +257,7 @@ TEST_F(CudaRnn, WeightLayoutInsideAndDisjoint_lstm_gru_I1to300_H1to128) {
     EXPECT_EQ(nb::rnn_packed_layout(c.cell, c.I, c.H, c.D, DType::float32, kCuda, &again), total) << what;
     EXPECT_EQ(again, off) << what;
     const int64_t cpu_total = nb::rnn_packed_layout(c.cell, c.I, c.H, c.D, DType::float32, nb::Device::cpu(), &cpu_off);
-    const bool in_place = nb::cuda::rnn_weights_in_place(0, lstm, c.I, c.H, c.D);
+    const bool in_place = nb::cuda::test_hooks::rnn_weights_in_place(0, lstm, c.I, c.H, c.D);
     paths += fmt::format("{}: {} (total {}, CPU {}); ", what, in_place ? "in place" : "copy fallback", total, cpu_total);
     if (!in_place) {
       EXPECT_EQ(off, cpu_off) << what << ": the fallback uses the CPU's layout";

@@ -7,6 +7,8 @@
 // synchronizes so that an error a kernel left on the device is charged to the test that caused it.
 #pragma once
 
+#include <nabla/cuda/device.h>
+#include <nabla/cuda/test_hooks.cuh>
 #include <nabla/nabla.h>
 
 #include <gtest/gtest.h>
@@ -25,6 +27,8 @@
 #include <string>
 #include <vector>
 
+#include "test_util.h"
+
 namespace nabla_test {
 
 inline const nabla::Device kCuda = nabla::Device::cuda(0);
@@ -38,7 +42,7 @@ class CudaTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (nabla::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";
-    nabla::cuda::set_poison_allocations(poison_wanted());
+    nabla::cuda::test_hooks::set_poison_allocations(poison_wanted());
     nabla::set_tf32(false);
     nabla::manual_seed(20240611);
   }
@@ -50,7 +54,7 @@ class CudaTest : public ::testing::Test {
     } catch (const nabla::Error& e) {
       ADD_FAILURE() << "device error pending after the test: " << e.what();
     }
-    nabla::cuda::set_poison_allocations(false);
+    nabla::cuda::test_hooks::set_poison_allocations(false);
     nabla::set_tf32(false);
   }
 };
@@ -129,7 +133,7 @@ inline ::testing::AssertionResult same_bits(const nabla::Tensor& a, const nabla:
 // offset, transposed, strided and with a leading-dimension gap), copies them to cuda:0, runs the
 // same function on both, compares the outputs with |cuda - cpu| <= atol + rtol * |cpu|, then runs
 // backward of sum(out * w) with one random w on both and compares every input's gradient the
-// same way. New device allocations are filled with NaN (cuda::set_poison_allocations), so an
+// same way. New device allocations are filled with NaN (cuda::test_hooks::set_poison_allocations), so an
 // output element a kernel never writes shows up as NaN, and NaN on the CUDA side always fails.
 //
 // Tolerances, float32: 1e-4 relative for elementwise work; 1e-3 for reductions, softmax and

@@ -7,21 +7,12 @@
 
 #include <cmath>
 
+#include "test_util.h"
+
 namespace nb = nabla;
 using ::testing::HasSubstr;
 
-namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const nb::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
-}  // namespace
+using nb::test::error_of;
 
 TEST(Sequential, NamesParametersAsPyTorch) {
   nb::Sequential model{nb::Flatten(), nb::Dense(12, 5), nb::ReLU(), nb::Dense(5, 3, {.bias = false})};

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <nabla/core/io/safetensors.h>
 #include <nabla/core/tensor.h>
+#include <nabla/core/test_hooks.h>
 #include <nlohmann/json.hpp>
 #include <nabla/cuda/device.h>
 #include <signal.h>
@@ -507,7 +508,7 @@ TEST_F(Safetensors, TempNamesAreUniquePerSave) {
   // Every save, in one thread or many, uses a fresh name in the target's folder.
   std::vector<std::string> names;
   std::mutex mu;
-  nb::detail::set_save_before_rename_hook([&](const std::string& tmp, const std::string&) {
+  nb::test_hooks::set_save_before_rename_hook([&](const std::string& tmp, const std::string&) {
     std::lock_guard<std::mutex> lock(mu);
     names.push_back(tmp);
   });
@@ -518,7 +519,7 @@ TEST_F(Safetensors, TempNamesAreUniquePerSave) {
       for (int k = 0; k < 5; ++k) nb::save_safetensors(p, {{"w", nb::ones({8})}});
     });
   for (auto& t : threads) t.join();
-  nb::detail::set_save_before_rename_hook(nullptr);
+  nb::test_hooks::set_save_before_rename_hook(nullptr);
   ASSERT_EQ(names.size(), 20u);
   std::set<std::string> unique(names.begin(), names.end());
   EXPECT_EQ(unique.size(), names.size());
@@ -530,7 +531,7 @@ TEST_F(Safetensors, FailedRenameRemovesTheTempFile) {
   // The target becomes a non-empty folder after it was checked (another process made it): the
   // temporary file is written, the rename fails.
   const auto p = path("is_a_folder");
-  nb::detail::set_save_before_rename_hook([&](const std::string&, const std::string&) {
+  nb::test_hooks::set_save_before_rename_hook([&](const std::string&, const std::string&) {
     fs::create_directories(fs::path(p) / "inside");
   });
   EXPECT_TRUE(ThrowsWith(
@@ -538,7 +539,7 @@ TEST_F(Safetensors, FailedRenameRemovesTheTempFile) {
         nb::save_safetensors(p, {{"w", nb::ones({100})}});
       },
       {p, "cannot rename", "Is a directory|Directory not empty"}));
-  nb::detail::set_save_before_rename_hook(nullptr);
+  nb::test_hooks::set_save_before_rename_hook(nullptr);
   EXPECT_TRUE(fs::is_directory(fs::path(p) / "inside"));
   EXPECT_TRUE(temp_files().empty());
 }
@@ -726,10 +727,10 @@ TEST_F(Safetensors, LongestLegalNameStillSaves) {
   ASSERT_EQ(name.size(), 255u);
   const auto p = path(name);
   std::string tmp_used;
-  nb::detail::set_save_before_rename_hook(
+  nb::test_hooks::set_save_before_rename_hook(
       [&](const std::string& tmp, const std::string&) { tmp_used = tmp; });
   nb::save_safetensors(p, {{"w", nb::ones({5})}});
-  nb::detail::set_save_before_rename_hook(nullptr);
+  nb::test_hooks::set_save_before_rename_hook(nullptr);
   EXPECT_TRUE(SameTensor(nb::load_safetensors(p).tensors[0].second, nb::ones({5})));
   const std::string tmp_name = fs::path(tmp_used).filename().string();
   EXPECT_EQ(fs::path(tmp_used).parent_path(), dir_);

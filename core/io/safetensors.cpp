@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <nabla/core/error.h>
 #include <nabla/core/io/safetensors.h>
+#include <nabla/core/test_hooks.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -921,11 +922,11 @@ void save_safetensors(const std::string& path,
     st_fail(path, "saved, but cannot fsync the folder {}: {}", target.dir, errno_text());
 }
 
-namespace detail {
+namespace test_hooks {
 void set_save_before_rename_hook(
     std::function<void(const std::string& tmp, const std::string& target)> hook) {
   g_before_rename = std::move(hook);
 }
-}  // namespace detail
+}  // namespace test_hooks
 
 }  // namespace nabla

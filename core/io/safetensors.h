@@ -158,10 +158,4 @@ SafetensorsFile load_safetensors(const std::string& path, Device device = Device
 // result as `crc` to continue over more bytes: crc32c(b, m, crc32c(a, n)) == crc32c(a+b).
 uint32_t crc32c(const void* data, size_t n, uint32_t crc = 0);
 
-namespace detail {
-// For tests only, not thread-safe to set: when set, save_safetensors calls it with the
-// temporary file's path and the target's, just before the rename (to provoke a failed rename).
-void set_save_before_rename_hook(std::function<void(const std::string& tmp, const std::string& target)> hook);
-}  // namespace detail
-
 }  // namespace nabla

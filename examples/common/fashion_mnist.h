@@ -1,6 +1,7 @@
 // Shared by the Fashion-MNIST examples (mlp, cnn, lstm_rows): the data standardized with the
 // training set's statistics, the per-epoch augmentation, the learning-rate schedule, and the
-// end of a run (weights, history, the RESULT line).
+// end of a run (weights, history, the RESULT line). Each example calls compile, fit and
+// evaluate itself.
 #pragma once
 
 #include "flags.h"
@@ -113,20 +114,11 @@ inline nabla::CosineDecay warmup_cosine(const RunArgs& a, int64_t train_size) {
   return {.initial_lr = a.lr, .total = total, .warmup = std::min<int64_t>(steps_per_epoch / 2, total / 10)};
 }
 
-// Trains `model` (compiled) on the data with the schedule, saves <out>/<stem>.safetensors and
+// The end of a run, after the example's own fit and evaluate: saves <out>/<stem>.safetensors and
 // the history, and prints the RESULT line. Returns the exit status: 0, or 1 when a file could
-// not be written where asked (the weights then went to the temporary folder, as stderr says).
-// A training loss that turns NaN is a nabla::Error from fit: nothing is saved.
-inline int train_and_report(nabla::Model& model, const FashionMnist& d, const RunArgs& a, const std::string& stem,
-                            std::chrono::steady_clock::time_point t0) {
-  auto history = model.fit(d.raw_train, {.epochs = a.epochs,
-                                         .batch_size = a.batch,
-                                         .validation = d.test,
-                                         .seed = a.seed,
-                                         .callbacks = {nabla::LearningRateScheduler(warmup_cosine(a, d.raw_train.size()),
-                                                                                    nabla::ScheduleUnit::step)},
-                                         .epoch_data = d.epoch_data(a.augment, a.seed)});
-  const double test_acc = history.at("val_accuracy").back();
+// not be written where asked (it then went to the temporary folder, as stderr says).
+inline int save_and_report(nabla::Model& model, const nabla::History& history, double test_accuracy,
+                           const RunArgs& a, const std::string& stem, std::chrono::steady_clock::time_point t0) {
   const std::string base = a.out == "." ? stem : (std::filesystem::path(a.out) / stem).string();
   const Saved weights =
       save_with_fallback(base + ".safetensors", "weights", [&](const std::string& p) { model.save(p); });
@@ -136,7 +128,7 @@ inline int train_and_report(nabla::Model& model, const FashionMnist& d, const Ru
   });
   fmt::print("wrote {}, {}\n", weights.path, history_files);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  fmt::print("RESULT test_accuracy={:.4f} epochs={} seconds={:.1f} device={}\n", test_acc, a.epochs, seconds,
+  fmt::print("RESULT test_accuracy={:.4f} epochs={} seconds={:.1f} device={}\n", test_accuracy, a.epochs, seconds,
              model.device().is_cpu() ? "cpu" : "cuda");
   return weights.fell_back || hist.fell_back ? 1 : 0;
 }

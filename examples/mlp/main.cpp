@@ -38,6 +38,17 @@ int main(int argc, char** argv) {
     model.compile(nb::Adam({.lr = args.lr}), nb::CrossEntropyLoss(), {"accuracy"});
     model.summary({1, 28, 28});
     fmt::print("device {}\n", device);
-    return examples::train_and_report(model, data, args, "mlp", t0);
+    // One pass over the (freshly augmented) training set per epoch, the learning rate set at every
+    // step, the test set evaluated after each epoch.
+    const nb::History history = model.fit(
+        data.raw_train, {.epochs = args.epochs,
+                         .batch_size = args.batch,
+                         .validation = data.test,
+                         .seed = args.seed,
+                         .callbacks = {nb::LearningRateScheduler(examples::warmup_cosine(args, data.raw_train.size()),
+                                                                 nb::ScheduleUnit::step)},
+                         .epoch_data = data.epoch_data(args.augment, args.seed)});
+    const double test_accuracy = model.evaluate(data.test).at("accuracy");
+    return examples::save_and_report(model, history, test_accuracy, args, "mlp", t0);
   });
 }

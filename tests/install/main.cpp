@@ -5,7 +5,7 @@
 #include <nabla/core/tensor.h>
 #endif
 #include <nabla/core/error.h>
-#include <nabla/cuda/device.h>
+#include <nabla/core/device.h>
 
 #include <cstdio>
 #include <iostream>
@@ -22,7 +22,11 @@ int main() {
       std::printf("nabla consumer: WRONG numel %lld sum %g\n", static_cast<long long>(t.numel()), sum);
       return 1;
     }
-    std::printf("cuda devices: %d\n", nabla::cuda::device_count());
+    for (const nabla::Device& d : nabla::devices()) {
+      const nabla::DeviceProperties p = nabla::device_properties(d);
+      std::printf("device %s: %s, %zu bytes\n", d.str().c_str(), p.name.c_str(), p.total_memory);
+    }
+    std::printf("cuda devices: %d\n", nabla::device_count(nabla::Device::Kind::CUDA));
     std::printf("nabla consumer OK: sum 21\n");
     return 0;
   } catch (const nabla::Error& e) {

@@ -27,9 +27,15 @@ function(step name)
 endfunction()
 
 step("install" ${CMAKE_COMMAND} --install ${NABLA_BUILD_DIR} --prefix ${prefix} --config ${CONFIG})
-foreach(f include/nabla/core/tensor.h include/nabla/core/error.h include/nabla/cuda/device.h)
+foreach(f include/nabla/core/tensor.h include/nabla/core/error.h include/nabla/core/device.h)
   if(NOT EXISTS ${prefix}/${f})
     message(FATAL_ERROR "install test: ${prefix}/${f} was not installed")
+  endif()
+endforeach()
+# Internal headers stay out of the install tree: the backends and the test hooks.
+foreach(f include/nabla/cuda include/nabla/cpu include/nabla/core/test_hooks.h)
+  if(EXISTS ${prefix}/${f})
+    message(FATAL_ERROR "install test: ${prefix}/${f} was installed, but it is internal")
   endif()
 endforeach()
 

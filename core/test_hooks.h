@@ -1,0 +1,14 @@
+// Hooks for nabla's own tests, to provoke what a test cannot bring about from outside. Internal:
+// not installed, not in nabla.h. Not thread-safe to set; set them in a test, then clear them.
+#pragma once
+
+#include <functional>
+#include <string>
+
+namespace nabla::test_hooks {
+
+// When set, save_safetensors calls it with the temporary file's path and the target's, just
+// before the rename (to provoke a failed rename). nullptr clears it.
+void set_save_before_rename_hook(std::function<void(const std::string& tmp, const std::string& target)> hook);
+
+}  // namespace nabla::test_hooks
