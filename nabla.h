@@ -1,6 +1,6 @@
 // nabla: deep learning in C++ on CPUs and NVIDIA GPUs. This header brings in the whole
-// public API: tensors, ops and autograd (core), devices, safetensors checkpoints, datasets, layers and
-// optimizers.
+// public API: tensors, ops and autograd (core), devices, safetensors checkpoints, datasets, layers,
+// optimizers, and the Keras-style training API (train/).
 #pragma once
 
 #include <nabla/core/anomaly.h>
@@ -13,3 +13,4 @@
 #include <nabla/core/tensor.h>
 #include <nabla/layers/layers.h>
 #include <nabla/optim/optim.h>
+#include <nabla/train/train.h>

@@ -7,7 +7,7 @@
 //   model.compile(nabla::Adam(), [](const Tensor& out, const Tensor& y) { return ...; });
 //
 // The name ("cross_entropy", "mse", ...) is what "accuracy" and the other metric strings look
-// at to choose between binary and categorical forms (see layers/metrics.h).
+// at to choose between binary and categorical forms (see train/metrics.h).
 #pragma once
 
 #include <nabla/core/ops/loss.h>

@@ -1,5 +1,5 @@
 // Learning-rate schedules: the learning rate as a function of a counter t = 0, 1, 2, ... (an
-// epoch or a step: the caller decides; LearningRateScheduler in layers/callbacks.h applies one
+// epoch or a step: the caller decides; LearningRateScheduler in train/callbacks.h applies one
 // per epoch or per step). Each is a small copyable value with `double operator()(int64_t t)`,
 // so a lambda serves as well wherever a schedule is taken.
 //

@@ -430,7 +430,7 @@ TEST(OptimState, StateFollowsAParameterConvertedBeforeTheFirstStep_float64_to_fl
 }
 
 TEST(OptimState, StateFollowsAParameterMovedToCudaBeforeTheFirstStep) {
-  if (nb::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  if (nb::device_count(nb::Device::Kind::CUDA) == 0) GTEST_SKIP() << "no CUDA device";
   nb::Tensor p = parameter(kInit, nb::DType::float32);
   nb::RMSpropOptions o{.momentum = 0.9, .centered = true};
   nb::RMSprop opt({p}, o);

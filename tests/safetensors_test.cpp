@@ -2,11 +2,11 @@
 // SIGKILL), hostile files (crafted, mutated, lying about their size) and interop with the
 // reference `safetensors` Python package (tests/safetensors_interop.py).
 #include <gtest/gtest.h>
+#include <nabla/core/device.h>
 #include <nabla/core/io/safetensors.h>
 #include <nabla/core/tensor.h>
 #include <nabla/core/test_hooks.h>
 #include <nlohmann/json.hpp>
-#include <nabla/cuda/device.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -351,7 +351,7 @@ TEST_F(Safetensors, HeaderAloneDescribesTheTensors) {
 }
 
 TEST_F(Safetensors, CudaTensorsSaveAndLoadOnTheDevice) {
-  if (nb::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  if (nb::device_count(nb::Device::Kind::CUDA) == 0) GTEST_SKIP() << "no CUDA device";
   std::mt19937_64 rng(3);
   Named host = {{"a", random_tensor({3, 5}, nb::DType::float32, rng)},
                 {"b", random_tensor({7}, nb::DType::int64, rng)}};

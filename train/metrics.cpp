@@ -1,4 +1,4 @@
-#include <nabla/layers/metrics.h>
+#include <nabla/train/metrics.h>
 
 #include <nabla/core/autograd.h>
 #include <nabla/core/error.h>

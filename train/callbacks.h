@@ -16,7 +16,7 @@
 #pragma once
 
 #include <nabla/core/tensor.h>
-#include <nabla/layers/history.h>
+#include <nabla/train/history.h>
 
 #include <cstdint>
 #include <cstdio>

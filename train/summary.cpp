@@ -1,5 +1,5 @@
 // Model::build (the shape pass) and Model::summary.
-#include <nabla/layers/model.h>
+#include <nabla/train/model.h>
 
 #include <nabla/core/autograd.h>
 #include <nabla/core/error.h>

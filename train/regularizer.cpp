@@ -1,4 +1,4 @@
-#include <nabla/layers/regularizer.h>
+#include <nabla/train/regularizer.h>
 
 #include <nabla/core/error.h>
 #include <nabla/core/ops/elementwise.h>

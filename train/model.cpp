@@ -1,4 +1,4 @@
-#include <nabla/layers/model.h>
+#include <nabla/train/model.h>
 
 #include <nabla/core/autograd.h>
 #include <nabla/core/data/dataloader.h>
@@ -6,8 +6,8 @@
 #include <nabla/core/io/safetensors.h>
 #include <nabla/core/ops/elementwise.h>
 #include <nabla/core/ops/shape.h>
-#include <nabla/layers/progress.h>
 #include <nabla/optim/clip.h>
+#include <nabla/train/progress.h>
 
 #include <nlohmann/json.hpp>
 
@@ -241,9 +241,11 @@ Tensor Model::predict(const Tensor& x, int64_t batch_size) {
   return outs.size() == 1 ? outs[0] : concat(outs, 0);
 }
 
-History Model::fit(const data::Dataset& train_in, FitOptions o) {
-  UseGuard use(*this, "fit");
-  loss();  // compiled?
+// fit is four steps: the run's data (fit_data), then per epoch the training pass (train_epoch,
+// one train_step per batch), the validation pass (validate, evaluate's own), and the epoch's
+// logs to the callbacks and the history.
+
+Model::FitData Model::fit_data(const data::Dataset& train_in, const FitOptions& o) {
   NABLA_CHECK(o.batch_size > 0, "fit: batch_size must be > 0, got {}", o.batch_size);
   NABLA_CHECK(o.log_every > 0, "fit: log_every must be > 0, got {}", o.log_every);
   NABLA_CHECK(o.epochs >= 0, "fit: epochs must be >= 0, got {}", o.epochs);
@@ -255,119 +257,142 @@ History Model::fit(const data::Dataset& train_in, FitOptions o) {
   NABLA_CHECK(o.validation_split >= 0 && o.validation_split < 1, "fit: validation_split {} is outside [0, 1)",
               o.validation_split);
   NABLA_CHECK(!(o.validation && o.validation_split > 0), "fit: give validation data or validation_split, not both");
-  data::Dataset train = train_in;
-  std::optional<data::Dataset> validation = o.validation;
+  FitData d{.train = train_in, .validation = o.validation};
   if (o.validation_split > 0) {
     const int64_t n = train_in.size();
     const auto n_val = static_cast<int64_t>(static_cast<double>(n) * o.validation_split);
     NABLA_CHECK(n_val > 0 && n_val < n, "fit: validation_split {} of {} samples leaves {} for validation", o.validation_split,
                 n, n_val);
-    train = train_in.subset(0, n - n_val);
-    validation = train_in.subset(n - n_val, n);
+    d.train = train_in.subset(0, n - n_val);
+    d.validation = train_in.subset(n - n_val, n);
   }
-  NABLA_CHECK(train.x.defined() && train.x.dim() >= 1, "fit: the training inputs must be [N, ...]");
-  shape_pass(Shape(train.x.shape().begin() + 1, train.x.shape().end()), train.x.dtype(), "fit");
+  NABLA_CHECK(d.train.x.defined() && d.train.x.dim() >= 1, "fit: the training inputs must be [N, ...]");
+  shape_pass(Shape(d.train.x.shape().begin() + 1, d.train.x.shape().end()), d.train.x.dtype(), "fit");
+  return d;
+}
 
+Tensor Model::train_step(const data::Batch& batch, const std::vector<Tensor>& params, Tensor* outputs) {
+  Optimizer& opt = optimizer();
+  Tensor out = module_->forward(batch.x);
+  Tensor l = loss()(out, batch.y);
+  if (Tensor reg = regularization_loss(); reg.defined()) l = l + reg.to(l.dtype());
+  opt.zero_grad();
+  l.backward();
+  if (compile_opts_.clip_value > 0) clip_grad_value(params, compile_opts_.clip_value);
+  if (compile_opts_.clip_norm > 0) clip_grad_norm(params, compile_opts_.clip_norm);
+  opt.step();
+  ++global_step_;
+  *outputs = out.detach();
+  return l.detach();
+}
+
+Logs Model::train_epoch(data::DataLoader& loader, int64_t epoch, const FitOptions& o,
+                        const std::vector<std::shared_ptr<Callback>>& callbacks, ProgressBar& bar) {
+  const std::vector<Tensor> params = optimizer().params();
+  const int64_t steps = loader.size();
+  module_->train();
+  for (auto& m : metrics_) m->reset();
+  // The epoch's running loss (a sum weighted by batch size) and metrics stay on the device; they
+  // are read every log_every steps and at the last one, for the progress bar, and a non-finite
+  // loss is caught there: the running sum keeps a NaN or an infinity, so no step synchronizes
+  // for it.
+  Tensor loss_sum;
+  int64_t seen = 0, done = 0, last_read = 0;
+  std::vector<std::pair<std::string, double>> shown;
+  Logs read;
+  auto check_loss = [&](double loss) {
+    if (!o.allow_nonfinite_loss && !std::isfinite(loss))
+      fail("fit: the training loss is {} at epoch {}, step {} of {} ({}); training stopped. The weights are no "
+           "longer finite; fit saved nothing, and files saved at earlier epochs are untouched. Try a lower learning "
+           "rate (now {}) or gradient clipping (compile's clip_norm)",
+           nonfinite_words(loss), epoch + 1, done, steps,
+           last_read == 0 ? std::string("the epoch's first read of it")
+                          : fmt::format("read every {} steps; finite at step {}", o.log_every, last_read),
+           optimizer().lr());
+  };
+  for (auto& batch : loader) {
+    BatchInfo info{.epoch = epoch, .batch = done, .step = global_step_, .size = batch.size(), .loss = {}, .logs = nullptr};
+    for (auto& c : callbacks) c->on_batch_begin(*this, info);
+    Tensor out;
+    info.loss = train_step(batch, params, &out);
+    ++done;
+    seen += batch.size();
+    {
+      NoGrad no_grad;
+      Tensor weighted = info.loss.to(DType::float32) * static_cast<double>(batch.size());
+      loss_sum = loss_sum.defined() ? loss_sum + weighted : weighted;
+      for (auto& m : metrics_) m->update(out, batch.y);
+    }
+    if (done % o.log_every == 0 || done == steps) {
+      shown = running_logs(loss_sum, seen);
+      check_loss(shown.front().second);
+      last_read = done;
+      read = Logs(shown.begin(), shown.end());
+      info.logs = &read;
+    }
+    if (o.verbose > 0) bar.update(done, shown);
+    for (auto& c : callbacks) c->on_batch_end(*this, info);
+    if (stop_) break;
+  }
+  Logs logs;
+  for (auto& [k, v] : running_logs(loss_sum, seen)) logs[k] = v;
+  if (last_read != done) check_loss(logs.at("loss"));  // a callback stopped the epoch between reads
+  return logs;
+}
+
+std::vector<std::pair<std::string, double>> Model::validate(const data::Dataset& validation, int64_t epoch,
+                                                             const FitOptions& o, Logs& logs) {
+  const Logs val = run_evaluation(validation, o.batch_size);
+  if (!o.allow_nonfinite_loss && !std::isfinite(val.at("loss")))
+    fail("fit: the validation loss is {} after epoch {} (the training loss was {}); training stopped before the "
+         "epoch's callbacks, so nothing was saved for this epoch. Check the validation data for NaN or infinite "
+         "values",
+         nonfinite_words(val.at("loss")), epoch + 1, logs.count("loss") ? logs.at("loss") : NAN);
+  std::vector<std::pair<std::string, double>> shown;
+  for (auto& [k, v] : val) {
+    logs["val_" + k] = v;
+    // Shown as the training values are: the loss first, then the metrics.
+    shown.emplace(k == "loss" ? shown.begin() : shown.end(), "val_" + k, v);
+  }
+  return shown;
+}
+
+History Model::fit(const data::Dataset& train_in, FitOptions o) {
+  UseGuard use(*this, "fit");
+  loss();  // compiled?
+  const FitData d = fit_data(train_in, o);
   std::vector<std::shared_ptr<Callback>> callbacks;
   for (auto& c : o.callbacks) {
     NABLA_CHECK(c.ptr != nullptr, "fit: a callback is null");
     callbacks.push_back(c.ptr);
   }
-  auto make_loader = [&](const data::Dataset& d) {
-    return data::DataLoader(d, {.batch_size = clamp_batch(o.batch_size, d.size()), .shuffle = o.shuffle,
-                                .seed = o.seed, .drop_last = o.drop_last, .device = device_});
+  auto make_loader = [&](const data::Dataset& data) {
+    return data::DataLoader(data, {.batch_size = clamp_batch(o.batch_size, data.size()), .shuffle = o.shuffle,
+                                   .seed = o.seed, .drop_last = o.drop_last, .device = device_});
   };
   std::optional<data::DataLoader> loader;
-  if (!o.epoch_data) loader.emplace(make_loader(train));
+  if (!o.epoch_data) loader.emplace(make_loader(d.train));
 
   stop_ = false;
   history_ = History{};
-  Optimizer& opt = optimizer();
-  const std::vector<Tensor> params = opt.params();
   for (auto& c : callbacks) c->on_train_begin(*this);
   for (int64_t epoch = o.initial_epoch; epoch < o.epochs && !stop_; ++epoch) {
     for (auto& c : callbacks) c->on_epoch_begin(*this, epoch);
-    if (o.epoch_data) loader.emplace(make_loader(o.epoch_data(train, epoch)));
+    if (o.epoch_data) loader.emplace(make_loader(o.epoch_data(d.train, epoch)));
     loader->set_epoch(epoch);
-    const int64_t steps = loader->size();
-    NABLA_ASSERT(steps > 0);
+    NABLA_ASSERT(loader->size() > 0);
     if (o.verbose == 1) fmt::print(o.out, "Epoch {}/{}\n", epoch + 1, o.epochs);
-    ProgressBar bar(steps, o.out);
+    ProgressBar bar(loader->size(), o.out);
     if (o.verbose == 2) bar.set_interactive(false);
-    module_->train();
-    for (auto& m : metrics_) m->reset();
-    Tensor loss_sum;
-    int64_t seen = 0, done = 0, last_read = 0;
-    std::vector<std::pair<std::string, double>> shown;
-    Logs read;
-    auto check_loss = [&](double loss) {
-      if (!o.allow_nonfinite_loss && !std::isfinite(loss))
-        fail("fit: the training loss is {} at epoch {}, step {} of {} ({}); training stopped. The weights are no "
-             "longer finite; fit saved nothing, and files saved at earlier epochs are untouched. Try a lower learning "
-             "rate (now {}) or gradient clipping (compile's clip_norm)",
-             nonfinite_words(loss), epoch + 1, done, steps,
-             last_read == 0 ? std::string("the epoch's first read of it")
-                            : fmt::format("read every {} steps; finite at step {}", o.log_every, last_read),
-             opt.lr());
-    };
-    for (auto& batch : *loader) {
-      BatchInfo info{.epoch = epoch, .batch = done, .step = global_step_, .size = batch.size(), .loss = {}, .logs = nullptr};
-      for (auto& c : callbacks) c->on_batch_begin(*this, info);
-      Tensor out = module_->forward(batch.x);
-      Tensor l = loss()(out, batch.y);
-      if (Tensor reg = regularization_loss(); reg.defined()) l = l + reg.to(l.dtype());
-      opt.zero_grad();
-      l.backward();
-      if (compile_opts_.clip_value > 0) clip_grad_value(params, compile_opts_.clip_value);
-      if (compile_opts_.clip_norm > 0) clip_grad_norm(params, compile_opts_.clip_norm);
-      opt.step();
-      ++global_step_;
-      ++done;
-      seen += batch.size();
-      {
-        NoGrad no_grad;
-        Tensor weighted = l.detach().to(DType::float32) * static_cast<double>(batch.size());
-        loss_sum = loss_sum.defined() ? loss_sum + weighted : weighted;
-        Tensor out_d = out.detach();
-        for (auto& m : metrics_) m->update(out_d, batch.y);
-      }
-      info.loss = l.detach();
-      info.logs = nullptr;
-      if (done % o.log_every == 0 || done == steps) {
-        shown = running_logs(loss_sum, seen);
-        // The running sum keeps a NaN or an infinity, so this read (which the progress bar needs
-        // anyway) catches one within log_every steps with no synchronization of its own.
-        check_loss(shown.front().second);
-        last_read = done;
-        read = Logs(shown.begin(), shown.end());
-        info.logs = &read;
-      }
-      if (o.verbose > 0) bar.update(done, shown);
-      for (auto& c : callbacks) c->on_batch_end(*this, info);
-      if (stop_) break;
-    }
-    Logs logs;
-    for (auto& [k, v] : running_logs(loss_sum, seen)) logs[k] = v;
-    if (last_read != done) check_loss(logs.at("loss"));  // a callback stopped the epoch between reads
+
+    Logs logs = train_epoch(*loader, epoch, o, callbacks, bar);
     bar.stop_clock();  // ms/step counts the training steps only
-    std::vector<std::pair<std::string, double>> extra;
-    if (validation) {
-      const Logs val = run_evaluation(*validation, o.batch_size);
-      if (!o.allow_nonfinite_loss && !std::isfinite(val.at("loss")))
-        fail("fit: the validation loss is {} after epoch {} (the training loss was {}); training stopped before the "
-             "epoch's callbacks, so nothing was saved for this epoch. Check the validation data for NaN or infinite "
-             "values",
-             nonfinite_words(val.at("loss")), epoch + 1, logs.count("loss") ? logs.at("loss") : NAN);
-      for (auto& [k, v] : val) {
-        logs["val_" + k] = v;
-        // Shown as the training values are: the loss first, then the metrics.
-        extra.emplace(k == "loss" ? extra.begin() : extra.end(), "val_" + k, v);
-      }
-    }
-    logs["lr"] = opt.lr();
+    std::vector<std::pair<std::string, double>> shown_after;
+    if (d.validation) shown_after = validate(*d.validation, epoch, o, logs);
+    logs["lr"] = optimizer().lr();
     epoch_ = epoch + 1;
     if (o.verbose == 2) fmt::print(o.out, "Epoch {}/{}\n", epoch + 1, o.epochs);
-    if (o.verbose > 0) bar.finish(extra);
+    if (o.verbose > 0) bar.finish(shown_after);
     for (auto& c : callbacks) c->on_epoch_end(*this, epoch, logs);
     history_.append(epoch, logs);
   }

@@ -1,4 +1,4 @@
-#include <nabla/layers/progress.h>
+#include <nabla/train/progress.h>
 
 #include <fmt/format.h>
 

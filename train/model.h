@@ -46,16 +46,18 @@
 // re-enter (a callback that saves or evaluates the model during fit).
 #pragma once
 
+#include <nabla/core/data/dataloader.h>
 #include <nabla/core/data/dataset.h>
 #include <nabla/core/tensor.h>
-#include <nabla/layers/callbacks.h>
-#include <nabla/layers/history.h>
 #include <nabla/layers/loss.h>
-#include <nabla/layers/metrics.h>
 #include <nabla/layers/module.h>
-#include <nabla/layers/regularizer.h>
 #include <nabla/layers/sequential.h>
 #include <nabla/optim/optimizer.h>
+#include <nabla/train/callbacks.h>
+#include <nabla/train/history.h>
+#include <nabla/train/metrics.h>
+#include <nabla/train/progress.h>
+#include <nabla/train/regularizer.h>
 
 #include <atomic>
 #include <concepts>
@@ -219,6 +221,22 @@ class Model {
   void init();
   void shape_pass(const Shape& sample_shape, DType dtype, const char* who);
   Logs run_evaluation(const data::Dataset& data, int64_t batch_size);
+  // fit's steps (model.cpp): the run's training and validation data after the checks and the
+  // shape pass; one epoch of training steps with its callbacks, progress and non-finite checks,
+  // returning the epoch's training logs; one step (forward, loss with regularization, backward,
+  // clipping, optimizer step), returning the batch's loss and putting the outputs, both
+  // detached, in *outputs; the validation pass, adding "val_*" to logs and returning what the
+  // progress bar shows.
+  struct FitData {
+    data::Dataset train;
+    std::optional<data::Dataset> validation;
+  };
+  FitData fit_data(const data::Dataset& train, const FitOptions& o);
+  Logs train_epoch(data::DataLoader& loader, int64_t epoch, const FitOptions& o,
+                   const std::vector<std::shared_ptr<Callback>>& callbacks, ProgressBar& bar);
+  Tensor train_step(const data::Batch& batch, const std::vector<Tensor>& params, Tensor* outputs);
+  std::vector<std::pair<std::string, double>> validate(const data::Dataset& validation, int64_t epoch,
+                                                       const FitOptions& o, Logs& logs);
   std::vector<std::pair<std::string, double>> running_logs(const Tensor& loss_sum, int64_t seen) const;
   void notify_loaded();
   std::string metadata_architecture() const;

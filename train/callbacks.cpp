@@ -1,9 +1,9 @@
-#include <nabla/layers/callbacks.h>
+#include <nabla/train/callbacks.h>
 
 #include <nabla/core/anomaly.h>
 #include <nabla/core/autograd.h>
 #include <nabla/core/error.h>
-#include <nabla/layers/model.h>
+#include <nabla/train/model.h>
 
 #include <algorithm>
 #include <cerrno>

@@ -1,4 +1,4 @@
-#include <nabla/layers/history.h>
+#include <nabla/train/history.h>
 
 #include <nabla/core/error.h>
 
