@@ -8,7 +8,7 @@ namespace nb = nabla;
 
 namespace {
 
-using namespace nabla_test::parity;
+using namespace nabla::test::parity;
 
 // Backward adds into an existing gradient on CUDA as on the CPU (every input starts at a random G0).
 std::vector<Case> accumulate_cases() {

@@ -8,7 +8,7 @@ namespace nb = nabla;
 
 namespace {
 
-using namespace nabla_test::parity;
+using namespace nabla::test::parity;
 
 // ---- matrix products ---------------------------------------------------------------------------
 

@@ -45,11 +45,11 @@ using nb::Tensor;
 
 namespace {
 
-using nabla_test::CudaParamTest;
-using nabla_test::kCuda;
-using nabla_test::Tf32Guard;
+using nabla::test::CudaParamTest;
+using nabla::test::kCuda;
+using nabla::test::Tf32Guard;
 
-class CudaNn : public nabla_test::CudaTest {};
+class CudaNn : public nabla::test::CudaTest {};
 template <typename P>
 class CudaNnParam : public CudaParamTest<P> {};
 
@@ -95,10 +95,10 @@ Tensor view_of(const Tensor& base, const Arg& a) {
   return base;
 }
 
-using nabla_test::close;
-using nabla_test::dims;
-using nabla_test::same_bits;
-using nabla_test::Tol;
+using nabla::test::parity::allclose;
+using nabla::test::shape_name;
+using nabla::test::parity::same_bits;
+using nabla::test::parity::Tol;
 
 // ---- the parity check --------------------------------------------------------------------------
 
@@ -106,7 +106,7 @@ using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
 
 struct Options {
   DType dtype = DType::float32;
-  Tol fwd, bwd;
+  Tol fwd{1e-3, 1e-5}, bwd{1e-3, 1e-5};  // the float32 default of these suites
   bool nan_ok = false;  // forward NaN expected where the CPU has NaN
 };
 
@@ -123,13 +123,13 @@ struct Options {
     gpu_in.push_back(view_of(d, a));
   }
   Tensor out_c = f(cpu_in), out_g = f(gpu_in);
-  auto r = close(out_g, out_c, o.fwd, "forward", o.nan_ok);
+  auto r = allclose(out_g, out_c, o.fwd, "forward", o.nan_ok);
   if (!r) return r;
   Tensor w = nb::rand(out_c.shape(), {.dtype = out_c.dtype()}, 0.5, 1.5);
   nb::sum(nb::mul(out_c, w)).backward();
   nb::sum(nb::mul(out_g, w.to(kCuda))).backward();
   for (size_t i = 0; i < args.size(); ++i) {
-    r = close(gpu_base[i].grad(), cpu_base[i].grad(), o.bwd, fmt::format("gradient of input {}", i));
+    r = allclose(gpu_base[i].grad(), cpu_base[i].grad(), o.bwd, fmt::format("gradient of input {}", i));
     if (!r) return r;
   }
   if (nb::tape_size() != 0) return ::testing::AssertionFailure() << nb::tape_size() << " tape entries left";
@@ -164,7 +164,7 @@ void PrintTo(const ConvCase& c, std::ostream* os) { *os << c.name; }
 
 ConvCase conv(Shape x, int64_t k, nb::Size2 kernel, nb::Conv2dParams p, const std::string& what, bool bias = true,
               Layout layout = Layout::contiguous) {
-  const std::string name = fmt::format("{}_to_{}_k{}x{}_{}{}{}", dims(x), k, kernel.h, kernel.w, what,
+  const std::string name = fmt::format("{}_to_{}_k{}x{}_{}{}{}", shape_name(x), k, kernel.h, kernel.w, what,
                                        bias ? "" : "_nobias", layout_suffix(layout));
   return {name, std::move(x), k, kernel, p, bias, layout};
 }
@@ -380,10 +380,10 @@ TEST_F(CudaNn, ConvFallsBackToTheNextAlgorithm_3x5x11x9_to_7_k3_p1) {
     if (round == 1) hooks::inject_conv_failures(0, 3);
     const ConvRun gpu = conv_step(x.to(kCuda), w.to(kCuda), b.to(kCuda), p, g.to(kCuda));
     const Tol t{1e-4, 1e-5};
-    EXPECT_TRUE(close(gpu.y, cpu.y, t, "y"));
-    EXPECT_TRUE(close(gpu.dx, cpu.dx, t, "dx"));
-    EXPECT_TRUE(close(gpu.dw, cpu.dw, {1e-4, 1e-4}, "dweight"));
-    EXPECT_TRUE(close(gpu.db, cpu.db, {1e-4, 1e-4}, "dbias"));
+    EXPECT_TRUE(allclose(gpu.y, cpu.y, t, "y"));
+    EXPECT_TRUE(allclose(gpu.dx, cpu.dx, t, "dx"));
+    EXPECT_TRUE(allclose(gpu.dw, cpu.dw, {1e-4, 1e-4}, "dweight"));
+    EXPECT_TRUE(allclose(gpu.db, cpu.db, {1e-4, 1e-4}, "dbias"));
     // The plan kept the algorithm that ran: the same call again, no failures left, same bits.
     const ConvRun again = conv_step(x.to(kCuda), w.to(kCuda), b.to(kCuda), p, g.to(kCuda));
     EXPECT_TRUE(same_bits(again.y, gpu.y, "y, second call"));
@@ -403,7 +403,7 @@ TEST_F(CudaNn, ConvFallsBackToTheNextAlgorithm_3x5x11x9_to_7_k3_p1) {
   // And the device is usable afterwards: the same shape now runs.
   Tensor y2;
   ASSERT_NO_THROW(y2 = nb::conv2d(x2, w2, {}, p));
-  EXPECT_TRUE(close(y2, nb::conv2d(x2.to(nb::Device::cpu()), w2.to(nb::Device::cpu()), {}, p), {1e-4, 1e-5}, "y"));
+  EXPECT_TRUE(allclose(y2, nb::conv2d(x2.to(nb::Device::cpu()), w2.to(nb::Device::cpu()), {}, p), {1e-4, 1e-5}, "y"));
 }
 
 // ---- pooling -------------------------------------------------------------------------------------
@@ -421,7 +421,7 @@ void PrintTo(const PoolCase& c, std::ostream* os) { *os << c.name; }
 
 PoolCase pool(bool max, Shape x, nb::Size2 kernel, nb::Pool2dParams p, const std::string& what,
               Layout layout = Layout::contiguous, double quantum = 0) {
-  const std::string name = fmt::format("{}_{}_k{}x{}_{}{}{}", max ? "max" : "avg", dims(x), kernel.h, kernel.w, what,
+  const std::string name = fmt::format("{}_{}_k{}x{}_{}{}{}", max ? "max" : "avg", shape_name(x), kernel.h, kernel.w, what,
                                        max || p.count_include_pad ? "" : "_exclude_pad", layout_suffix(layout));
   return {name, max, std::move(x), kernel, p, layout, quantum};
 }
@@ -479,10 +479,10 @@ TEST_F(CudaNn, MaxPoolPropagatesNaN_2x2x6x6_k3_s2) {
   Tensor xg = xc.detach().to(kCuda).requires_grad_(true);
   const nb::Pool2dParams p{.stride = 2};
   Tensor yc = nb::max_pool2d(xc, 3, p), yg = nb::max_pool2d(xg, 3, p);
-  EXPECT_TRUE(close(yg, yc, {0, 0}, "forward", /*nan_ok=*/true));
+  EXPECT_TRUE(allclose(yg, yc, {0, 0}, "forward", /*nan_ok=*/true));
   nb::sum(nb::mul(nb::ones(yc.shape()), yc)).backward();
   nb::sum(nb::mul(nb::ones(yg.shape(), {.device = kCuda}), yg)).backward();
-  EXPECT_TRUE(close(xg.grad(), xc.grad(), {0, 0}, "dx"));
+  EXPECT_TRUE(allclose(xg.grad(), xc.grad(), {0, 0}, "dx"));
 }
 
 TEST_F(CudaNn, GlobalAvgPool_4x5x7x9) {
@@ -503,7 +503,7 @@ void PrintTo(const BnCase& c, std::ostream* os) { *os << c.name; }
 
 BnCase bn(Shape x, const std::string& what = "", bool affine = true, double lo = -1, double hi = 1,
           Layout layout = Layout::contiguous) {
-  return {fmt::format("{}{}{}{}", dims(x), what, affine ? "" : "_noaffine", layout_suffix(layout)), std::move(x),
+  return {fmt::format("{}{}{}{}", shape_name(x), what, affine ? "" : "_noaffine", layout_suffix(layout)), std::move(x),
           affine, lo, hi, layout};
 }
 
@@ -557,8 +557,8 @@ class BatchNorm : public CudaNnParam<BnCase> {
     po.bwd.atol *= s;
     if (prec == Precision::f32) po.fwd = {1e-3, 1e-4};
     EXPECT_TRUE(parity(f, args, po));
-    EXPECT_TRUE(close(rm_g, rm_c, {o.fwd.rtol, o.fwd.atol * s}, "running_mean"));
-    EXPECT_TRUE(close(rv_g, rv_c, {o.fwd.rtol, o.fwd.atol * s}, "running_var"));
+    EXPECT_TRUE(allclose(rm_g, rm_c, {o.fwd.rtol, o.fwd.atol * s}, "running_mean"));
+    EXPECT_TRUE(allclose(rv_g, rv_c, {o.fwd.rtol, o.fwd.atol * s}, "running_var"));
   }
   void eval(Precision prec) {
     const BnCase& c = GetParam();
@@ -626,13 +626,13 @@ TEST_F(CudaNn, CnnStepMatchesCpu_16x3x20x20) {
   for (const Tensor& t : pc) pg.push_back(t.detach().to(kCuda).requires_grad_(true));
   Tensor rmc = nb::zeros({8}), rvc = nb::ones({8}), rmg = rmc.to(kCuda), rvg = rvc.to(kCuda);
   Tensor lc = cnn_loss(pc, x, rmc, rvc), lg = cnn_loss(pg, x.to(kCuda), rmg, rvg);
-  EXPECT_TRUE(close(lg, lc, {1e-3, 1e-5}, "loss"));
+  EXPECT_TRUE(allclose(lg, lc, {1e-3, 1e-5}, "loss"));
   lc.backward();
   lg.backward();
   for (size_t i = 0; i < pc.size(); ++i)
-    EXPECT_TRUE(close(pg[i].grad(), pc[i].grad(), {2e-3, 1e-4}, fmt::format("gradient of parameter {}", i)));
-  EXPECT_TRUE(close(rmg, rmc, {1e-3, 1e-5}, "running_mean"));
-  EXPECT_TRUE(close(rvg, rvc, {1e-3, 1e-5}, "running_var"));
+    EXPECT_TRUE(allclose(pg[i].grad(), pc[i].grad(), {2e-3, 1e-4}, fmt::format("gradient of parameter {}", i)));
+  EXPECT_TRUE(allclose(rmg, rmc, {1e-3, 1e-5}, "running_mean"));
+  EXPECT_TRUE(allclose(rvg, rvc, {1e-3, 1e-5}, "running_var"));
 }
 
 class CudaNnMemory : public CudaNn {};

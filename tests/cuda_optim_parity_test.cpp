@@ -9,7 +9,7 @@ namespace nb = nabla;
 
 namespace {
 
-using namespace nabla_test::parity;
+using namespace nabla::test::parity;
 
 // ---- optimizers --------------------------------------------------------------------------------
 

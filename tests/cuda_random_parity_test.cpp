@@ -11,7 +11,7 @@ namespace nb = nabla;
 
 namespace {
 
-using namespace nabla_test::parity;
+using namespace nabla::test::parity;
 
 // ---- random numbers: the same seed gives the same numbers on both devices --------------------
 

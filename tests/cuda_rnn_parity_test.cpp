@@ -37,12 +37,12 @@ using nb::Tensor;
 
 namespace {
 
-using nabla_test::close;
-using nabla_test::kCuda;
-using nabla_test::same_bits;
-using nabla_test::Tol;
+using nabla::test::parity::allclose;
+using nabla::test::kCuda;
+using nabla::test::parity::same_bits;
+using nabla::test::parity::Tol;
 
-class CudaRnn : public nabla_test::CudaTest {};
+class CudaRnn : public nabla::test::CudaTest {};
 
 // ---- rnn_layer ------------------------------------------------------------------------------------
 
@@ -129,7 +129,7 @@ std::vector<std::string> input_names(const RnnCase& k) {
   return n;
 }
 
-class RnnLayerParity : public nabla_test::CudaParamTest<RnnCase> {
+class RnnLayerParity : public nabla::test::CudaParamTest<RnnCase> {
  protected:
   void run() {
     const RnnCase& k = GetParam();
@@ -140,10 +140,10 @@ class RnnLayerParity : public nabla_test::CudaParamTest<RnnCase> {
     const bool f64 = k.dtype == DType::float64;
     const double sf = std::sqrt(double(k.T * std::max(k.I, k.H)));
     const Tol fwd = f64 ? Tol{1e-9, 1e-12 * sf} : Tol{1e-3, 1e-5 * sf};
-    EXPECT_TRUE(close(rg.y, rc.y, fwd, "y"));
-    EXPECT_TRUE(close(rg.h, rc.h, fwd, "h"));
+    EXPECT_TRUE(allclose(rg.y, rc.y, fwd, "y"));
+    EXPECT_TRUE(allclose(rg.h, rc.h, fwd, "h"));
     if (k.cell == RnnCell::lstm) {
-      EXPECT_TRUE(close(rg.c, rc.c, fwd, "c"));
+      EXPECT_TRUE(allclose(rg.c, rc.c, fwd, "c"));
     }
 
     // Backward of sum(y wy) + sum(h wh) (+ sum(c wc)), the same random weighting on both.
@@ -161,7 +161,7 @@ class RnnLayerParity : public nabla_test::CudaParamTest<RnnCase> {
     const std::vector<Tensor> ic = c.all(), ig = g.all();
     const std::vector<std::string> names = input_names(k);
     for (size_t i = 0; i < ic.size(); ++i)
-      EXPECT_TRUE(close(ig[i].grad(), ic[i].grad(), bwd, "gradient of " + names[i]));
+      EXPECT_TRUE(allclose(ig[i].grad(), ic[i].grad(), bwd, "gradient of " + names[i]));
     EXPECT_EQ(nb::tape_size(), 0u);
   }
 };
@@ -226,8 +226,8 @@ TEST_F(CudaRnn, InferenceMatchesTraining_lstm_T9_B3_I4_H16_bidirectional) {
   const double eps = 0x1p-24, K = double(k.I + k.H);
   const double gamma = K * eps / (1 - K * eps), S = (k.I + k.H + 2) / std::sqrt(double(k.H));
   const Tol tol{4 * eps, double(k.T) * 2 * gamma * S + 2 * eps};
-  EXPECT_TRUE(close(infer.y, train.y.detach().to(nb::Device::cpu()), tol, "y"));
-  EXPECT_TRUE(close(infer.h, train.h.detach().to(nb::Device::cpu()), tol, "h"));
+  EXPECT_TRUE(allclose(infer.y, train.y.detach().to(nb::Device::cpu()), tol, "y"));
+  EXPECT_TRUE(allclose(infer.h, train.h.detach().to(nb::Device::cpu()), tol, "h"));
   nb::sum(train.y).backward();  // the training forward's tape entry, used up
   EXPECT_EQ(nb::tape_size(), 0u);
 }
@@ -302,10 +302,10 @@ void layer_parity(RnnCell cell) {
   nb::RnnOutput oc = cpu.forward_state(x, state_on(nb::Device::cpu()));
   nb::RnnOutput og = gpu.forward_state(x.to(kCuda), state_on(kCuda));
   const Tol tol{1e-3, 1e-4};
-  EXPECT_TRUE(close(og.output, oc.output, tol, "output"));
-  EXPECT_TRUE(close(og.h, oc.h, tol, "h"));
+  EXPECT_TRUE(allclose(og.output, oc.output, tol, "output"));
+  EXPECT_TRUE(allclose(og.h, oc.h, tol, "h"));
   if (lstm) {
-    EXPECT_TRUE(close(og.c, oc.c, tol, "c"));
+    EXPECT_TRUE(allclose(og.c, oc.c, tol, "c"));
   }
   const Tensor w = nb::rand(oc.output.shape(), {}, 0.5, 1.5);
   nb::sum(nb::mul(oc.output, w)).backward();
@@ -315,7 +315,7 @@ void layer_parity(RnnCell cell) {
   for (size_t i = 0; i < pc.size(); ++i) {
     EXPECT_EQ(pg[i].first, pc[i].first);
     EXPECT_TRUE(pg[i].second.device().is_cuda()) << pg[i].first;
-    EXPECT_TRUE(close(pg[i].second.grad(), pc[i].second.grad(), {2e-3, 2e-4}, "gradient of " + pc[i].first));
+    EXPECT_TRUE(allclose(pg[i].second.grad(), pc[i].second.grad(), {2e-3, 2e-4}, "gradient of " + pc[i].first));
   }
 
   // One Adam step each: the update reaches the packed buffer cuDNN computes with.
@@ -323,12 +323,12 @@ void layer_parity(RnnCell cell) {
   opt_c.step();
   opt_g.step();
   for (size_t i = 0; i < pc.size(); ++i)
-    EXPECT_TRUE(close(pg[i].second.detach(), pc[i].second.detach(), {1e-4, 1e-5}, "parameter " + pc[i].first));
+    EXPECT_TRUE(allclose(pg[i].second.detach(), pc[i].second.detach(), {1e-4, 1e-5}, "parameter " + pc[i].first));
   nb::NoGrad ng;
   const Tensor after_c = cpu.forward_state(x, state_on(nb::Device::cpu())).output;
   const Tensor after_g = gpu.forward_state(x.to(kCuda), state_on(kCuda)).output;
   EXPECT_GT(nb::max(nb::abs(nb::sub(after_g.to(nb::Device::cpu()), before))).item(), 1e-3);
-  EXPECT_TRUE(close(after_g, after_c, {2e-3, 2e-4}, "output after a step"));
+  EXPECT_TRUE(allclose(after_g, after_c, {2e-3, 2e-4}, "output after a step"));
 }
 
 TEST_F(CudaRnn, LstmLayerMatchesCpu_2layers_bidirectional_batch_first_4x11x7_to_9) { layer_parity<nb::LSTM>(RnnCell::lstm); }
@@ -369,9 +369,9 @@ void embedding_parity(int64_t num, int64_t dim, const Shape& ids_shape, int64_t 
   const EmbeddingRun c = embedding_step(w, ids_tensor(v, ids_shape), padding_idx, dy);
   const Tensor ids_g = ids_tensor(v, ids_shape, kCuda);
   const EmbeddingRun g = embedding_step(w.to(kCuda), ids_g, padding_idx, dy.to(kCuda));
-  EXPECT_TRUE(close(g.y, c.y, {0, 0}, "y (a gather: exact)"));
+  EXPECT_TRUE(allclose(g.y, c.y, {0, 0}, "y (a gather: exact)"));
   // The same sums in the same order as the CPU (sorted by row, stable in position).
-  EXPECT_TRUE(close(g.dweight, c.dweight, {1e-6, 1e-7}, "dweight"));
+  EXPECT_TRUE(allclose(g.dweight, c.dweight, {1e-6, 1e-7}, "dweight"));
   if (twice) {
     const EmbeddingRun again = embedding_step(w.to(kCuda), ids_g, padding_idx, dy.to(kCuda));
     EXPECT_TRUE(same_bits(again.dweight, g.dweight, "dweight, second run"));

@@ -11,7 +11,7 @@ namespace nb = nabla;
 
 namespace {
 
-using namespace nabla_test::parity;
+using namespace nabla::test::parity;
 
 // ---- the premise: new allocations read as NaN ----------------------------------------------
 

@@ -1,5 +1,5 @@
 // Fixture and helpers shared by the CUDA test suites (the cuda_<family>_parity_test suites,
-// cuda_nn_parity_test, cuda_rnn_parity_test), and the op parity check (nabla_test::parity).
+// cuda_nn_parity_test, cuda_rnn_parity_test), and the op parity check (nabla::test::parity).
 //
 // CudaTest skips a test without a CUDA device; otherwise it turns on the NaN fill of new device
 // allocations (unless NABLA_TEST_POISON=0, for compute-sanitizer's initcheck, which the fill
@@ -29,7 +29,7 @@
 
 #include "test_util.h"
 
-namespace nabla_test {
+namespace nabla::test {
 
 inline const nabla::Device kCuda = nabla::Device::cuda(0);
 
@@ -74,57 +74,7 @@ class Tf32Guard {
   bool prev_;
 };
 
-// ---- comparison (shared by the CUDA parity suites) ---------------------------------------------
-
-inline std::string dims(const nabla::Shape& s) { return fmt::format("{}", fmt::join(s, "x")); }
-
-struct Tol {
-  double rtol = 1e-3;
-  double atol = 1e-5;
-};
-
-// got (on CUDA) against ref (on the CPU); NaN must match NaN when nan_ok, else NaN on CUDA fails.
-inline ::testing::AssertionResult close(const nabla::Tensor& got, const nabla::Tensor& ref, Tol tol,
-                                        const std::string& what, bool nan_ok = false) {
-  if (!got.defined() || !ref.defined())
-    return ::testing::AssertionFailure() << what << ": result undefined (cuda " << got.defined() << ", cpu "
-                                         << ref.defined() << ")";
-  if (!got.device().is_cuda()) return ::testing::AssertionFailure() << what << ": CUDA result is on the CPU";
-  if (got.shape() != ref.shape() || got.dtype() != ref.dtype())
-    return ::testing::AssertionFailure() << what << ": CUDA gives " << dims(got.shape()) << ", CPU " << dims(ref.shape());
-  const std::vector<double> g = got.to_vector<double>(), r = ref.to_vector<double>();
-  int64_t bad = 0, first = -1;
-  double worst = 0;
-  for (size_t i = 0; i < g.size(); ++i) {
-    bool ok;
-    if (std::isnan(g[i]) || std::isnan(r[i])) {
-      ok = nan_ok && std::isnan(g[i]) && std::isnan(r[i]);
-    } else {
-      const double err = std::abs(g[i] - r[i]), allowed = tol.atol + tol.rtol * std::abs(r[i]);
-      ok = err <= allowed;
-      worst = std::max(worst, err / allowed);
-    }
-    if (!ok && bad++ == 0) first = static_cast<int64_t>(i);
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << fmt::format(
-             "{} ({}): {} of {} elements differ; first at flat index {}: cuda {:.9g}, cpu {:.9g} (rtol {:g}, atol "
-             "{:g}); worst finite error {:.3g}x allowed",
-             what, dims(ref.shape()), bad, g.size(), first, g[first], r[first], tol.rtol, tol.atol, worst);
-}
-
-// Same bytes, both on CUDA (reruns of one computation).
-inline ::testing::AssertionResult same_bits(const nabla::Tensor& a, const nabla::Tensor& b,
-                                            const std::string& what) {
-  const nabla::Tensor ca = a.detach().to(nabla::Device::cpu()).contiguous();
-  const nabla::Tensor cb = b.detach().to(nabla::Device::cpu()).contiguous();
-  if (ca.shape() != cb.shape()) return ::testing::AssertionFailure() << what << ": shapes differ";
-  const size_t bytes = size_t(ca.numel()) * nabla::dtype_size(ca.dtype());
-  if (std::memcmp(ca.data_ptr(), cb.data_ptr(), bytes) == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << what << ": the two runs differ in their bits";
-}
-
-}  // namespace nabla_test
+}  // namespace nabla::test
 
 // ---- op parity: one function on random CPU inputs and on their copies on cuda:0 -----------------
 //
@@ -139,28 +89,27 @@ inline ::testing::AssertionResult same_bits(const nabla::Tensor& a, const nabla:
 // Tolerances, float32: 1e-4 relative for elementwise work; 1e-3 for reductions, softmax and
 // products whose inner dimension is long; absolute terms scaled with sqrt(reduced length) where
 // sums may cancel. float64: about 1e-11. TF32 (nb::set_tf32(true)): 5e-3.
-// Used by the cuda_<family>_parity_test suites, through `using namespace nabla_test::parity`.
+// Used by the cuda_<family>_parity_test suites, through `using namespace nabla::test::parity`.
 namespace nb = nabla;
+namespace nabla_test = nabla::test;  // TEMP: until the i14 branches are merged
 
-namespace nabla_test::parity {
+namespace nabla::test::parity {
 
+// What a suite's `using namespace nabla::test::parity` brings besides the check itself.
+using nabla::test::CudaParamTest;
+using nabla::test::CudaTest;
+using nabla::test::kCuda;
+using nabla::test::poison_wanted;
+using nabla::test::shape_name;
+using nabla::test::Tf32Guard;
 using nb::DType;
 using nb::Reduction;
 using nb::Shape;
 using nb::Tensor;
-using nabla_test::CudaParamTest;
-using nabla_test::CudaTest;
-using nabla_test::kCuda;
-using nabla_test::poison_wanted;
-using nabla_test::Tf32Guard;
 
 inline constexpr int64_t kBig = (int64_t{1} << 20) + 3;  // past one grid of blocks, not a multiple of 4
 
 // ---- names -------------------------------------------------------------------------------------
-
-inline std::string shape_name(const Shape& s) {
-  return s.empty() ? std::string("scalar") : fmt::format("{}", fmt::join(s, "x"));
-}
 
 inline std::string axes_name(const std::vector<int64_t>& axes) {
   if (axes.empty()) return "all";
@@ -266,19 +215,11 @@ struct Tol {
 // Tolerance for sums of r terms of magnitude about 1 that may cancel.
 inline Tol sum_tol(int64_t r) { return {r > 64 ? 1e-3 : 1e-4, r > 1 ? 1e-5 * std::sqrt(double(r)) : 1e-6}; }
 
-inline std::string index_name(int64_t flat, const Shape& s) {
-  if (s.empty()) return "[]";
-  std::vector<int64_t> idx(s.size());
-  for (size_t d = s.size(); d-- > 0;) {
-    idx[d] = s[d] > 0 ? flat % s[d] : 0;
-    flat = s[d] > 0 ? flat / s[d] : 0;
-  }
-  return fmt::format("[{}]", fmt::join(idx, ", "));
-}
-
-// got (on CUDA) against ref (on the CPU). NaN on the CUDA side always fails: it is what an
-// element no kernel wrote reads as.
-inline ::testing::AssertionResult allclose(const Tensor& got, const Tensor& ref, Tol tol, const std::string& what) {
+// got (on CUDA) against ref (on the CPU). NaN on the CUDA side fails, since it is what an element
+// no kernel wrote reads as, except where nan_ok and the CPU has NaN there too; infinities must
+// be equal.
+inline ::testing::AssertionResult allclose(const Tensor& got, const Tensor& ref, Tol tol, const std::string& what,
+                                           bool nan_ok = false) {
   if (!got.defined() || !ref.defined())
     return ::testing::AssertionFailure() << what << ": " << (got.defined() ? "" : "CUDA result undefined ")
                                          << (ref.defined() ? "" : "CPU result undefined");
@@ -295,8 +236,8 @@ inline ::testing::AssertionResult allclose(const Tensor& got, const Tensor& ref,
     const double a = g[i], b = r[i];
     bool ok;
     if (std::isnan(a)) {
-      ok = false;
-      ++nans;
+      ok = nan_ok && std::isnan(b);
+      nans += !ok;
     } else if (std::isnan(b)) {
       ok = false;  // the test's inputs are outside the op's domain
     } else if (std::isinf(a) || std::isinf(b)) {
@@ -317,7 +258,7 @@ inline ::testing::AssertionResult allclose(const Tensor& got, const Tensor& ref,
              "{} ({} {}): {} of {} elements differ, {} of them NaN on CUDA (unwritten?); first at {}: cuda {:.9g}, "
              "cpu {:.9g}, |diff| {:.3g}, allowed {:.3g} (rtol {:g}, atol {:g}); worst finite error {:.3g}x allowed",
              what, shape_name(ref.shape()), nb::dtype_name(ref.dtype()), bad, g.size(), nans,
-             index_name(first, ref.shape()), a, b, std::abs(a - b), tol.atol + tol.rtol * std::abs(b), tol.rtol,
+             index_str(ref.shape(), first), a, b, std::abs(a - b), tol.atol + tol.rtol * std::abs(b), tol.rtol,
              tol.atol, worst);
 }
 
@@ -338,7 +279,7 @@ inline ::testing::AssertionResult same_bits(const Tensor& got, const Tensor& ref
       const auto gv = g.to_vector<double>(), rv = r.to_vector<double>();
       return ::testing::AssertionFailure() << fmt::format("{} ({} {}): {} of {} elements differ; first at {}: cuda {:.17g}, cpu {:.17g}",
                                                           what, shape_name(r.shape()), nb::dtype_name(r.dtype()), bad,
-                                                          g.numel(), index_name(i, r.shape()), gv[i], rv[i]);
+                                                          g.numel(), index_str(r.shape(), i), gv[i], rv[i]);
     }
   return ::testing::AssertionSuccess();
 }
@@ -453,4 +394,4 @@ TEST_P(Parity, ForwardBackward) {
 // Suites of the shared header that run no Parity case (the nn, rnn, memory suites) are fine.
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(Parity);
 
-}  // namespace nabla_test::parity
+}  // namespace nabla::test::parity

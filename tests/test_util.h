@@ -68,8 +68,8 @@ inline std::string shape_name(const Shape& s) {
 inline std::string index_str(const Shape& shape, int64_t flat) {
   std::vector<int64_t> idx(shape.size());
   for (size_t d = shape.size(); d-- > 0;) {
-    idx[d] = flat % shape[d];
-    flat /= shape[d];
+    idx[d] = shape[d] > 0 ? flat % shape[d] : 0;
+    flat = shape[d] > 0 ? flat / shape[d] : 0;
   }
   return shape_str(idx);
 }
