@@ -1,4 +1,6 @@
-// CPU 2-D convolution: im2col lowering + OpenBLAS GEMM, parallel over the batch with OpenMP.
+// CPU 2-D convolution. float32 goes to oneDNN (dnnl_conv.h) when the build has it; float64, and
+// float32 without oneDNN, take im2col lowering + OpenBLAS GEMM, parallel over the batch with
+// OpenMP, below: the reference the oneDNN path is tested against.
 //
 // For image i and group g, with Kc = (c / groups) kh kw rows and P = oh ow columns:
 //   col (Kc, P)       = im2col(x[i, group g])
@@ -12,6 +14,7 @@
 // sums over images: each thread accumulates its images into a buffer of its own, and the buffers
 // are added in thread order at the end, so the result does not depend on timing.
 #include <nabla/cpu/cpu_backend.h>
+#include <nabla/cpu/dnnl_conv.h>
 
 #include <cstring>
 #include <limits>
@@ -234,6 +237,9 @@ void conv_backward_bias(T* db, const T* dy, const Conv2dShape& s) {
 
 void CpuBackend::conv2d_forward(DType dtype, void* y, const void* x, const void* weight, const void* bias,
                                 const Conv2dShape& s) {
+  if (dtype == DType::float32 && dnnl_conv::enabled())
+    return dnnl_conv::forward(static_cast<float*>(y), static_cast<const float*>(x), static_cast<const float*>(weight),
+                              static_cast<const float*>(bias), s);
   dispatch_floating(dtype, "conv2d_forward", [&](auto tag) {
     using T = decltype(tag);
     conv_forward(static_cast<T*>(y), static_cast<const T*>(x), static_cast<const T*>(weight),
@@ -243,6 +249,9 @@ void CpuBackend::conv2d_forward(DType dtype, void* y, const void* x, const void*
 
 void CpuBackend::conv2d_backward_data(DType dtype, void* dx, const void* dy, const void* weight,
                                       const Conv2dShape& s) {
+  if (dtype == DType::float32 && dnnl_conv::enabled())
+    return dnnl_conv::backward_data(static_cast<float*>(dx), static_cast<const float*>(dy),
+                                    static_cast<const float*>(weight), s);
   dispatch_floating(dtype, "conv2d_backward_data", [&](auto tag) {
     using T = decltype(tag);
     conv_backward_data(static_cast<T*>(dx), static_cast<const T*>(dy), static_cast<const T*>(weight), s);
@@ -251,6 +260,9 @@ void CpuBackend::conv2d_backward_data(DType dtype, void* dx, const void* dy, con
 
 void CpuBackend::conv2d_backward_weight(DType dtype, void* dweight, const void* dy, const void* x,
                                         const Conv2dShape& s) {
+  if (dtype == DType::float32 && dnnl_conv::enabled())
+    return dnnl_conv::backward_weight(static_cast<float*>(dweight), static_cast<const float*>(dy),
+                                      static_cast<const float*>(x), s);
   dispatch_floating(dtype, "conv2d_backward_weight", [&](auto tag) {
     using T = decltype(tag);
     conv_backward_weight(static_cast<T*>(dweight), static_cast<const T*>(dy), static_cast<const T*>(x), s);

@@ -3,7 +3,7 @@
 # repository root as the working directory.
 
 # Debian/Ubuntu packages the build uses. OpenBLAS is checked separately (either variant will do).
-NABLA_PACKAGES=(build-essential cmake ccache pkg-config libfmt-dev nlohmann-json3-dev zlib1g-dev
+NABLA_PACKAGES=(build-essential cmake ccache pkg-config libfmt-dev nlohmann-json3-dev zlib1g-dev libdnnl-dev
   libgtest-dev libbenchmark-dev dataset-fashion-mnist fortunes python3-numpy python3-pip gnuplot-nox)
 # Python modules of the safetensors interop test (tests/safetensors_interop.py). Debian has no
 # python3-safetensors, so it comes from pip; see install_python_modules.

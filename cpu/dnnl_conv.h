@@ -1,0 +1,24 @@
+// float32 2-D convolution on oneDNN (Debian's libdnnl), the library PyTorch's CPU convolutions
+// use: its JIT kernels work on blocked memory formats (e.g. nChw8c on AVX2), into which the
+// NCHW buffers are reordered at each call; the reorders cost far less than the convolution.
+// Internal to cpu/. conv.cpp calls these for float32 when enabled(); float64 and a build without
+// oneDNN keep the im2col + GEMM kernels, which are also the reference the tests hold these to.
+#pragma once
+
+#include <nabla/core/backend.h>
+
+namespace nabla::cpu::dnnl_conv {
+
+// Built with oneDNN, and not turned off (by NABLA_CPU_DNNL=0 in the environment, read once, or
+// by set_enabled(false)).
+bool enabled();
+// For tests (tests compare both paths): turns the oneDNN path on or off for the whole process.
+// Returns the previous setting. Without oneDNN it stays off.
+bool set_enabled(bool on);
+
+// As CpuBackend::conv2d_* (core/backend.h): the results are assigned, not accumulated.
+void forward(float* y, const float* x, const float* w, const float* bias, const Conv2dShape& s);
+void backward_data(float* dx, const float* dy, const float* w, const Conv2dShape& s);
+void backward_weight(float* dw, const float* dy, const float* x, const Conv2dShape& s);
+
+}  // namespace nabla::cpu::dnnl_conv
