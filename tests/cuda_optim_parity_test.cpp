@@ -107,8 +107,8 @@ TEST_P(Optim, SmallMlp37x23x5_3Steps) {
   run_model([] { return std::make_shared<nb::Sequential>(nb::Dense(37, 23), nb::ReLU(), nb::Dense(23, 5)); }, 37, 5, 3);
 }
 
-// 25 Dense layers, 50 parameter tensors: a group of more than kMaxTensors (48, cuda/optim.cu)
-// tensors, so one update is two launches, the second of 2 tensors.
+// 25 Dense layers, 50 parameter tensors: lists of more than kMaxTensors (48, cuda/foreach.cu)
+// tensors, so each foreach op of an update is two launches, the second of 2 tensors.
 TEST_P(Optim, Deep25Dense_50Tensors_TwoLaunches_3Steps) {
   run_model(
       [] {
@@ -123,15 +123,20 @@ TEST_P(Optim, Deep25Dense_50Tensors_TwoLaunches_3Steps) {
       16, 4, 3);
 }
 
-// The update kernels alone: 100 tensors (three launches of at most kMaxTensors = 48: 48, 48, 4)
-// of sizes that reach every branch (1 to 2^20 + 3 elements), given random gradients; at step 2
-// every third tensor has no gradient, so at step 3 the tensors of one launch have different step
-// counts.
-void run_direct(const OptCase& oc, DType t, Tol tol) {
+// 100 tensor sizes (three launches of at most kMaxTensors = 48: 48, 48, 4) that reach every
+// branch: 1 to 2^20 + 3 elements (past one grid of blocks), and three empty tensors (no chunks:
+// a launch must skip them).
+std::vector<int64_t> hundred_sizes() {
   std::vector<int64_t> sizes = {1, 7, 1023, 4097, 65537, kBig, 2, 3, 4, 5, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64};
   for (int64_t s = 65; sizes.size() < 40; s = s * 3 / 2 + 1) sizes.push_back(s);
-  // and three empty tensors (no chunks: a launch must skip them)
   for (int64_t i = 0; sizes.size() < 100; ++i) sizes.push_back(i % 24 == 5 ? 0 : 1 + (i * 997) % 5003);
+  return sizes;
+}
+
+// The updates alone, on 100 tensors of hundred_sizes(), given random gradients; at step 2 every
+// third tensor has no gradient, so at step 3 the tensors of one launch have different step counts.
+void run_direct(const OptCase& oc, DType t, Tol tol) {
+  const std::vector<int64_t> sizes = hundred_sizes();
   std::vector<Tensor> pc, pg;
   for (int64_t n : sizes) {
     Tensor p = nb::rand({n}, {.dtype = t}, -1, 1);
