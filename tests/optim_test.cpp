@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -959,6 +960,261 @@ TEST(CpuAdamGroup, TwoTensorsInOneCallEqualTwoCalls_n5_n3) {
   EXPECT_NE(pa, kParam0);
 }
 
+// The backend's one call, on host buffers: three tensors (one empty) of different sizes with a
+// scalar each, x = x + (a * y) * z; arrays of the inputs an op does not read may be null.
+TEST(CpuForeach, OneBackendCallOverThreeBuffers_n5_n0_n3) {
+  std::vector<double> x0 = kParam0, x2{1.0, -2.0, 0.5}, y0 = kGrads[0], y2{0.3, 0.1, -0.2}, z0 = kGrads[1],
+                      z2{2.0, -1.0, 4.0};
+  const std::vector<double> x0_before = x0, x2_before = x2;
+  void* x[3] = {x0.data(), nullptr, x2.data()};
+  const void* y[3] = {y0.data(), nullptr, y2.data()};
+  const void* z[3] = {z0.data(), nullptr, z2.data()};
+  const double a[3] = {0.5, 7.0, -3.0};
+  const int64_t sizes[3] = {5, 0, 3};
+  cpu().foreach(nabla::ForeachOp::addcmul, DType::float64, {3, x, y, z, a, sizes});
+  for (size_t i = 0; i < 5; ++i) EXPECT_EQ(x0[i], x0_before[i] + (0.5 * y0[i]) * z0[i]) << i;
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(x2[i], x2_before[i] + (-3.0 * y2[i]) * z2[i]) << i;
+  // sqrt reads y only (here x0's first 3 elements = sqrt(z2)), mul neither y nor z
+  cpu().foreach(nabla::ForeachOp::sqrt, DType::float64, {1, x, z + 2, nullptr, nullptr, sizes + 2});
+  EXPECT_EQ(x0[0], std::sqrt(2.0));
+  EXPECT_TRUE(std::isnan(x0[1])) << "sqrt(-1)";
+  EXPECT_EQ(x0[2], 2.0);
+  cpu().foreach(nabla::ForeachOp::mul, DType::float64, {1, x + 2, nullptr, nullptr, a + 2, sizes + 2});
+  EXPECT_EQ(x2[0], (x2_before[0] + (-3.0 * y2[0]) * z2[0]) * -3.0);
+}
+
 }  // namespace cpu_kernels
+
+// ---- the foreach ops (core/ops/foreach.h): values and errors -------------------------------------
+namespace foreach_ops {
+
+namespace fe = nb::foreach;
+using fe::TensorList;
+using nb::DType;
+
+// Several tensors of odd sizes, one empty, one large enough to be split between threads.
+const std::vector<int64_t> kSizes = {5, 1, 0, 17, 40961, 3};
+// One scalar per tensor, all different.
+const std::vector<double> kScalars = {0.5, -2.0, 7.0, 0.3, 1.75, -0.6};
+
+// Values in [lo, hi) from `seed`, one vector per size of kSizes.
+std::vector<Vec> values(uint64_t seed, double lo, double hi) {
+  std::mt19937_64 gen(seed);
+  std::uniform_real_distribution<double> d(lo, hi);
+  std::vector<Vec> out(kSizes.size());
+  for (size_t i = 0; i < kSizes.size(); ++i)
+    for (int64_t j = 0; j < kSizes[i]; ++j) out[i].push_back(d(gen));
+  return out;
+}
+
+TensorList tensors(const std::vector<Vec>& v, DType dtype = DType::float64) {
+  TensorList out;
+  for (const Vec& x : v) out.push_back(nb::from_vector(x, {static_cast<int64_t>(x.size())}, {.dtype = dtype}));
+  return out;
+}
+
+// want[i][j] = f(i, j) over kSizes.
+std::vector<Vec> each(const std::function<double(size_t, size_t)>& f) {
+  std::vector<Vec> out(kSizes.size());
+  for (size_t i = 0; i < kSizes.size(); ++i)
+    for (size_t j = 0; j < static_cast<size_t>(kSizes[i]); ++j) out[i].push_back(f(i, j));
+  return out;
+}
+
+// Every element of got within 2 ulps of want (same operations in the same order, in double).
+void expect_lists(const TensorList& got, const std::vector<Vec>& want, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].numel(), static_cast<int64_t>(want[i].size())) << what << ", tensor " << i;
+    const Vec g = got[i].to_vector<double>();
+    int bad = 0;
+    for (size_t j = 0; j < g.size(); ++j)
+      if (std::abs(g[j] - want[i][j]) > 4e-16 * std::abs(want[i][j]) && bad++ < 3)
+        ADD_FAILURE() << what << ", tensor " << i << " element " << j << ": " << g[j] << " vs " << want[i][j];
+    EXPECT_EQ(bad, 0) << what << ", tensor " << i << ": elements off";
+  }
+}
+
+// torch.lerp's evaluation.
+double lerp(double x, double y, double w) { return std::abs(w) < 0.5 ? x + w * (y - x) : y - (y - x) * (1 - w); }
+
+TEST(ForeachOps, Copy_SixTensorsOddSizes_F64) {
+  const auto x0 = values(1, -2, 2), y0 = values(2, -2, 2);
+  TensorList x = tensors(x0), y = tensors(y0);
+  fe::copy_(x, y);
+  expect_lists(x, y0, "copy_");
+  expect_lists(y, y0, "copy_: y unchanged");
+}
+
+TEST(ForeachOps, Sqrt_InPlace_F64) {
+  const auto x0 = values(3, 0, 4);
+  TensorList x = tensors(x0);
+  fe::sqrt_(x);
+  expect_lists(x, each([&](size_t i, size_t j) { return std::sqrt(x0[i][j]); }), "sqrt_");
+}
+
+TEST(ForeachOps, Mul_PerTensorScalarsAndOneForAll_F64) {
+  const auto x0 = values(4, -2, 2);
+  TensorList x = tensors(x0);
+  fe::mul_(x, kScalars);
+  expect_lists(x, each([&](size_t i, size_t j) { return x0[i][j] * kScalars[i]; }), "mul_ per tensor");
+  fe::mul_(x, 0.25);
+  expect_lists(x, each([&](size_t i, size_t j) { return x0[i][j] * kScalars[i] * 0.25; }), "mul_ one for all");
+}
+
+TEST(ForeachOps, Div_PerTensorScalars_F64) {
+  const auto x0 = values(5, -2, 2);
+  TensorList x = tensors(x0);
+  fe::div_(x, kScalars);
+  expect_lists(x, each([&](size_t i, size_t j) { return x0[i][j] / kScalars[i]; }), "div_");
+}
+
+TEST(ForeachOps, AddScalar_PerTensorScalars_F64) {
+  const auto x0 = values(6, -2, 2);
+  TensorList x = tensors(x0);
+  fe::add_(x, kScalars);
+  expect_lists(x, each([&](size_t i, size_t j) { return x0[i][j] + kScalars[i]; }), "add_ scalar");
+}
+
+TEST(ForeachOps, AddScaled_PerTensorScalarsAndDefaultOne_F64) {
+  const auto x0 = values(7, -2, 2), y0 = values(8, -2, 2);
+  TensorList x = tensors(x0), y = tensors(y0);
+  fe::add_(x, y, kScalars);
+  const auto want = each([&](size_t i, size_t j) { return x0[i][j] + kScalars[i] * y0[i][j]; });
+  expect_lists(x, want, "add_ a * y");
+  fe::add_(x, y);
+  expect_lists(x, each([&](size_t i, size_t j) { return want[i][j] + y0[i][j]; }), "add_ y");
+  expect_lists(y, y0, "add_: y unchanged");
+}
+
+TEST(ForeachOps, Addcmul_PerTensorScalars_F64) {
+  const auto x0 = values(9, -2, 2), y0 = values(10, -2, 2), z0 = values(11, -2, 2);
+  TensorList x = tensors(x0), y = tensors(y0), z = tensors(z0);
+  fe::addcmul_(x, y, z, kScalars);
+  expect_lists(x, each([&](size_t i, size_t j) { return x0[i][j] + (kScalars[i] * y0[i][j]) * z0[i][j]; }),
+               "addcmul_");
+  expect_lists(z, z0, "addcmul_: z unchanged");
+}
+
+TEST(ForeachOps, Addcdiv_PerTensorScalars_F64) {
+  const auto x0 = values(12, -2, 2), y0 = values(13, -2, 2), z0 = values(14, 0.5, 2);
+  TensorList x = tensors(x0), y = tensors(y0), z = tensors(z0);
+  fe::addcdiv_(x, y, z, kScalars);
+  expect_lists(x, each([&](size_t i, size_t j) { return x0[i][j] + kScalars[i] * (y0[i][j] / z0[i][j]); }),
+               "addcdiv_");
+}
+
+// Weights below and above 1/2 take lerp's two forms; both are x + w (y - x) to rounding.
+TEST(ForeachOps, Lerp_PerTensorWeightsBothForms_F64) {
+  const std::vector<double> w = {0.1, 0.5, 0.9, -0.3, 0.75, 0.25};
+  const auto x0 = values(15, -2, 2), y0 = values(16, -2, 2);
+  TensorList x = tensors(x0), y = tensors(y0);
+  fe::lerp_(x, y, w);
+  expect_lists(x, each([&](size_t i, size_t j) { return lerp(x0[i][j], y0[i][j], w[i]); }), "lerp_");
+  const Vec got = x[4].to_vector<double>();
+  for (size_t j = 0; j < got.size(); j += 997)
+    EXPECT_NEAR(got[j], x0[4][j] + w[4] * (y0[4][j] - x0[4][j]), 1e-15) << j;
+}
+
+TEST(ForeachOps, CloneSqrtAddMakeNewTensorsAndLeaveTheirInputs_F64) {
+  const auto x0 = values(17, 0, 4), y0 = values(18, -2, 2);
+  TensorList x = tensors(x0), y = tensors(y0);
+  TensorList c = fe::clone(x), r = fe::sqrt(x), s = fe::add(x, y, kScalars);
+  expect_lists(c, x0, "clone");
+  expect_lists(r, each([&](size_t i, size_t j) { return std::sqrt(x0[i][j]); }), "sqrt");
+  expect_lists(s, each([&](size_t i, size_t j) { return x0[i][j] + kScalars[i] * y0[i][j]; }), "add");
+  expect_lists(x, x0, "x unchanged");
+  expect_lists(y, y0, "y unchanged");
+  fe::mul_(c, 0);
+  expect_lists(x, x0, "a clone has storage of its own");
+  EXPECT_EQ(c[4].dtype(), DType::float64);
+}
+
+// x may be y or z: v = v + (a v) v, and x = x + 1 x.
+TEST(ForeachOps, OutputMayBeAnInput_F64) {
+  const auto x0 = values(19, -2, 2);
+  TensorList x = tensors(x0);
+  fe::addcmul_(x, x, x, kScalars);
+  const auto want = each([&](size_t i, size_t j) { return x0[i][j] + (kScalars[i] * x0[i][j]) * x0[i][j]; });
+  expect_lists(x, want, "addcmul_(x, x, x)");
+  fe::add_(x, x);
+  expect_lists(x, each([&](size_t i, size_t j) { return want[i][j] + want[i][j]; }), "add_(x, x)");
+}
+
+// float32 and float64 tensors in one list: one backend call each, each in its own dtype.
+TEST(ForeachOps, MixedDtypesInOneListEachInItsDtype_F32_F64) {
+  const Vec a = {0.1, -0.7, 1.3}, b = {0.9, 2.1, -0.4};
+  TensorList x = {tensor(a, DType::float32), tensor(a)}, y = {tensor(b, DType::float32), tensor(b)};
+  fe::addcdiv_(x, y, y, std::vector<double>{0.3, 0.3});
+  const std::vector<float> got32 = x[0].to_vector<float>();
+  const Vec got64 = x[1].to_vector<double>();
+  for (size_t j = 0; j < a.size(); ++j) {
+    const float af = float(a[j]), bf = float(b[j]);
+    EXPECT_EQ(got32[j], af + 0.3f * (bf / bf)) << j;
+    EXPECT_EQ(got64[j], a[j] + 0.3 * (b[j] / b[j])) << j;
+  }
+  EXPECT_EQ(x[0].dtype(), DType::float32);
+}
+
+// In place, never recorded: a parameter's version advances, nothing goes on the tape, and the
+// parameter stays a leaf that requires grad.
+TEST(ForeachOps, InPlaceBumpsVersionRecordsNothing) {
+  nb::Tensor p = parameter(kInit), q = parameter({1, 2});
+  const int64_t vp = p.version(), vq = q.version();
+  fe::mul_({p, q}, 0.5);
+  EXPECT_EQ(p.version(), vp + 1);
+  EXPECT_EQ(q.version(), vq + 1);
+  EXPECT_EQ(nb::tape_size(), 0u);
+  EXPECT_TRUE(p.requires_grad());
+  EXPECT_TRUE(p.is_leaf());
+  EXPECT_EQ(q.to_vector<double>(), (Vec{0.5, 1}));
+  fe::mul_({}, 2.0);  // an empty list is nothing to do
+}
+
+TEST(ForeachErrors, ListLengthsAndScalarCountsNameTheOp) {
+  TensorList x = {tensor({1, 2}), tensor({3})}, one = {tensor({1, 2})};
+  expect_error([&] { fe::add_(x, one); }, {"foreach::add_", "'y'", "1 tensors", "expected 2"});
+  expect_error([&] { fe::addcmul_(x, x, one); }, {"foreach::addcmul_", "'z'", "1 tensors", "expected 2"});
+  expect_error([&] { fe::copy_(one, x); }, {"foreach::copy_", "'y'", "2 tensors", "expected 1"});
+  expect_error([&] { fe::mul_(x, std::vector<double>{1, 2, 3}); }, {"foreach::mul_", "3 scalars", "2 tensors"});
+  expect_error([&] { fe::lerp_(x, x, std::vector<double>{0.5}); }, {"foreach::lerp_", "1 scalars", "2 tensors"});
+  expect_error([&] { fe::add(x, one); }, {"foreach::add", "'y'", "1 tensors", "expected 2"});
+}
+
+TEST(ForeachErrors, ShapesDtypesLayoutNameTheOpTheTensorAndWhatWasExpected) {
+  TensorList x = {tensor({1, 2, 3}), tensor({4, 5, 6})};
+  expect_error([&] { fe::addcdiv_(x, x, {tensor({1, 2, 3}), tensor({1, 2, 3, 4})}); },
+               {"foreach::addcdiv_", "tensor 1", "'z'", "[4]", "[3]"});
+  expect_error([&] { fe::add_(x, {tensor({1, 2, 3}, DType::float32), tensor({1, 2, 3})}); },
+               {"foreach::add_", "tensor 0", "'y'", "float32", "float64"});
+  expect_error([&] { fe::sqrt_({tensor({1, 2}), nb::zeros({2}, {.dtype = DType::int64})}); },
+               {"foreach::sqrt_", "tensor 1", "int64", "float32 or float64"});
+  expect_error([&] { fe::div_({tensor({1, 2}), nb::Tensor()}, 2.0); }, {"foreach::div_", "tensor 1", "undefined"});
+  nb::Tensor wide = nb::zeros({3, 2}, {.dtype = DType::float64});
+  expect_error([&] { fe::copy_({nb::zeros({2, 3}, {.dtype = DType::float64})}, {wide.t()}); },
+               {"foreach::copy_", "tensor 0", "'y'", "[2, 3]", "not contiguous"});
+  expect_error([&] { fe::mul_({wide.t()}, 2.0); }, {"foreach::mul_", "tensor 0", "'x'", "not contiguous"});
+  expect_error([&] { fe::clone({nb::zeros({2}, {.dtype = DType::int32})}); }, {"foreach::clone", "int32"});
+  expect_error([&] { fe::sqrt({tensor({1}), tensor({2, 3, 4}).slice(0, 0, 3, 2)}); },
+               {"foreach::sqrt", "tensor 1", "not contiguous"});
+}
+
+// Every check runs before anything changes: an error in the last tensor leaves the first as it was.
+TEST(ForeachErrors, NothingChangesOnAnError) {
+  TensorList x = {tensor({1, 2, 3}), tensor({4, 5})};
+  expect_error([&] { fe::add_(x, {tensor({1, 1, 1}), tensor({1, 1, 1})}, 2.0); }, {"foreach::add_", "tensor 1"});
+  EXPECT_EQ(x[0].to_vector<double>(), (Vec{1, 2, 3}));
+  EXPECT_EQ(x[0].version(), 0);
+}
+
+TEST(ForeachErrors, MismatchedDevicesNameBoth) {
+  if (nb::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  TensorList x = {tensor({1, 2}), tensor({3})};
+  TensorList y = {tensor({1, 2}), tensor({3}).to(nb::Device::cuda())};
+  expect_error([&] { fe::add_(x, y); }, {"foreach::add_", "tensor 1", "'y'", "cuda", "cpu"});
+  EXPECT_EQ(x[0].to_vector<double>(), (Vec{1, 2}));
+}
+
+}  // namespace foreach_ops
 
 }  // namespace
