@@ -1208,7 +1208,7 @@ TEST(ForeachErrors, NothingChangesOnAnError) {
 }
 
 TEST(ForeachErrors, MismatchedDevicesNameBoth) {
-  if (nb::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  if (nb::device_count(nb::Device::Kind::CUDA) == 0) GTEST_SKIP() << "no CUDA device";
   TensorList x = {tensor({1, 2}), tensor({3})};
   TensorList y = {tensor({1, 2}), tensor({3}).to(nb::Device::cuda())};
   expect_error([&] { fe::add_(x, y); }, {"foreach::add_", "tensor 1", "'y'", "cuda", "cpu"});
