@@ -45,7 +45,8 @@
   PARAM(pow)                          \
   PARAM(clamp)                        \
   PARAM(affine)                       \
-  PLAIN(softplus)
+  PLAIN(softplus)                     \
+  PLAIN(silu)
 
 // For the PLAIN or PARAM argument of NABLA_UNARY_OPS: expands to nothing.
 #define NABLA_UNARY_SKIP(name)
@@ -278,6 +279,26 @@ struct softplus {  // ln(1 + e^x), computed without overflow
   static NABLA_HD T value(T v, T, T) { return hd::max(v, T(0)) + hd::log1p(hd::exp(-hd::abs(v))); }
   template <typename T>
   static NABLA_HD T grad(T g, T v, T, T) { return g * hd::sigmoid(v); }
+};
+
+struct silu {  // x * sigmoid(x), the swish of PyTorch's nn.SiLU
+  static constexpr UnaryReads reads = UnaryReads::x;
+  // sigmoid(x) is 0 only far below 0, where x * 0 is -0, and at -inf, where x * 0 would be NaN:
+  // -0 there too, the limit (as sigmoid, silu has limits at +-inf; NaN gives NaN).
+  template <typename T>
+  static NABLA_HD T value(T v, T, T) {
+    const T s = hd::sigmoid(v);
+    return s == T(0) ? -T(0) : v * s;
+  }
+  // s (1 + x (1 - s)) with s = sigmoid(x); the products 0 * inf at x = -inf (s = 0) and at
+  // x = +inf (1 - s = 0) are taken as their limit 0, so the derivative there is 0 and 1.
+  template <typename T>
+  static NABLA_HD T grad(T g, T v, T, T) {
+    const T s = hd::sigmoid(v);
+    const T t = T(1) - s;
+    const T vt = t == T(0) ? T(0) : hd::mul_rn(v, t);
+    return g * (s == T(0) ? T(0) : s * (T(1) + vt));
+  }
 };
 
 }  // namespace unary_ops
