@@ -46,7 +46,8 @@
   PARAM(clamp)                        \
   PARAM(affine)                       \
   PLAIN(softplus)                     \
-  PLAIN(silu)
+  PLAIN(silu)                         \
+  PARAM(hardtanh)
 
 // For the PLAIN or PARAM argument of NABLA_UNARY_OPS: expands to nothing.
 #define NABLA_UNARY_SKIP(name)
@@ -299,6 +300,16 @@ struct silu {  // x * sigmoid(x), the swish of PyTorch's nn.SiLU
     const T vt = t == T(0) ? T(0) : hd::mul_rn(v, t);
     return g * (s == T(0) ? T(0) : s * (T(1) + vt));
   }
+};
+
+struct hardtanh {  // min(max(x, a), b) as PyTorch's: NaN passes through
+  static constexpr UnaryReads reads = UnaryReads::x;
+  template <typename T>
+  static NABLA_HD T value(T v, T a, T b) { return hd::min(hd::max(v, a), b); }
+  // 1 strictly inside (a, b), 0 at the bounds and beyond; unlike clamp's, NaN lets g through (as
+  // PyTorch's hardtanh_backward: 0 where x <= a or x >= b, g elsewhere).
+  template <typename T>
+  static NABLA_HD T grad(T g, T v, T a, T b) { return v <= a || v >= b ? T(0) : g; }
 };
 
 }  // namespace unary_ops

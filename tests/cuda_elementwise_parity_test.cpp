@@ -58,6 +58,8 @@ const std::vector<UnaryCase>& unary_cases() {
       {"gelu", [](const Tensor& x) { return nb::gelu(x); }, -5, 5},
       {"softplus", [](const Tensor& x) { return nb::softplus(x); }, -20, 20},
       {"silu", [](const Tensor& x) { return nb::silu(x); }, -8, 8},
+      {"hardtanh", [](const Tensor& x) { return nb::hardtanh(x); }, -2, 2},
+      {"hardtanh_m0p5_0p75", [](const Tensor& x) { return nb::hardtanh(x, -0.5, 0.75); }, -2, 2},
       // Far from 0: naive formulas overflow (e^100 is inf in float32) and give inf or NaN.
       {"sigmoid_wide", [](const Tensor& x) { return nb::sigmoid(x); }, -100, 100},
       {"tanh_wide", [](const Tensor& x) { return nb::tanh(x); }, -60, 60},

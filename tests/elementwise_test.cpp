@@ -92,6 +92,9 @@ std::vector<GradCase> unary_cases() {
       {"softplus_3x5", [](const Tensors& x) { return nb::softplus(x[0]); }, one({3, 5}, -8, 8)},
       {"silu_3x5", [](const Tensors& x) { return nb::silu(x[0]); }, one({3, 5}, -8, 8)},
       {"silu_of_transposed_4x3", [](const Tensors& x) { return nb::silu(x[0].t()); }, one({4, 3}, -3, 3)},
+      {"hardtanh_default_12", [](const Tensors& x) { return nb::hardtanh(x[0]); }, one({12}, -2, 2, {-1, 1})},
+      {"hardtanh_m0p5_2_3x4", [](const Tensors& x) { return nb::hardtanh(x[0], -0.5, 2); },
+       one({3, 4}, -3, 3, {-0.5, 2})},
       {"softmax_last_4x5", [](const Tensors& x) { return nb::softmax(x[0]); }, one({4, 5})},
       {"softmax_axis0_3x4", [](const Tensors& x) { return nb::softmax(x[0], 0); }, one({3, 4})},
       {"softmax_axis1_2x3x4", [](const Tensors& x) { return nb::softmax(x[0], 1); }, one({2, 3, 4})},
@@ -820,6 +823,35 @@ TEST(Silu, DerivativeValues_4) {
                      {0.5, 0.92767051187148673, 0.072329488128513268, -0.090784248784895479}, kTight));
 }
 
+TEST(Hardtanh, DefaultAndCustomBounds_InfAndNaN) {
+  const double inf = kInf;
+  EXPECT_TRUE(values(nb::hardtanh(f32({-2, -1, -0.5, 0, 0.5, 1, 2, -inf, inf, kNaN})), {10},
+                     {-1, -1, -0.5, 0, 0.5, 1, 1, -1, 1, kNaN}));
+  EXPECT_TRUE(values(nb::hardtanh(f64({-3, -0.5, 0.25, 2, 7}), -0.5, 2), {5}, {-0.5, -0.5, 0.25, 2, 2}, kTight));
+  EXPECT_TRUE(values(nb::hardtanh(f64({-1, 0.5, 1}), 0.5, 0.5), {3}, {0.5, 0.5, 0.5}, kTight));  // equal bounds
+}
+
+TEST(Hardtanh, GradientZeroAtAndBeyondTheBounds_AsPyTorch) {
+  // PyTorch's hardtanh_backward: 0 where x <= min_val or x >= max_val, the incoming gradient elsewhere
+  // (NaN included).
+  Tensor x = f64({-2, -1, -0.999, 0, 0.999, 1, 2, kNaN}).requires_grad_();
+  nb::sum(nb::hardtanh(x)).backward();
+  EXPECT_TRUE(values(x.grad(), {8}, {0, 0, 1, 1, 1, 0, 0, 1}));
+  Tensor y = f32({-0.5, 0, 2, 3}).requires_grad_();
+  nb::sum(nb::hardtanh(y, -0.5, 2) * 3.0).backward();
+  EXPECT_TRUE(values(y.grad(), {4}, {0, 3, 0, 0}));
+  Tensor z = f64({0.5}).requires_grad_();
+  nb::sum(nb::hardtanh(z, 0.5, 0.5)).backward();
+  EXPECT_TRUE(values(z.grad(), {1}, {0}));
+}
+
+TEST(Hardtanh, MinAboveMaxIsAnErrorNamingBoth) {
+  std::string msg = error_of([] { nb::hardtanh(f64({1}), 2, 1.5); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("hardtanh:"), HasSubstr("min_val 2"), HasSubstr("max_val 1.5")));
+  msg = error_of([] { nb::hardtanh(nb::zeros({2}), 0.25, -0.25); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("hardtanh:"), HasSubstr("min_val 0.25"), HasSubstr("max_val -0.25")));
+}
+
 TEST(Softmax, LastAxis_2x3) {
   // softmax(1, 2, 3) = (0.09003057317038046, 0.24472847105479764, 0.6652409557748218); equal logits: 1/3
   Tensor y = nb::softmax(f32({1, 2, 3, 0, 0, 0}, {2, 3}));
@@ -1023,6 +1055,16 @@ std::vector<UnaryCase> unary_cases() {
        {},
        [](double x) { return std::log(1 + std::exp(x)); }},
       {"silu", UnaryOp::silu, 0, 0, -20, 20, {}, [](double x) { return x / (1 + std::exp(-x)); }},
+      {"hardtanh_m0p5_2",
+       UnaryOp::hardtanh,
+       -0.5,
+       2,
+       -3,
+       3,
+       {-0.5, 2},
+       [](double x) { return x < -0.5 ? -0.5
+                             : x > 2  ? 2
+                                      : x; }},
   };
 }
 
@@ -1123,6 +1165,14 @@ TEST(CpuUnaryKinks, ClampDerivativeIsOneStrictlyInside_m1_2) {
   EXPECT_EQ(derivative_at(UnaryOp::clamp, 2.0, -1, 2), 0.0);
   EXPECT_EQ(derivative_at(UnaryOp::clamp, -3.0, -1, 2), 0.0);
   EXPECT_EQ(derivative_at(UnaryOp::clamp, 0.5, -1, 2), 1.0);
+}
+
+TEST(CpuUnaryKinks, HardtanhDerivativeIsZeroAtTheBounds_m1_2) {
+  EXPECT_EQ(derivative_at(UnaryOp::hardtanh, -1.0, -1, 2), 0.0);
+  EXPECT_EQ(derivative_at(UnaryOp::hardtanh, 2.0, -1, 2), 0.0);
+  EXPECT_EQ(derivative_at(UnaryOp::hardtanh, 3.0, -1, 2), 0.0);
+  EXPECT_EQ(derivative_at(UnaryOp::hardtanh, 0.5, -1, 2), 1.0);
+  EXPECT_EQ(derivative_at(UnaryOp::hardtanh, kNaN, -1, 2), 1.0);  // PyTorch's: NaN is not at or beyond a bound
 }
 
 TEST(CpuUnaryKinks, PowDerivativeFormulaAndZeroExponent) {

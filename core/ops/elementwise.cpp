@@ -170,6 +170,10 @@ Tensor clamp(const Tensor& x, double lo, double hi) {
 Tensor affine(const Tensor& x, double scale, double shift) { return unary(UnaryOp::affine, x, scale, shift); }
 Tensor leaky_relu(const Tensor& x, double slope) { return unary(UnaryOp::leaky_relu, x, slope); }
 Tensor elu(const Tensor& x, double alpha) { return unary(UnaryOp::elu, x, alpha); }
+Tensor hardtanh(const Tensor& x, double min_val, double max_val) {
+  NABLA_CHECK(!(min_val > max_val), "hardtanh: min_val {} is greater than max_val {}", min_val, max_val);
+  return unary(UnaryOp::hardtanh, x, min_val, max_val);
+}
 
 Tensor softmax(const Tensor& x, int64_t axis) { return softmax_impl(x, axis, false); }
 Tensor log_softmax(const Tensor& x, int64_t axis) { return softmax_impl(x, axis, true); }

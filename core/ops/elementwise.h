@@ -36,6 +36,8 @@ Tensor clamp(const Tensor& x, double lo, double hi);  // gradient 1 strictly ins
 Tensor affine(const Tensor& x, double scale, double shift);  // scale*x + shift
 Tensor leaky_relu(const Tensor& x, double negative_slope = 0.01);
 Tensor elu(const Tensor& x, double alpha = 1.0);
+// min(max(x, min_val), max_val), gradient 1 strictly inside (min_val, max_val), as PyTorch's.
+Tensor hardtanh(const Tensor& x, double min_val = -1.0, double max_val = 1.0);
 
 // Softmax and log-softmax along `axis` (default: the last).
 Tensor softmax(const Tensor& x, int64_t axis = -1);
