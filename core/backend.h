@@ -12,6 +12,7 @@
 
 #include <nabla/core/device.h>
 #include <nabla/core/types.h>
+#include <nabla/core/unary_ops.h>  // UnaryOp: the table of unary ops and their formulas
 
 #include <cstdint>
 #include <functional>
@@ -29,24 +30,6 @@ struct StridedLayout {
   int64_t out_stride[kMaxDims] = {};  // destination strides
   int64_t a_stride[kMaxDims] = {};    // first source
   int64_t b_stride[kMaxDims] = {};    // second source (binary ops only)
-};
-
-enum class UnaryOp : uint8_t {
-  neg,         // -x
-  exp,         // e^x
-  log,         // ln x
-  sqrt,        // sqrt x
-  abs,         // |x|
-  relu,        // max(x, 0)
-  leaky_relu,  // x > 0 ? x : a*x
-  elu,         // x > 0 ? x : a*(e^x - 1)
-  sigmoid,     // 1 / (1 + e^-x)
-  tanh,        // tanh x
-  gelu,        // x * Phi(x), exact (erf) form
-  pow,         // x^a
-  clamp,       // min(max(x, a), b)
-  affine,      // a*x + b
-  softplus,    // ln(1 + e^x), computed without overflow
 };
 
 enum class BinaryOp : uint8_t {
