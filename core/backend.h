@@ -12,6 +12,7 @@
 
 #include <nabla/core/device.h>
 #include <nabla/core/types.h>
+#include <nabla/core/unary_ops.h>  // UnaryOp: the table of unary ops and their formulas
 
 #include <cstdint>
 #include <functional>
@@ -31,24 +32,6 @@ struct StridedLayout {
   int64_t b_stride[kMaxDims] = {};    // second source (binary ops only)
 };
 
-enum class UnaryOp : uint8_t {
-  neg,         // -x
-  exp,         // e^x
-  log,         // ln x
-  sqrt,        // sqrt x
-  abs,         // |x|
-  relu,        // max(x, 0)
-  leaky_relu,  // x > 0 ? x : a*x
-  elu,         // x > 0 ? x : a*(e^x - 1)
-  sigmoid,     // 1 / (1 + e^-x)
-  tanh,        // tanh x
-  gelu,        // x * Phi(x), exact (erf) form
-  pow,         // x^a
-  clamp,       // min(max(x, a), b)
-  affine,      // a*x + b
-  softplus,    // ln(1 + e^x), computed without overflow
-};
-
 enum class BinaryOp : uint8_t {
   add, sub, mul, div, maximum, minimum,
   // comparisons give 1 or 0 in the operands' dtype
@@ -57,18 +40,33 @@ enum class BinaryOp : uint8_t {
 
 enum class ReduceOp : uint8_t { sum, max, min };
 
-// The tensors one optimizer updates in one call: host arrays of `count` entries, each entry a
-// pointer on the backend's device (or, for a state that an optimizer doesn't use, null).
-// steps[i] counts tensor i's updates, this one included (1 on its first update).
-struct ParamGroup {
+// Generic arithmetic over a list of tensors, in place (the foreach ops of core/ops/foreach.h).
+// For each tensor i < count of a ForeachLists and each element j < sizes[i], with a = a[i]
+// (computed in double by the caller, rounded to the dtype) and x, y, z element j of x[i], y[i],
+// z[i], products rounded one at a time (never fused into an fma), in this order:
+enum class ForeachOp : uint8_t {
+  copy,     // x = y
+  sqrt,     // x = sqrt(y)
+  mul,      // x = x * a
+  div,      // x = x / a
+  add,      // x = x + a
+  axpy,     // x = x + a * y
+  addcmul,  // x = x + (a * y) * z
+  addcdiv,  // x = x + a * (y / z)
+  lerp,     // x = x + a * (y - x), as torch.lerp evaluates it: y - (y - x) * (1 - a) when |a| >= 0.5
+};
+
+// The tensors of one foreach call: host arrays of `count` entries, each pointer on the
+// backend's device. x[i] is written; y[i], z[i] are read (null in the arrays an op does not
+// read, and the arrays themselves may be null then); a is null for the ops without a scalar.
+// x[i] may equal y[i] or z[i].
+struct ForeachLists {
   int64_t count = 0;
-  void* const* params = nullptr;
-  const void* const* grads = nullptr;
-  void* const* state0 = nullptr;
-  void* const* state1 = nullptr;
-  void* const* state2 = nullptr;
+  void* const* x = nullptr;
+  const void* const* y = nullptr;
+  const void* const* z = nullptr;
+  const double* a = nullptr;
   const int64_t* sizes = nullptr;  // elements of each tensor
-  const int64_t* steps = nullptr;
 };
 
 // Shapes of one 2-D convolution (NCHW, row-major, contiguous buffers), as the core op computed
@@ -283,21 +281,10 @@ class Backend {
                                    const void* save_invstd, const void* weight, int64_t n,
                                    int64_t c, int64_t m) = 0;
 
-  // ---- optimizer updates --------------------------------------------------------------------
-  // In place, over every tensor of a ParamGroup in one call (one kernel launch on a GPU).
-  // Formulas are PyTorch's (torch.optim docs).
-  virtual void sgd_step(DType dtype, const ParamGroup& g, double lr, double momentum,
-                        double dampening, double weight_decay, bool nesterov) = 0;
-  // state0 = first moment (exp_avg), state1 = second moment (exp_avg_sq).
-  virtual void adam_step(DType dtype, const ParamGroup& g, double lr, double beta1, double beta2,
-                         double eps, double weight_decay, bool decoupled) = 0;
-  // state0 = sum of squared gradients.
-  virtual void adagrad_step(DType dtype, const ParamGroup& g, double lr, double lr_decay,
-                            double weight_decay, double eps) = 0;
-  // state0 = square_avg, state1 = momentum buffer (when momentum > 0), state2 = grad_avg (when
-  // centered); unused ones may be null.
-  virtual void rmsprop_step(DType dtype, const ParamGroup& g, double lr, double alpha, double eps,
-                            double weight_decay, double momentum, bool centered) = 0;
+  // ---- multi-tensor arithmetic --------------------------------------------------------------
+  // One ForeachOp over every tensor of l in one call (on a GPU, one kernel launch for up to a
+  // few dozen tensors, whatever their sizes).
+  virtual void foreach(ForeachOp op, DType dtype, const ForeachLists& l) = 0;
 };
 
 // Backends register themselves when the library loads (cpu/ always, cuda/ when built), with a

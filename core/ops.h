@@ -6,10 +6,10 @@
 #include <nabla/core/ops/conv.h>
 #include <nabla/core/ops/elementwise.h>
 #include <nabla/core/ops/embedding.h>
+#include <nabla/core/ops/foreach.h>
 #include <nabla/core/ops/linalg.h>
 #include <nabla/core/ops/loss.h>
 #include <nabla/core/ops/norm.h>
-#include <nabla/core/ops/optim.h>
 #include <nabla/core/ops/pool.h>
 #include <nabla/core/ops/reduce.h>
 #include <nabla/core/ops/rnn.h>

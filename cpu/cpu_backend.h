@@ -1,7 +1,7 @@
 // CpuBackend: the CPU implementation of nabla::Backend, and the helpers its kernel files share.
 //
 // Internal to cpu/: nothing outside this folder includes it. The methods are defined one op
-// family per file (backend.cpp, elementwise.cpp, reduce.cpp, gemm.cpp, softmax.cpp, optim.cpp,
+// family per file (backend.cpp, elementwise.cpp, reduce.cpp, gemm.cpp, softmax.cpp, foreach.cpp,
 // random.cpp, conv.cpp, pool.cpp, norm.cpp, embedding.cpp, rnn.cpp); the semantics of each are in core/backend.h.
 #pragma once
 
@@ -105,14 +105,7 @@ class CpuBackend final : public Backend {
                            const void* x, const void* save_mean, const void* save_invstd,
                            const void* weight, int64_t n, int64_t c, int64_t m) override;
 
-  void sgd_step(DType dtype, const ParamGroup& g, double lr, double momentum, double dampening,
-                double weight_decay, bool nesterov) override;
-  void adam_step(DType dtype, const ParamGroup& g, double lr, double beta1, double beta2,
-                 double eps, double weight_decay, bool decoupled) override;
-  void adagrad_step(DType dtype, const ParamGroup& g, double lr, double lr_decay,
-                    double weight_decay, double eps) override;
-  void rmsprop_step(DType dtype, const ParamGroup& g, double lr, double alpha, double eps,
-                    double weight_decay, double momentum, bool centered) override;
+  void foreach(ForeachOp op, DType dtype, const ForeachLists& l) override;
 };
 
 // Below this much work (elements touched) a kernel runs on the calling thread: on a 2-core

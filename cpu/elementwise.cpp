@@ -6,9 +6,7 @@
 // patterns so that it vectorizes.
 #include <nabla/cpu/cpu_backend.h>
 
-#include <cmath>
 #include <cstring>
-#include <numbers>
 
 namespace nabla::cpu {
 
@@ -129,14 +127,8 @@ void cast_impl(To* out, const From* a, int64_t n) {
 }
 
 // ---- unary ------------------------------------------------------------------------------------
-
-template <typename T>
-T sigmoid(T x) {
-  // Both branches only take exp of a non-positive number, so neither overflows.
-  if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
-  const T e = std::exp(x);
-  return e / (T(1) + e);
-}
+// The formulas are those of core/unary_ops.h; these loops apply one op's formula, compiled for
+// that op alone (visit_unary), so that the loop vectorizes where the formula allows.
 
 // y[i] = f(x[i])
 template <typename T, typename F>
@@ -147,95 +139,46 @@ void map(T* y, const T* x, int64_t n, F f) {
   });
 }
 
-// dx[i] = f(dy[i], x[i], y[i])
+// dx[i] = f(dy[i], v[i])
 template <typename T, typename F>
-void map_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, F f) {
+void map_backward(T* dx, const T* dy, const T* v, int64_t n, F f) {
   parallel_for(n, 1, [&](int64_t begin, int64_t end) {
     const F fn = f;
-    for (int64_t i = begin; i < end; ++i) dx[i] = fn(dy[i], x[i], y[i]);
+    for (int64_t i = begin; i < end; ++i) dx[i] = fn(dy[i], v[i]);
   });
 }
 
-// As map_backward, for derivatives that read x only (y may then be null).
+// dx[i] = f(dy[i]), for derivatives that read neither x nor y.
 template <typename T, typename F>
-void map_backward_x(T* dx, const T* dy, const T* x, int64_t n, F f) {
+void map_backward_g(T* dx, const T* dy, int64_t n, F f) {
   parallel_for(n, 1, [&](int64_t begin, int64_t end) {
     const F fn = f;
-    for (int64_t i = begin; i < end; ++i) dx[i] = fn(dy[i], x[i]);
+    for (int64_t i = begin; i < end; ++i) dx[i] = fn(dy[i]);
   });
 }
 
 template <typename T>
 void unary_impl(UnaryOp op, T* y, const T* x, int64_t n, T a, T b) {
-  switch (op) {
-    case UnaryOp::neg: return map(y, x, n, [](T v) { return -v; });
-    case UnaryOp::exp: return map(y, x, n, [](T v) { return std::exp(v); });
-    case UnaryOp::log: return map(y, x, n, [](T v) { return std::log(v); });
-    case UnaryOp::sqrt: return map(y, x, n, [](T v) { return std::sqrt(v); });
-    case UnaryOp::abs: return map(y, x, n, [](T v) { return std::abs(v); });
-    // Written so that NaN passes through, as in PyTorch.
-    case UnaryOp::relu: return map(y, x, n, [](T v) { return v < T(0) ? T(0) : v; });
-    case UnaryOp::leaky_relu: return map(y, x, n, [a](T v) { return v > T(0) ? v : a * v; });
-    case UnaryOp::elu: return map(y, x, n, [a](T v) { return v > T(0) ? v : a * std::expm1(v); });
-    case UnaryOp::sigmoid: return map(y, x, n, [](T v) { return sigmoid(v); });
-    case UnaryOp::tanh: return map(y, x, n, [](T v) { return std::tanh(v); });
-    case UnaryOp::gelu:
-      return map(y, x, n, [](T v) {
-        return T(0.5) * v * (T(1) + std::erf(v * T(std::numbers::sqrt2 / 2)));
-      });
-    case UnaryOp::pow: return map(y, x, n, [a](T v) { return std::pow(v, a); });
-    case UnaryOp::clamp: return map(y, x, n, [a, b](T v) { return std::min(std::max(v, a), b); });
-    case UnaryOp::affine: return map(y, x, n, [a, b](T v) { return a * v + b; });
-    case UnaryOp::softplus:
-      return map(y, x, n,
-                 [](T v) { return std::max(v, T(0)) + std::log1p(std::exp(-std::abs(v))); });
-  }
-  fail("cpu unary: unknown op code {}", static_cast<int>(op));
+  const bool known = visit_unary(op, [&](auto formula) {
+    using Op = decltype(formula);
+    map(y, x, n, [a, b](T v) { return Op::value(v, a, b); });
+  });
+  if (!known) fail("cpu unary: unknown op code {}", static_cast<int>(op));
 }
 
+// y is read only by ops whose derivative reads it (UnaryReads::y), and may be null for the others.
 template <typename T>
 void unary_backward_impl(UnaryOp op, T* dx, const T* dy, const T* x, const T* y, int64_t n, T a,
                          T b) {
-  switch (op) {
-    case UnaryOp::neg: return map_backward_x(dx, dy, x, n, [](T g, T) { return -g; });
-    case UnaryOp::exp: return map_backward(dx, dy, x, y, n, [](T g, T, T v) { return g * v; });
-    case UnaryOp::log: return map_backward_x(dx, dy, x, n, [](T g, T v) { return g / v; });
-    case UnaryOp::sqrt:
-      return map_backward(dx, dy, x, y, n, [](T g, T, T v) { return g / (T(2) * v); });
-    case UnaryOp::abs:
-      return map_backward_x(dx, dy, x, n, [](T g, T v) {
-        return v > T(0) ? g : v < T(0) ? -g : T(0);
-      });
-    // At exactly 0 the kinked activations take the derivative of their negative side.
-    case UnaryOp::relu:
-      return map_backward_x(dx, dy, x, n, [](T g, T v) { return v > T(0) ? g : T(0); });
-    case UnaryOp::leaky_relu:
-      return map_backward_x(dx, dy, x, n, [a](T g, T v) { return v > T(0) ? g : a * g; });
-    case UnaryOp::elu:
-      // a*e^x from x rather than y + a from y: exact where e^x is far below a.
-      return map_backward_x(dx, dy, x, n,
-                            [a](T g, T v) { return v > T(0) ? g : g * a * std::exp(v); });
-    case UnaryOp::sigmoid:
-      return map_backward(dx, dy, x, y, n, [](T g, T, T v) { return g * v * (T(1) - v); });
-    case UnaryOp::tanh:
-      return map_backward(dx, dy, x, y, n, [](T g, T, T v) { return g * (T(1) - v * v); });
-    case UnaryOp::gelu:
-      return map_backward_x(dx, dy, x, n, [](T g, T v) {
-        const T cdf = T(0.5) * (T(1) + std::erf(v * T(std::numbers::sqrt2 / 2)));
-        const T pdf = std::exp(T(-0.5) * v * v) * T(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
-        return g * (cdf + v * pdf);
-      });
-    case UnaryOp::pow:
-      // d/dx x^0 is 0 everywhere, including at 0 where a * x^(a-1) would be 0 * inf.
-      if (a == T(0)) return map_backward_x(dx, dy, x, n, [](T, T) { return T(0); });
-      return map_backward_x(dx, dy, x, n, [a](T g, T v) { return g * a * std::pow(v, a - T(1)); });
-    case UnaryOp::clamp:
-      return map_backward_x(dx, dy, x, n, [a, b](T g, T v) { return v > a && v < b ? g : T(0); });
-    case UnaryOp::affine: return map_backward_x(dx, dy, x, n, [a](T g, T) { return g * a; });
-    case UnaryOp::softplus:
-      return map_backward_x(dx, dy, x, n, [](T g, T v) { return g * sigmoid(v); });
-  }
-  fail("cpu unary_backward: unknown op code {}", static_cast<int>(op));
+  const bool known = visit_unary(op, [&](auto formula) {
+    using Op = decltype(formula);
+    if constexpr (Op::reads != UnaryReads::none)
+      map_backward(dx, dy, Op::reads == UnaryReads::y ? y : x, n,
+                   [a, b](T g, T v) { return Op::grad(g, v, a, b); });
+    else
+      map_backward_g(dx, dy, n, [a, b](T g) { return Op::grad(g, T(0), a, b); });
+  });
+  if (!known) fail("cpu unary_backward: unknown op code {}", static_cast<int>(op));
 }
 
 // ---- binary -----------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 //
 // Internal to cuda/: nothing outside this folder includes it. The methods are defined one op
 // family per file (backend.cu: memory and copies; elementwise.cu, random.cu, reduce.cu, gemm.cu,
-// softmax.cu, optim.cu, conv.cu, pool.cu, norm.cu, embedding.cu, rnn.cu); the semantics of each
+// softmax.cu, foreach.cu, conv.cu, pool.cu, norm.cu, embedding.cu, rnn.cu); the semantics of each
 // are in core/backend.h.
 //
 // Every method enqueues work on the device's one stream and returns; only copy_to_host and
@@ -184,14 +184,7 @@ class CudaBackend final : public Backend {
                            const void* save_mean, const void* save_invstd, const void* weight, int64_t n, int64_t c,
                            int64_t m) override;
 
-  void sgd_step(DType dtype, const ParamGroup& g, double lr, double momentum, double dampening,
-                double weight_decay, bool nesterov) override;
-  void adam_step(DType dtype, const ParamGroup& g, double lr, double beta1, double beta2, double eps,
-                 double weight_decay, bool decoupled) override;
-  void adagrad_step(DType dtype, const ParamGroup& g, double lr, double lr_decay, double weight_decay,
-                    double eps) override;
-  void rmsprop_step(DType dtype, const ParamGroup& g, double lr, double alpha, double eps,
-                    double weight_decay, double momentum, bool centered) override;
+  void foreach(ForeachOp op, DType dtype, const ForeachLists& l) override;
 
   // Device-side index checks (labels, embedding rows) record failures in flags_; the next
   // synchronizing call reads them and throws (backend.cu).

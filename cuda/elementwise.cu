@@ -1,18 +1,15 @@
 // CUDA elementwise kernels: fill, copy_strided, cast, unary (forward and backward), binary.
 //
-// Every kernel is a grid-stride loop over int64 indices on the backend's stream. The formulas
-// mirror cpu/elementwise.cpp, the reference, operation for operation: the same comparisons (so
-// NaN goes where it goes on the CPU), the same order of multiplications, and where the CPU
-// rounds a product before adding it, the _rn intrinsics below, because nvcc would otherwise fuse
-// the two into one fma and round once. Transcendental functions come from CUDA's libm, whose
-// results may differ from glibc's in the last bits.
+// Every kernel is a grid-stride loop over int64 indices on the backend's stream. The unary
+// formulas are the CPU's own, written once in core/unary_ops.h (which also says how they keep
+// nvcc from fusing what the CPU rounds twice); the binary ones mirror cpu/elementwise.cpp, the
+// reference, operation for operation: the same comparisons, so NaN goes where it goes on the CPU.
 //
 // Strided loops take the layout as the caller built it (core/ops/util.cpp has already dropped
 // size-1 dimensions and merged contiguous ones), decomposing each linear index over its shape.
 #include <nabla/cuda/cuda_backend.h>
 
 #include <cstdint>
-#include <numbers>
 #include <type_traits>
 
 namespace nabla::cuda {
@@ -54,46 +51,6 @@ int64_t layout_numel(const StridedLayout& l) {
     n *= l.shape[d];
   }
   return n;
-}
-
-// Device math by element type: the float function for float (as the std:: overloads pick on the
-// CPU), never a silent promotion to double.
-__device__ __forceinline__ float d_exp(float v) { return ::expf(v); }
-__device__ __forceinline__ double d_exp(double v) { return ::exp(v); }
-__device__ __forceinline__ float d_expm1(float v) { return ::expm1f(v); }
-__device__ __forceinline__ double d_expm1(double v) { return ::expm1(v); }
-__device__ __forceinline__ float d_log(float v) { return ::logf(v); }
-__device__ __forceinline__ double d_log(double v) { return ::log(v); }
-__device__ __forceinline__ float d_log1p(float v) { return ::log1pf(v); }
-__device__ __forceinline__ double d_log1p(double v) { return ::log1p(v); }
-__device__ __forceinline__ float d_sqrt(float v) { return ::sqrtf(v); }
-__device__ __forceinline__ double d_sqrt(double v) { return ::sqrt(v); }
-__device__ __forceinline__ float d_abs(float v) { return ::fabsf(v); }
-__device__ __forceinline__ double d_abs(double v) { return ::fabs(v); }
-__device__ __forceinline__ float d_tanh(float v) { return ::tanhf(v); }
-__device__ __forceinline__ double d_tanh(double v) { return ::tanh(v); }
-__device__ __forceinline__ float d_erf(float v) { return ::erff(v); }
-__device__ __forceinline__ double d_erf(double v) { return ::erf(v); }
-__device__ __forceinline__ float d_pow(float v, float e) { return ::powf(v, e); }
-__device__ __forceinline__ double d_pow(double v, double e) { return ::pow(v, e); }
-
-// Separately rounded products and sums: nvcc contracts p * q + r into one fma, the CPU does not.
-__device__ __forceinline__ float mul_rn(float p, float q) { return __fmul_rn(p, q); }
-__device__ __forceinline__ double mul_rn(double p, double q) { return __dmul_rn(p, q); }
-__device__ __forceinline__ float add_rn(float p, float q) { return __fadd_rn(p, q); }
-__device__ __forceinline__ double add_rn(double p, double q) { return __dadd_rn(p, q); }
-__device__ __forceinline__ float sub_rn(float p, float q) { return __fsub_rn(p, q); }
-__device__ __forceinline__ double sub_rn(double p, double q) { return __dsub_rn(p, q); }
-
-// std::max / std::min exactly: max(p, q) is (p < q) ? q : p, min(p, q) is (q < p) ? q : p, so a
-// NaN first operand passes through (fmax/fmin would drop it).
-template <typename T>
-__device__ __forceinline__ T std_max(T p, T q) {
-  return p < q ? q : p;
-}
-template <typename T>
-__device__ __forceinline__ T std_min(T p, T q) {
-  return q < p ? q : p;
 }
 
 // Any dtype: f(float{}), f(double{}), f(int32_t{}) or f(int64_t{}).
@@ -152,146 +109,24 @@ void copy_strided_launch(const CudaBackend& be, T* out, const T* a, const Stride
 }
 
 // ---- unary ------------------------------------------------------------------------------------
-
-constexpr double kSqrtHalf = std::numbers::sqrt2 / 2;                           // 1/sqrt(2)
-constexpr double kInvSqrt2Pi = std::numbers::inv_sqrtpi / std::numbers::sqrt2;  // 1/sqrt(2 pi)
-
-template <UnaryOp Op>
-using UnaryTag = std::integral_constant<UnaryOp, Op>;
-
-// Calls f(UnaryTag<op>{}) so that the kernel is compiled for that op alone.
-template <typename F>
-void dispatch_unary(UnaryOp op, const char* name, F&& f) {
-  switch (op) {
-    case UnaryOp::neg: f(UnaryTag<UnaryOp::neg>{}); return;
-    case UnaryOp::exp: f(UnaryTag<UnaryOp::exp>{}); return;
-    case UnaryOp::log: f(UnaryTag<UnaryOp::log>{}); return;
-    case UnaryOp::sqrt: f(UnaryTag<UnaryOp::sqrt>{}); return;
-    case UnaryOp::abs: f(UnaryTag<UnaryOp::abs>{}); return;
-    case UnaryOp::relu: f(UnaryTag<UnaryOp::relu>{}); return;
-    case UnaryOp::leaky_relu: f(UnaryTag<UnaryOp::leaky_relu>{}); return;
-    case UnaryOp::elu: f(UnaryTag<UnaryOp::elu>{}); return;
-    case UnaryOp::sigmoid: f(UnaryTag<UnaryOp::sigmoid>{}); return;
-    case UnaryOp::tanh: f(UnaryTag<UnaryOp::tanh>{}); return;
-    case UnaryOp::gelu: f(UnaryTag<UnaryOp::gelu>{}); return;
-    case UnaryOp::pow: f(UnaryTag<UnaryOp::pow>{}); return;
-    case UnaryOp::clamp: f(UnaryTag<UnaryOp::clamp>{}); return;
-    case UnaryOp::affine: f(UnaryTag<UnaryOp::affine>{}); return;
-    case UnaryOp::softplus: f(UnaryTag<UnaryOp::softplus>{}); return;
-  }
-  fail("cuda {}: unknown op code {}", name, static_cast<int>(op));
-}
-
-template <typename T>
-__device__ __forceinline__ T sigmoid(T x) {
-  // Both branches only take exp of a non-positive number, so neither overflows.
-  if (x >= T(0)) return T(1) / (T(1) + d_exp(-x));
-  const T e = d_exp(x);
-  return e / (T(1) + e);
-}
-
-// f(v) with the op's scalars a, b.
-template <UnaryOp Op, typename T>
-__device__ __forceinline__ T unary_value(T v, T a, T b) {
-  if constexpr (Op == UnaryOp::neg)
-    return -v;
-  else if constexpr (Op == UnaryOp::exp)
-    return d_exp(v);
-  else if constexpr (Op == UnaryOp::log)
-    return d_log(v);
-  else if constexpr (Op == UnaryOp::sqrt)
-    return d_sqrt(v);
-  else if constexpr (Op == UnaryOp::abs)
-    return d_abs(v);
-  else if constexpr (Op == UnaryOp::relu)
-    return v < T(0) ? T(0) : v;  // NaN passes through
-  else if constexpr (Op == UnaryOp::leaky_relu)
-    return v > T(0) ? v : a * v;
-  else if constexpr (Op == UnaryOp::elu)
-    return v > T(0) ? v : a * d_expm1(v);
-  else if constexpr (Op == UnaryOp::sigmoid)
-    return sigmoid(v);
-  else if constexpr (Op == UnaryOp::tanh)
-    return d_tanh(v);
-  else if constexpr (Op == UnaryOp::gelu)
-    return T(0.5) * v * (T(1) + d_erf(v * T(kSqrtHalf)));
-  else if constexpr (Op == UnaryOp::pow)
-    return d_pow(v, a);
-  else if constexpr (Op == UnaryOp::clamp)
-    return std_min(std_max(v, a), b);
-  else if constexpr (Op == UnaryOp::affine)
-    return add_rn(mul_rn(a, v), b);
-  else if constexpr (Op == UnaryOp::softplus)
-    return std_max(v, T(0)) + d_log1p(d_exp(-d_abs(v)));
-  else
-    static_assert(Op == UnaryOp::neg, "unary op without a formula");
-}
-
-// Which input the derivative reads: y for ops whose derivative is cheaper from the output (y may
-// be null for the others, as on the CPU), x for the rest except those that read neither.
-template <UnaryOp Op>
-constexpr bool kGradReadsY =
-    Op == UnaryOp::exp || Op == UnaryOp::sqrt || Op == UnaryOp::sigmoid || Op == UnaryOp::tanh;
-template <UnaryOp Op>
-constexpr bool kGradReadsX = !kGradReadsY<Op> && Op != UnaryOp::neg && Op != UnaryOp::affine;
-
-// dy * f'(x), given g = dy, v = x (or y = f(x) where kGradReadsY).
-template <UnaryOp Op, typename T>
-__device__ __forceinline__ T unary_grad(T g, T v, T a, T b) {
-  if constexpr (Op == UnaryOp::neg)
-    return -g;
-  else if constexpr (Op == UnaryOp::exp)
-    return g * v;  // v = y
-  else if constexpr (Op == UnaryOp::log)
-    return g / v;
-  else if constexpr (Op == UnaryOp::sqrt)
-    return g / (T(2) * v);  // v = y
-  else if constexpr (Op == UnaryOp::abs)
-    return v > T(0) ? g : v < T(0) ? -g : T(0);
-  // At exactly 0 the kinked activations take the derivative of their negative side.
-  else if constexpr (Op == UnaryOp::relu)
-    return v > T(0) ? g : T(0);
-  else if constexpr (Op == UnaryOp::leaky_relu)
-    return v > T(0) ? g : a * g;
-  else if constexpr (Op == UnaryOp::elu)
-    return v > T(0) ? g : g * a * d_exp(v);
-  else if constexpr (Op == UnaryOp::sigmoid)
-    return g * v * (T(1) - v);  // v = y
-  else if constexpr (Op == UnaryOp::tanh)
-    return g * sub_rn(T(1), mul_rn(v, v));  // v = y
-  else if constexpr (Op == UnaryOp::gelu) {
-    const T cdf = T(0.5) * (T(1) + d_erf(v * T(kSqrtHalf)));
-    const T pdf = d_exp(T(-0.5) * v * v) * T(kInvSqrt2Pi);
-    return g * add_rn(cdf, mul_rn(v, pdf));
-  }
-  // d/dx x^0 is 0 everywhere, including at 0 where a * x^(a-1) would be 0 * inf.
-  else if constexpr (Op == UnaryOp::pow)
-    return a == T(0) ? T(0) : g * a * d_pow(v, a - T(1));
-  else if constexpr (Op == UnaryOp::clamp)
-    return v > a && v < b ? g : T(0);
-  else if constexpr (Op == UnaryOp::affine)
-    return g * a;
-  else if constexpr (Op == UnaryOp::softplus)
-    return g * sigmoid(v);
-  else
-    static_assert(Op == UnaryOp::neg, "unary op without a derivative");
-}
+// The formulas are those of core/unary_ops.h (Op is one of its unary_ops structs).
 
 // y, x: (n); y may equal x.
-template <typename T, UnaryOp Op>
+template <typename T, typename Op>
 __global__ void unary_kernel(T* y, const T* x, int64_t n, T a, T b) {
-  for (int64_t i = first_index(); i < n; i += grid_stride()) y[i] = unary_value<Op>(x[i], a, b);
+  for (int64_t i = first_index(); i < n; i += grid_stride()) y[i] = Op::value(x[i], a, b);
 }
 
-// dx, dy, x, y: (n); y is read only where kGradReadsY, x only where kGradReadsX.
-template <typename T, UnaryOp Op>
+// dx, dy, x, y: (n); y is read only where Op::reads is y, x only where it is x (the other may be
+// null).
+template <typename T, typename Op>
 __global__ void unary_backward_kernel(T* dx, const T* dy, const T* x, const T* y, int64_t n, T a,
                                       T b) {
   for (int64_t i = first_index(); i < n; i += grid_stride()) {
     T v = T(0);
-    if constexpr (kGradReadsY<Op>) v = y[i];
-    if constexpr (kGradReadsX<Op>) v = x[i];
-    dx[i] = unary_grad<Op>(dy[i], v, a, b);
+    if constexpr (Op::reads == UnaryReads::y) v = y[i];
+    if constexpr (Op::reads == UnaryReads::x) v = x[i];
+    dx[i] = Op::grad(dy[i], v, a, b);
   }
 }
 
@@ -424,12 +259,13 @@ void CudaBackend::unary(UnaryOp op, DType dtype, void* y, const void* x, int64_t
   DeviceGuard guard(device());
   dispatch_floating(dtype, "unary", [&](auto tag) {
     using T = decltype(tag);
-    dispatch_unary(op, "unary", [&](auto op_tag) {
-      constexpr UnaryOp kOp = decltype(op_tag)::value;
-      unary_kernel<T, kOp><<<grid(n), kBlock, 0, stream()>>>(
+    const bool known = visit_unary(op, [&](auto formula) {
+      using Op = decltype(formula);
+      unary_kernel<T, Op><<<grid(n), kBlock, 0, stream()>>>(
           static_cast<T*>(y), static_cast<const T*>(x), n, T(a), T(b));
       NABLA_CUDA_CHECK_LAUNCH();
     });
+    if (!known) fail("cuda unary: unknown op code {}", static_cast<int>(op));
   });
 }
 
@@ -439,13 +275,14 @@ void CudaBackend::unary_backward(UnaryOp op, DType dtype, void* dx, const void* 
   DeviceGuard guard(device());
   dispatch_floating(dtype, "unary_backward", [&](auto tag) {
     using T = decltype(tag);
-    dispatch_unary(op, "unary_backward", [&](auto op_tag) {
-      constexpr UnaryOp kOp = decltype(op_tag)::value;
-      unary_backward_kernel<T, kOp><<<grid(n), kBlock, 0, stream()>>>(
+    const bool known = visit_unary(op, [&](auto formula) {
+      using Op = decltype(formula);
+      unary_backward_kernel<T, Op><<<grid(n), kBlock, 0, stream()>>>(
           static_cast<T*>(dx), static_cast<const T*>(dy), static_cast<const T*>(x),
           static_cast<const T*>(y), n, T(a), T(b));
       NABLA_CUDA_CHECK_LAUNCH();
     });
+    if (!known) fail("cuda unary_backward: unknown op code {}", static_cast<int>(op));
   });
 }
 

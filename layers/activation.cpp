@@ -14,6 +14,12 @@ std::string ELU::to_string() const { return fmt::format("ELU({})", alpha_); }
 Tensor Sigmoid::forward(const Tensor& x) { return sigmoid(x); }
 Tensor Tanh::forward(const Tensor& x) { return tanh(x); }
 Tensor GELU::forward(const Tensor& x) { return gelu(x); }
+Tensor SiLU::forward(const Tensor& x) { return silu(x); }
+Hardtanh::Hardtanh(double min_val, double max_val) : min_(min_val), max_(max_val) {
+  NABLA_CHECK(!(min_val > max_val), "Hardtanh: min_val {} is greater than max_val {}", min_val, max_val);
+}
+Tensor Hardtanh::forward(const Tensor& x) { return hardtanh(x, min_, max_); }
+std::string Hardtanh::to_string() const { return fmt::format("Hardtanh(min_val={}, max_val={})", min_, max_); }
 Tensor Softmax::forward(const Tensor& x) { return softmax(x, axis_); }
 std::string Softmax::to_string() const { return fmt::format("Softmax(axis={})", axis_); }
 Tensor LogSoftmax::forward(const Tensor& x) { return log_softmax(x, axis_); }

@@ -52,6 +52,24 @@ class GELU : public Module {
   std::string type_name() const override { return "GELU"; }
 };
 
+class SiLU : public Module {  // x * sigmoid(x)
+ public:
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "SiLU"; }
+};
+
+// min(max(x, min_val), max_val), as PyTorch's nn.Hardtanh; min_val > max_val is an error.
+class Hardtanh : public Module {
+ public:
+  explicit Hardtanh(double min_val = -1.0, double max_val = 1.0);
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "Hardtanh"; }
+  std::string to_string() const override;
+
+ private:
+  double min_, max_;
+};
+
 class Softmax : public Module {
  public:
   explicit Softmax(int64_t axis = -1) : axis_(axis) {}

@@ -2,16 +2,15 @@
 
 #include <nabla/core/autograd.h>
 #include <nabla/core/error.h>
-#include <nabla/core/ops/optim.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <tuple>
 
 namespace nabla {
 
-// A NaN option is "not a number", before the range checks that would call it negative.
-static void check_numbers(const char* name, std::initializer_list<std::pair<double, const char*>> options) {
+void Optimizer::check_numbers(const char* name, std::initializer_list<std::pair<double, const char*>> options) {
   for (const auto& [value, what] : options) check_number(value, name, what);
 }
 
@@ -56,30 +55,54 @@ void Optimizer::zero_grad(bool set_to_none) {
   for (Tensor& p : params_) p.zero_grad(set_to_none);
 }
 
-template <typename F>
-void Optimizer::update_all(const std::vector<bool>& used, F&& update) {
+Optimizer::Batch Optimizer::gather(const std::vector<bool>& used) {
   NABLA_CHECK(bound(), "{}: step() on an optimizer without parameters (bind it, or compile a Model with it)", name_);
-  NoGrad no_grad;
-  update::Group g;
-  std::vector<size_t> members;
-  std::vector<Tensor>* states[3] = {&g.state0, &g.state1, &g.state2};
+  const std::vector<const char*> names = buffer_names();
+  // Everything is checked before anything changes.
+  auto check_like = [&](const Tensor& p, const Tensor& t, size_t i, const std::string& what) {
+    NABLA_CHECK(t.shape() == p.shape(), "{}: parameter {} {}: {} has shape {}, expected the parameter's {}", name_, i,
+                shape_str(p.shape()), what, shape_str(t.shape()), shape_str(p.shape()));
+    NABLA_CHECK(t.dtype() == p.dtype(), "{}: parameter {} {}: {} is {}, expected the parameter's {}", name_, i,
+                shape_str(p.shape()), what, t.dtype(), p.dtype());
+    NABLA_CHECK(t.device() == p.device(), "{}: parameter {} {}: {} is on {}, expected the parameter's {}", name_, i,
+                shape_str(p.shape()), what, t.device(), p.device());
+    NABLA_CHECK(t.is_contiguous(), "{}: parameter {} {}: {} is not contiguous", name_, i, shape_str(p.shape()), what);
+  };
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& p = params_[i];
+    const Tensor grad = p.grad();
+    if (!grad.defined()) continue;
+    NABLA_CHECK(is_floating(p.dtype()), "{}: parameter {} {} is {}, expected float32 or float64", name_, i,
+                shape_str(p.shape()), p.dtype());
+    NABLA_CHECK(p.is_contiguous(), "{}: parameter {} {} is not contiguous", name_, i, shape_str(p.shape()));
+    check_like(p, grad, i, "gradient");
+    const Slot& s = slots_[i];
+    for (size_t k = 0; k < s.buffers.size() && k < used.size(); ++k)
+      if (used[k] && s.buffers[k].defined())
+        check_like(p, s.buffers[k], i, fmt::format("state '{}'", k < names.size() ? names[k] : "?"));
+  }
+  Batch b;
+  b.buffers.resize(used.size());
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor grad = params_[i].grad();
     if (!grad.defined()) continue;
     Slot& s = slots_[i];
     // Empty at the first update; after load_state, a buffer the checkpoint lacked is made here.
-    s.buffers.resize(used.size());
-    for (size_t k = 0; k < used.size(); ++k)
+    s.buffers.resize(std::max(s.buffers.size(), used.size()));
+    for (size_t k = 0; k < used.size(); ++k) {
       if (used[k] && !s.buffers[k].defined()) s.buffers[k] = zeros_like(params_[i]);
-    members.push_back(i);
-    g.params.push_back(params_[i]);
-    g.grads.push_back(grad);
-    for (size_t k = 0; k < used.size() && k < 3; ++k) states[k]->push_back(s.buffers[k]);
-    g.steps.push_back(s.step + 1);
+      b.buffers[k].push_back(s.buffers[k]);
+    }
+    b.index.push_back(i);
+    b.params.push_back(params_[i]);
+    b.grads.push_back(grad);
+    b.steps.push_back(s.step + 1);
   }
-  if (members.empty()) return;
-  update(g);  // throws before any tensor changes when a check fails
-  for (size_t i : members) ++slots_[i].step;
+  return b;
+}
+
+void Optimizer::advance(const Batch& b) {
+  for (size_t i : b.index) ++slots_[i].step;
 }
 
 std::vector<std::pair<std::string, Tensor>> Optimizer::state() const {
@@ -129,133 +152,6 @@ void Optimizer::load_state(const std::vector<std::pair<std::string, Tensor>>& st
     NABLA_CHECK(has_step[i] || slots[i].buffers.empty(), "{}: state of parameter {} has buffers but no '{}.step'",
                 name_, i, i);
   slots_ = std::move(slots);
-}
-
-// ---- SGD ---------------------------------------------------------------------------------------
-
-SGD::SGD(SGDOptions o) : Optimizer(o.lr, "SGD"), opts_(o) {
-  check_numbers("SGD", {{o.momentum, "momentum"}, {o.dampening, "dampening"}, {o.weight_decay, "weight_decay"}});
-  NABLA_CHECK(o.momentum >= 0, "SGD: momentum {} is negative", o.momentum);
-  NABLA_CHECK(o.weight_decay >= 0, "SGD: weight_decay {} is negative", o.weight_decay);
-  NABLA_CHECK(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
-              "SGD: nesterov needs momentum > 0 and dampening 0 (got momentum {}, dampening {})", o.momentum,
-              o.dampening);
-}
-
-SGD::SGD(ParamList params, SGDOptions o) : SGD(o) { bind(std::move(params.tensors)); }
-
-void SGD::step() {
-  update_all({opts_.momentum != 0}, [&](const update::Group& g) {
-    update::sgd(g, lr_, opts_.momentum, opts_.dampening, opts_.weight_decay, opts_.nesterov);
-  });
-}
-
-std::vector<const char*> SGD::buffer_names() const { return {"momentum_buffer"}; }
-
-std::vector<std::pair<std::string, double>> SGD::hyperparameters() const {
-  return {{"momentum", opts_.momentum},
-          {"dampening", opts_.dampening},
-          {"weight_decay", opts_.weight_decay},
-          {"nesterov", opts_.nesterov ? 1.0 : 0.0}};
-}
-
-// ---- Adam, AdamW -------------------------------------------------------------------------------
-
-static void check_adam(const AdamOptions& o, const char* name) {
-  check_numbers(name, {{o.beta1, "beta1"}, {o.beta2, "beta2"}, {o.eps, "eps"}, {o.weight_decay, "weight_decay"}});
-  NABLA_CHECK(o.beta1 >= 0 && o.beta1 < 1, "{}: beta1 {} is outside [0, 1)", name, o.beta1);
-  NABLA_CHECK(o.beta2 >= 0 && o.beta2 < 1, "{}: beta2 {} is outside [0, 1)", name, o.beta2);
-  NABLA_CHECK(o.eps >= 0, "{}: eps {} is negative", name, o.eps);
-  NABLA_CHECK(o.weight_decay >= 0, "{}: weight_decay {} is negative", name, o.weight_decay);
-}
-
-Adam::Adam(AdamOptions o) : Adam(o, false, "Adam") {}
-Adam::Adam(ParamList params, AdamOptions o) : Adam(std::move(params), o, false, "Adam") {}
-
-Adam::Adam(AdamOptions o, bool decoupled, const char* name)
-    : Optimizer(o.lr, name), opts_(o), decoupled_(decoupled) {
-  check_adam(o, name);
-}
-
-Adam::Adam(ParamList params, AdamOptions o, bool decoupled, const char* name) : Adam(o, decoupled, name) {
-  bind(std::move(params.tensors));
-}
-
-void Adam::step() {
-  update_all({true, true}, [&](const update::Group& g) {
-    update::adam(g, lr_, opts_.beta1, opts_.beta2, opts_.eps, opts_.weight_decay, decoupled_);
-  });
-}
-
-std::vector<const char*> Adam::buffer_names() const { return {"exp_avg", "exp_avg_sq"}; }
-
-std::vector<std::pair<std::string, double>> Adam::hyperparameters() const {
-  return {{"beta1", opts_.beta1}, {"beta2", opts_.beta2}, {"eps", opts_.eps}, {"weight_decay", opts_.weight_decay}};
-}
-
-AdamW::AdamW(AdamWOptions o) : Adam({o.lr, o.beta1, o.beta2, o.eps, o.weight_decay}, true, "AdamW") {}
-AdamW::AdamW(ParamList params, AdamWOptions o)
-    : Adam(std::move(params), {o.lr, o.beta1, o.beta2, o.eps, o.weight_decay}, true, "AdamW") {}
-
-// ---- Adagrad -----------------------------------------------------------------------------------
-
-Adagrad::Adagrad(AdagradOptions o) : Optimizer(o.lr, "Adagrad"), opts_(o) {
-  check_numbers("Adagrad", {{o.lr_decay, "lr_decay"}, {o.weight_decay, "weight_decay"}, {o.eps, "eps"},
-                            {o.initial_accumulator_value, "initial_accumulator_value"}});
-  NABLA_CHECK(o.lr_decay >= 0, "Adagrad: lr_decay {} is negative", o.lr_decay);
-  NABLA_CHECK(o.weight_decay >= 0, "Adagrad: weight_decay {} is negative", o.weight_decay);
-  NABLA_CHECK(o.eps >= 0, "Adagrad: eps {} is negative", o.eps);
-  NABLA_CHECK(o.initial_accumulator_value >= 0, "Adagrad: initial_accumulator_value {} is negative",
-              o.initial_accumulator_value);
-}
-
-Adagrad::Adagrad(ParamList params, AdagradOptions o) : Adagrad(o) { bind(std::move(params.tensors)); }
-
-void Adagrad::step() {
-  update_all({true}, [&](const update::Group& g) {
-    if (opts_.initial_accumulator_value != 0)
-      for (size_t i = 0; i < g.steps.size(); ++i)
-        if (g.steps[i] == 1) Tensor(g.state0[i]).fill_(opts_.initial_accumulator_value);
-    update::adagrad(g, lr_, opts_.lr_decay, opts_.weight_decay, opts_.eps);
-  });
-}
-
-std::vector<const char*> Adagrad::buffer_names() const { return {"sum"}; }
-
-std::vector<std::pair<std::string, double>> Adagrad::hyperparameters() const {
-  return {{"lr_decay", opts_.lr_decay},
-          {"weight_decay", opts_.weight_decay},
-          {"eps", opts_.eps},
-          {"initial_accumulator_value", opts_.initial_accumulator_value}};
-}
-
-// ---- RMSprop -----------------------------------------------------------------------------------
-
-RMSprop::RMSprop(RMSpropOptions o) : Optimizer(o.lr, "RMSprop"), opts_(o) {
-  check_numbers("RMSprop", {{o.alpha, "alpha"}, {o.eps, "eps"}, {o.momentum, "momentum"}, {o.weight_decay, "weight_decay"}});
-  NABLA_CHECK(o.alpha >= 0, "RMSprop: alpha {} is negative", o.alpha);
-  NABLA_CHECK(o.eps >= 0, "RMSprop: eps {} is negative", o.eps);
-  NABLA_CHECK(o.momentum >= 0, "RMSprop: momentum {} is negative", o.momentum);
-  NABLA_CHECK(o.weight_decay >= 0, "RMSprop: weight_decay {} is negative", o.weight_decay);
-}
-
-RMSprop::RMSprop(ParamList params, RMSpropOptions o) : RMSprop(o) { bind(std::move(params.tensors)); }
-
-void RMSprop::step() {
-  // buffers: square_avg, momentum_buffer, grad_avg
-  update_all({true, opts_.momentum > 0, opts_.centered}, [&](const update::Group& g) {
-    update::rmsprop(g, lr_, opts_.alpha, opts_.eps, opts_.weight_decay, opts_.momentum, opts_.centered);
-  });
-}
-
-std::vector<const char*> RMSprop::buffer_names() const { return {"square_avg", "momentum_buffer", "grad_avg"}; }
-
-std::vector<std::pair<std::string, double>> RMSprop::hyperparameters() const {
-  return {{"alpha", opts_.alpha},
-          {"eps", opts_.eps},
-          {"weight_decay", opts_.weight_decay},
-          {"momentum", opts_.momentum},
-          {"centered", opts_.centered ? 1.0 : 0.0}};
 }
 
 }  // namespace nabla

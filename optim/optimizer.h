@@ -1,6 +1,7 @@
 // Optimizers: each reads its parameters' .grad() and updates them in place, all the parameters
-// that have a gradient in one call of core/ops/optim.h (one kernel launch per device and dtype).
-// Formulas and defaults are torch.optim's.
+// that have a gradient at once, with the multi-tensor ops of core/ops/foreach.h (a few kernel
+// launches per step, however many parameters). Formulas and defaults are torch.optim's; each
+// optimizer's step is written out in its own file (sgd.cpp, adam.cpp, adagrad.cpp, rmsprop.cpp).
 //
 //   nabla::Adam opt(model.parameters(), {.lr = 1e-3});
 //   opt.zero_grad(); loss.backward(); opt.step();
@@ -13,7 +14,6 @@
 // Model::compile does that (or call bind()). Optimizers move but do not copy.
 #pragma once
 
-#include <nabla/core/ops/optim.h>
 #include <nabla/core/tensor.h>
 
 #include <initializer_list>
@@ -69,6 +69,9 @@ class Optimizer {
  protected:
   // An unbound optimizer (see bind()).
   Optimizer(double lr, const char* name);
+  // Checks the options of optimizer `name` that must be numbers (a NaN is "not a number", before
+  // the range checks that would call it negative).
+  static void check_numbers(const char* name, std::initializer_list<std::pair<double, const char*>> options);
   // Names of the state buffers, in Slot::buffers order.
   virtual std::vector<const char*> buffer_names() const = 0;
 
@@ -76,11 +79,23 @@ class Optimizer {
     int64_t step = 0;
     std::vector<Tensor> buffers;  // meaning per optimizer
   };
-  // Updates every parameter that has a gradient with one call of `update` on the group of them
-  // (core/ops/optim.h). On first use a slot gets one buffer per entry of `used`: a zero tensor
-  // where true, undefined where false. On an error, no step count advances.
-  template <typename F>
-  void update_all(const std::vector<bool>& used, F&& update);
+  // The parameters that one step updates (those with a gradient), as lists for the foreach ops:
+  // entry j is parameter index[j], its gradient, buffers[k][j] (its slot's buffer k) and
+  // steps[j], the count of this update (1 at the parameter's first).
+  struct Batch {
+    std::vector<size_t> index;
+    std::vector<Tensor> params, grads;
+    std::vector<std::vector<Tensor>> buffers;
+    std::vector<int64_t> steps;
+    bool empty() const { return params.empty(); }
+  };
+  // Gathers the parameters that have a gradient and checks them: each gradient and buffer has
+  // its parameter's shape, dtype and device, and all are contiguous and floating (an error names
+  // the optimizer and the parameter, and changes nothing). On first use a slot gets one buffer
+  // per entry of `used`: a zero tensor where true, undefined where false. Throws when unbound.
+  Batch gather(const std::vector<bool>& used);
+  // Counts the update of every parameter of b (once the step is done).
+  void advance(const Batch& b);
   std::vector<Tensor> params_;
   std::vector<Slot> slots_;
   double lr_;

@@ -57,12 +57,16 @@ const std::vector<UnaryCase>& unary_cases() {
       {"tanh", [](const Tensor& x) { return nb::tanh(x); }, -4, 4},
       {"gelu", [](const Tensor& x) { return nb::gelu(x); }, -5, 5},
       {"softplus", [](const Tensor& x) { return nb::softplus(x); }, -20, 20},
+      {"silu", [](const Tensor& x) { return nb::silu(x); }, -8, 8},
+      {"hardtanh", [](const Tensor& x) { return nb::hardtanh(x); }, -2, 2},
+      {"hardtanh_m0p5_0p75", [](const Tensor& x) { return nb::hardtanh(x, -0.5, 0.75); }, -2, 2},
       // Far from 0: naive formulas overflow (e^100 is inf in float32) and give inf or NaN.
       {"sigmoid_wide", [](const Tensor& x) { return nb::sigmoid(x); }, -100, 100},
       {"tanh_wide", [](const Tensor& x) { return nb::tanh(x); }, -60, 60},
       {"softplus_wide", [](const Tensor& x) { return nb::softplus(x); }, -100, 100},
       {"gelu_wide", [](const Tensor& x) { return nb::gelu(x); }, -40, 40},
       {"elu_wide", [](const Tensor& x) { return nb::elu(x); }, -100, 5},
+      {"silu_wide", [](const Tensor& x) { return nb::silu(x); }, -100, 100},
   };
   return c;
 }

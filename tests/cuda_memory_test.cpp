@@ -26,6 +26,7 @@
 #include <tuple>
 #include <vector>
 
+#include "cuda_test_util.h"
 #include "test_util.h"
 
 namespace nb = nabla;
@@ -41,21 +42,9 @@ const nb::Device kCuda = nb::Device::cuda(0);
 constexpr int64_t kBig = (int64_t{1} << 20) + 3;
 constexpr size_t kMiB = size_t{1} << 20;
 
-class CudaMemory : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (nb::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";
-    nb::manual_seed(12345);
-  }
-  void TearDown() override {
-    if (nb::cuda::device_count() == 0) return;
-    try {
-      nb::cuda::synchronize();
-    } catch (const nb::Error& e) {
-      ADD_FAILURE() << "device error pending after the test: " << e.what();
-    }
-  }
-};
+// The suites' common fixture (cuda_test_util.h): skips without a device, seeds, and charges an
+// error a kernel left on the device to the test that caused it.
+class CudaMemory : public nabla::test::CudaTest {};
 
 // Out-of-memory tests: their own suite so a compute-sanitizer run can leave them out.
 class CudaOom : public CudaMemory {};

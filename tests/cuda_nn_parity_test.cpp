@@ -53,87 +53,21 @@ class CudaNn : public nabla::test::CudaTest {};
 template <typename P>
 class CudaNnParam : public CudaParamTest<P> {};
 
-// ---- inputs --------------------------------------------------------------------------------------
-
-// How a 4-D (or 3-D) input reaches the op: as is, as the transpose of a base with the last two
-// axes swapped, or as a slice [2, 2 + w) of a base 5 columns wider (rows with a gap, odd offset).
-enum class Layout { contiguous, transposed, sliced };
-
-const char* layout_suffix(Layout l) {
-  switch (l) {
-    case Layout::contiguous: return "";
-    case Layout::transposed: return "_transposed";
-    case Layout::sliced: return "_sliced";
-  }
-  return "";
-}
-
-struct Arg {
-  Shape shape;
-  Layout layout = Layout::contiguous;
-  double lo = -1, hi = 1;
-  double quantum = 0;  // > 0: values rounded to multiples of it (ties for max pooling)
-};
-
-Tensor make_base(const Arg& a, DType dtype) {
-  Shape b = a.shape;
-  if (a.layout == Layout::transposed) std::swap(b[b.size() - 1], b[b.size() - 2]);
-  if (a.layout == Layout::sliced) b.back() += 5;
-  Tensor t = nb::rand(b, {.dtype = dtype}, a.lo, a.hi);
-  if (a.quantum <= 0) return t;
-  std::vector<double> v = t.to_vector<double>();
-  for (double& x : v) x = std::round(x / a.quantum) * a.quantum;
-  return nb::from_vector(v, {nb::numel_of(b)}, {.dtype = dtype}).reshape(b);
-}
-
-Tensor view_of(const Tensor& base, const Arg& a) {
-  switch (a.layout) {
-    case Layout::contiguous: return base;
-    case Layout::transposed: return base.transpose(-2, -1);
-    case Layout::sliced: return base.slice(-1, 2, 2 + a.shape.back());
-  }
-  return base;
-}
+// ---- inputs and the parity check (cuda_test_util.h) -------------------------------------------
 
 using nabla::test::parity::allclose;
-using nabla::test::shape_name;
+using nabla::test::parity::Arg;
+using nabla::test::parity::Layout;
+using nabla::test::parity::layout_suffix;
+using nabla::test::parity::Options;
+using nabla::test::parity::parity;
 using nabla::test::parity::same_bits;
 using nabla::test::parity::Tol;
+using nabla::test::shape_name;
 
-// ---- the parity check --------------------------------------------------------------------------
-
-using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
-
-struct Options {
-  DType dtype = DType::float32;
-  Tol fwd{1e-3, 1e-5}, bwd{1e-3, 1e-5};  // the float32 default of these suites
-  bool nan_ok = false;  // forward NaN expected where the CPU has NaN
-};
-
-::testing::AssertionResult parity(const Fn& f, const std::vector<Arg>& args, const Options& o) {
-  std::vector<Tensor> cpu_base, gpu_base, cpu_in, gpu_in;
-  for (const Arg& a : args) {
-    Tensor base = make_base(a, o.dtype);
-    Tensor c = base.detach().clone(), d = base.detach().to(kCuda);
-    c.requires_grad_(true);
-    d.requires_grad_(true);
-    cpu_base.push_back(c);
-    gpu_base.push_back(d);
-    cpu_in.push_back(view_of(c, a));
-    gpu_in.push_back(view_of(d, a));
-  }
-  Tensor out_c = f(cpu_in), out_g = f(gpu_in);
-  auto r = allclose(out_g, out_c, o.fwd, "forward", o.nan_ok);
-  if (!r) return r;
-  Tensor w = nb::rand(out_c.shape(), {.dtype = out_c.dtype()}, 0.5, 1.5);
-  nb::sum(nb::mul(out_c, w)).backward();
-  nb::sum(nb::mul(out_g, w.to(kCuda))).backward();
-  for (size_t i = 0; i < args.size(); ++i) {
-    r = allclose(gpu_base[i].grad(), cpu_base[i].grad(), o.bwd, fmt::format("gradient of input {}", i));
-    if (!r) return r;
-  }
-  if (nb::tape_size() != 0) return ::testing::AssertionFailure() << nb::tape_size() << " tape entries left";
-  return ::testing::AssertionSuccess();
+// An input of `shape` with values in [-1, 1], the range the tolerances below are derived for.
+Arg unit(Shape shape, Layout layout = Layout::contiguous) {
+  return Arg{.shape = std::move(shape), .layout = layout, .lo = -1, .hi = 1};
 }
 
 enum class Precision { f32, f64, tf32 };
@@ -192,7 +126,7 @@ const std::vector<ConvCase>& conv_cases() {
       conv({2, 3, 9, 12}, 4, {3, 5}, P{.stride = {2, 1}, .padding = {1, 2}}, "rect_s2x1_p1x2"),
       conv({5, 3, 7, 5}, 2, 3, P{}, "odd_batch5"),
       conv({2, 3, 9, 11}, 4, 3, P{.padding = 1}, "s1_p1", true, L::transposed),
-      conv({2, 3, 9, 11}, 4, 3, P{.stride = 2}, "s2_p0", true, L::sliced),
+      conv({2, 3, 9, 11}, 4, 3, P{.stride = 2}, "s2_p0", true, L::narrow),
       conv({2, 64, 8, 8}, 64, 3, P{.padding = 1}, "wide"),
       // The benchmark's convolutions (batch 8 here, to keep the CPU side quick).
       conv({8, 3, 32, 32}, 32, 3, P{.padding = "valid"}, "bench_cifar"),
@@ -220,8 +154,8 @@ class Conv : public CudaNnParam<ConvCase> {
   void run(Precision prec) {
     const ConvCase& c = GetParam();
     Tf32Guard tf32(prec == Precision::tf32);
-    std::vector<Arg> args = {Arg{c.x, c.layout}, Arg{{c.k, c.x[1] / c.p.groups, c.kernel.h, c.kernel.w}}};
-    if (c.bias) args.push_back(Arg{{c.k}});
+    std::vector<Arg> args = {unit(c.x, c.layout), unit({c.k, c.x[1] / c.p.groups, c.kernel.h, c.kernel.w})};
+    if (c.bias) args.push_back(unit({c.k}));
     auto f = [&](const std::vector<Tensor>& t) { return nb::conv2d(t[0], t[1], c.bias ? t[2] : Tensor(), c.p); };
     EXPECT_TRUE(parity(f, args, options_for(conv_longest_sum(c), prec)));
   }
@@ -262,7 +196,7 @@ void PrintTo(const Conv1dCase& c, std::ostream* os) { *os << c.name; }
 class Conv1d : public CudaNnParam<Conv1dCase> {};
 TEST_P(Conv1d, ForwardBackwardF32) {
   const Conv1dCase& c = GetParam();
-  const std::vector<Arg> args = {Arg{c.x}, Arg{{c.k, c.x[1] / c.p.groups, c.kernel}}, Arg{{c.k}}};
+  const std::vector<Arg> args = {unit(c.x), unit({c.k, c.x[1] / c.p.groups, c.kernel}), unit({c.k})};
   auto f = [&](const std::vector<Tensor>& t) { return nb::conv1d(t[0], t[1], t[2], c.p); };
   EXPECT_TRUE(parity(f, args, options_for(std::max(c.x[1] * c.kernel, c.x[0] * c.x[2]), Precision::f32)));
 }
@@ -450,7 +384,7 @@ class Pool : public CudaNnParam<PoolCase> {
  protected:
   void run(Precision prec) {
     const PoolCase& c = GetParam();
-    Arg a{c.x, c.layout};
+    Arg a = unit(c.x, c.layout);
     a.quantum = c.quantum;
     auto f = [&](const std::vector<Tensor>& t) {
       return c.max ? nb::max_pool2d(t[0], c.kernel, c.p) : nb::avg_pool2d(t[0], c.kernel, c.p);
@@ -486,7 +420,7 @@ TEST_F(CudaNn, MaxPoolPropagatesNaN_2x2x6x6_k3_s2) {
 }
 
 TEST_F(CudaNn, GlobalAvgPool_4x5x7x9) {
-  EXPECT_TRUE(parity([](const auto& t) { return nb::global_avg_pool2d(t[0]); }, {Arg{{4, 5, 7, 9}}},
+  EXPECT_TRUE(parity([](const auto& t) { return nb::global_avg_pool2d(t[0]); }, {unit({4, 5, 7, 9})},
                      options_for(63, Precision::f32)));
 }
 
@@ -544,7 +478,7 @@ class BatchNorm : public CudaNnParam<BnCase> {
     std::vector<Arg> args = {Arg{c.x, c.layout, c.lo, c.hi}};
     if (c.affine) {
       args.push_back(Arg{{ch}, Layout::contiguous, 0.5, 1.5});
-      args.push_back(Arg{{ch}});
+      args.push_back(unit({ch}));
     }
     auto f = [&](const std::vector<Tensor>& t) {
       const bool gpu = t[0].device().is_cuda();
@@ -568,7 +502,7 @@ class BatchNorm : public CudaNnParam<BnCase> {
     std::vector<Arg> args = {Arg{c.x, c.layout, c.lo, c.hi}};
     if (c.affine) {
       args.push_back(Arg{{ch}, Layout::contiguous, 0.5, 1.5});
-      args.push_back(Arg{{ch}});
+      args.push_back(unit({ch}));
     }
     Tensor rm_g = rm.to(kCuda), rv_g = rv.to(kCuda);
     auto f = [&](const std::vector<Tensor>& t) {

@@ -91,7 +91,6 @@ class Tf32Guard {
 // sums may cancel. float64: about 1e-11. TF32 (nb::set_tf32(true)): 5e-3.
 // Used by the cuda_<family>_parity_test suites, through `using namespace nabla::test::parity`.
 namespace nb = nabla;
-namespace nabla_test = nabla::test;  // TEMP: until the i14 branches are merged
 
 namespace nabla::test::parity {
 

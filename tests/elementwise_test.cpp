@@ -90,6 +90,11 @@ std::vector<GradCase> unary_cases() {
       {"tanh_3x5", [](const Tensors& x) { return nb::tanh(x[0]); }, one({3, 5}, -3, 3)},
       {"gelu_3x5", [](const Tensors& x) { return nb::gelu(x[0]); }, one({3, 5}, -4, 4)},
       {"softplus_3x5", [](const Tensors& x) { return nb::softplus(x[0]); }, one({3, 5}, -8, 8)},
+      {"silu_3x5", [](const Tensors& x) { return nb::silu(x[0]); }, one({3, 5}, -8, 8)},
+      {"silu_of_transposed_4x3", [](const Tensors& x) { return nb::silu(x[0].t()); }, one({4, 3}, -3, 3)},
+      {"hardtanh_default_12", [](const Tensors& x) { return nb::hardtanh(x[0]); }, one({12}, -2, 2, {-1, 1})},
+      {"hardtanh_m0p5_2_3x4", [](const Tensors& x) { return nb::hardtanh(x[0], -0.5, 2); },
+       one({3, 4}, -3, 3, {-0.5, 2})},
       {"softmax_last_4x5", [](const Tensors& x) { return nb::softmax(x[0]); }, one({4, 5})},
       {"softmax_axis0_3x4", [](const Tensors& x) { return nb::softmax(x[0], 0); }, one({3, 4})},
       {"softmax_axis1_2x3x4", [](const Tensors& x) { return nb::softmax(x[0], 1); }, one({2, 3, 4})},
@@ -767,6 +772,86 @@ TEST(Softplus, Values_6_IncludingPlusMinus50) {
   EXPECT_NEAR(z.to_vector<double>()[4], 1.9287498479639178e-22, 1e-28);
 }
 
+TEST(Silu, Values_9) {
+  // silu(x) = x / (1 + e^-x): silu(1) = 0.73105857863000488, silu(-1) = -0.26894142136999512,
+  // silu(2) = 1.7615941559557649, silu(-2) = -0.23840584404423511, silu(0.5) = 0.31122966560092728,
+  // silu(30) = 29.999999999997193, silu(-30) = -2.8072868906517897e-12
+  Tensor y = nb::silu(f64({0, 1, -1, 2, -2, 0.5, 30, -30, 700}));
+  EXPECT_TRUE(values(y, {9},
+                     {0, 0.73105857863000488, -0.26894142136999512, 1.7615941559557649, -0.23840584404423511,
+                      0.31122966560092728, 29.999999999997193, -2.8072868906517897e-12, 700},
+                     kTight));
+  EXPECT_NEAR(y.to_vector<double>()[7], -2.8072868906517897e-12, 1e-25);
+  EXPECT_TRUE(values(nb::silu(f32({0, 1, -1, 2})), {4}, {0, 0.73105857863000488, -0.26894142136999512, 1.7615941559557649}));
+}
+
+TEST(Silu, LargeMagnitudeInfinityAndNaN_LikeSigmoid) {
+  // silu(-100) = -100 e^-100 / (1 + e^-100) = -3.720075976020836e-42; far below it, x * sigmoid(x)
+  // underflows to (-)0. At -inf the limit 0, not -inf * 0; +inf stays +inf; NaN stays NaN.
+  const double inf = kInf;
+  Tensor y = nb::silu(f64({-100, 100, -1000, 1000, -inf, inf, kNaN}));
+  auto v = y.to_vector<double>();
+  EXPECT_NEAR(v[0], -3.720075976020836e-42, 1e-55);
+  EXPECT_EQ(v[1], 100.0);
+  EXPECT_EQ(v[2], 0.0);
+  EXPECT_EQ(v[3], 1000.0);
+  EXPECT_EQ(v[4], 0.0);
+  EXPECT_EQ(v[5], inf);
+  EXPECT_TRUE(std::isnan(v[6]));
+  Tensor z = nb::silu(f32({-1000, 1000, -inf, inf, kNaN}));
+  EXPECT_TRUE(values(z, {5}, {0, 1000, 0, inf, kNaN}));
+  // the derivative s (1 + x (1 - s)): 0 at -inf and far below 0, 1 at +inf and far above, NaN at NaN;
+  // at -30: 9.357622968839299e-14 * (1 - 30 (1 - 9.4e-14)) = -2.713710660963134e-12
+  Tensor x = f64({-30, -1000, 1000, -inf, inf, kNaN}).requires_grad_();
+  nb::sum(nb::silu(x)).backward();
+  auto g = x.grad().to_vector<double>();
+  EXPECT_NEAR(g[0], -2.713710660963134e-12, 1e-25);
+  EXPECT_EQ(g[1], 0.0);
+  EXPECT_EQ(g[2], 1.0);
+  EXPECT_EQ(g[3], 0.0);
+  EXPECT_EQ(g[4], 1.0);
+  EXPECT_TRUE(std::isnan(g[5]));
+  Tensor xf = f32({-1000, 1000, -inf, inf, kNaN}).requires_grad_();
+  nb::sum(nb::silu(xf)).backward();
+  EXPECT_TRUE(values(xf.grad(), {5}, {0, 1, 0, 1, kNaN}));
+}
+
+TEST(Silu, DerivativeValues_4) {
+  // silu'(x) = s (1 + x (1 - s)): silu'(0) = 0.5, silu'(1) = 0.92767051187148673,
+  // silu'(-1) = 0.072329488128513268, silu'(-2) = -0.090784248784895479
+  EXPECT_TRUE(values(grad_of(nb::silu, {0, 1, -1, -2}), {4},
+                     {0.5, 0.92767051187148673, 0.072329488128513268, -0.090784248784895479}, kTight));
+}
+
+TEST(Hardtanh, DefaultAndCustomBounds_InfAndNaN) {
+  const double inf = kInf;
+  EXPECT_TRUE(values(nb::hardtanh(f32({-2, -1, -0.5, 0, 0.5, 1, 2, -inf, inf, kNaN})), {10},
+                     {-1, -1, -0.5, 0, 0.5, 1, 1, -1, 1, kNaN}));
+  EXPECT_TRUE(values(nb::hardtanh(f64({-3, -0.5, 0.25, 2, 7}), -0.5, 2), {5}, {-0.5, -0.5, 0.25, 2, 2}, kTight));
+  EXPECT_TRUE(values(nb::hardtanh(f64({-1, 0.5, 1}), 0.5, 0.5), {3}, {0.5, 0.5, 0.5}, kTight));  // equal bounds
+}
+
+TEST(Hardtanh, GradientZeroAtAndBeyondTheBounds_AsPyTorch) {
+  // PyTorch's hardtanh_backward: 0 where x <= min_val or x >= max_val, the incoming gradient elsewhere
+  // (NaN included).
+  Tensor x = f64({-2, -1, -0.999, 0, 0.999, 1, 2, kNaN}).requires_grad_();
+  nb::sum(nb::hardtanh(x)).backward();
+  EXPECT_TRUE(values(x.grad(), {8}, {0, 0, 1, 1, 1, 0, 0, 1}));
+  Tensor y = f32({-0.5, 0, 2, 3}).requires_grad_();
+  nb::sum(nb::hardtanh(y, -0.5, 2) * 3.0).backward();
+  EXPECT_TRUE(values(y.grad(), {4}, {0, 3, 0, 0}));
+  Tensor z = f64({0.5}).requires_grad_();
+  nb::sum(nb::hardtanh(z, 0.5, 0.5)).backward();
+  EXPECT_TRUE(values(z.grad(), {1}, {0}));
+}
+
+TEST(Hardtanh, MinAboveMaxIsAnErrorNamingBoth) {
+  std::string msg = error_of([] { nb::hardtanh(f64({1}), 2, 1.5); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("hardtanh:"), HasSubstr("min_val 2"), HasSubstr("max_val 1.5")));
+  msg = error_of([] { nb::hardtanh(nb::zeros({2}), 0.25, -0.25); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("hardtanh:"), HasSubstr("min_val 0.25"), HasSubstr("max_val -0.25")));
+}
+
 TEST(Softmax, LastAxis_2x3) {
   // softmax(1, 2, 3) = (0.09003057317038046, 0.24472847105479764, 0.6652409557748218); equal logits: 1/3
   Tensor y = nb::softmax(f32({1, 2, 3, 0, 0, 0}, {2, 3}));
@@ -969,6 +1054,17 @@ std::vector<UnaryCase> unary_cases() {
        10,
        {},
        [](double x) { return std::log(1 + std::exp(x)); }},
+      {"silu", UnaryOp::silu, 0, 0, -20, 20, {}, [](double x) { return x / (1 + std::exp(-x)); }},
+      {"hardtanh_m0p5_2",
+       UnaryOp::hardtanh,
+       -0.5,
+       2,
+       -3,
+       3,
+       {-0.5, 2},
+       [](double x) { return x < -0.5 ? -0.5
+                             : x > 2  ? 2
+                                      : x; }},
   };
 }
 
@@ -1069,6 +1165,14 @@ TEST(CpuUnaryKinks, ClampDerivativeIsOneStrictlyInside_m1_2) {
   EXPECT_EQ(derivative_at(UnaryOp::clamp, 2.0, -1, 2), 0.0);
   EXPECT_EQ(derivative_at(UnaryOp::clamp, -3.0, -1, 2), 0.0);
   EXPECT_EQ(derivative_at(UnaryOp::clamp, 0.5, -1, 2), 1.0);
+}
+
+TEST(CpuUnaryKinks, HardtanhDerivativeIsZeroAtTheBounds_m1_2) {
+  EXPECT_EQ(derivative_at(UnaryOp::hardtanh, -1.0, -1, 2), 0.0);
+  EXPECT_EQ(derivative_at(UnaryOp::hardtanh, 2.0, -1, 2), 0.0);
+  EXPECT_EQ(derivative_at(UnaryOp::hardtanh, 3.0, -1, 2), 0.0);
+  EXPECT_EQ(derivative_at(UnaryOp::hardtanh, 0.5, -1, 2), 1.0);
+  EXPECT_EQ(derivative_at(UnaryOp::hardtanh, kNaN, -1, 2), 1.0);  // PyTorch's: NaN is not at or beyond a bound
 }
 
 TEST(CpuUnaryKinks, PowDerivativeFormulaAndZeroExponent) {

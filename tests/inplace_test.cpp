@@ -3,7 +3,7 @@
 // through an op whose saved tensor changed since throws instead of giving a wrong gradient.
 #include "test_util.h"
 
-#include <nabla/core/ops/optim.h>
+#include <nabla/core/ops/foreach.h>
 #include <nabla/layers/dense.h>
 #include <nabla/optim/optimizer.h>
 

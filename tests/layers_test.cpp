@@ -136,11 +136,32 @@ TEST(Activations, LayersMatchOps) {
   same(nb::Sigmoid(), nb::sigmoid(x));
   same(nb::Tanh(), nb::tanh(x));
   same(nb::GELU(), nb::gelu(x));
+  same(nb::SiLU(), nb::silu(x));
+  same(nb::Hardtanh(), nb::hardtanh(x));
+  same(nb::Hardtanh(-0.25, 1.5), nb::hardtanh(x, -0.25, 1.5));
   same(nb::Softmax(), nb::softmax(x, -1));
   same(nb::LogSoftmax(0), nb::log_softmax(x, 0));
   EXPECT_EQ(nb::Flatten()(nb::zeros({2, 3, 4, 5})).shape(), (nb::Shape{2, 60}));
   EXPECT_EQ(nb::Flatten(2)(nb::zeros({2, 3, 4, 5})).shape(), (nb::Shape{2, 3, 20}));
   EXPECT_EQ(nb::LeakyReLU(0.2).to_string(), "LeakyReLU(0.2)");
+  EXPECT_EQ(nb::SiLU().to_string(), "SiLU");
+  EXPECT_EQ(nb::Hardtanh().to_string(), "Hardtanh(min_val=-1, max_val=1)");
+  EXPECT_EQ(nb::Hardtanh(-0.5, 2).to_string(), "Hardtanh(min_val=-0.5, max_val=2)");
+}
+
+TEST(Activations, HardtanhMinAboveMaxIsAnErrorAtConstruction) {
+  EXPECT_THAT(error_of([] { nb::Hardtanh(1, -1); }),
+              ::testing::AllOf(HasSubstr("Hardtanh"), HasSubstr("min_val 1"), HasSubstr("max_val -1")));
+}
+
+TEST(Activations, SiLUAndHardtanhInASequential_Backward) {
+  nb::manual_seed(3);
+  nb::Sequential model{nb::Dense(4, 8), nb::SiLU(), nb::Dense(8, 8), nb::Hardtanh(-0.5, 0.5), nb::Dense(8, 2)};
+  auto x = nb::rand({5, 4}, {}, -1, 1);
+  auto y = model(x);
+  EXPECT_EQ(y.shape(), (nb::Shape{5, 2}));
+  nb::sum(y).backward();
+  for (const auto& p : model.parameters()) EXPECT_TRUE(p.grad().defined());
 }
 
 // Sample moments of each initializer against its defining variance.

@@ -52,8 +52,9 @@ const std::vector<std::string> kPublicOps = {
     // core/ops/conv.h, pool.h, norm.h, embedding.h, rnn.h
     "conv2d", "conv1d", "Padding", "max_pool2d", "avg_pool2d", "global_avg_pool2d", "batch_norm", "embedding",
     "rnn_layer", "last_step",
-    // core/ops/optim.h
-    "update::sgd", "update::adam", "update::adagrad", "update::rmsprop",
+    // core/ops/foreach.h
+    "foreach::copy_", "foreach::sqrt_", "foreach::mul_", "foreach::div_", "foreach::add_", "foreach::addcmul_",
+    "foreach::addcdiv_", "foreach::lerp_", "foreach::clone", "foreach::sqrt", "foreach::add",
     // core/tensor.h: methods
     "Tensor::empty", "size", "data", "requires_grad_", "set_grad", "backward", "reshape", "view", "flatten",
     "transpose", "slice", "unsqueeze", "squeeze", "expand", "to", "item", "copy_", "set_data",
@@ -204,33 +205,27 @@ std::vector<Row> rows() {
   row("last_step", "rank", [] { last_step(F({5})); }, {"last_step", "[5]"});
   row("last_step", "empty sequence", [] { last_step(F({0, 2, 3})); }, {"last_step", "[0, 2, 3]"});
 
-  // ---- optim.h (update kernels)
-  auto group = [](Shape p, Shape g) {
-    update::Group gr;
-    gr.params = {F(p)};
-    gr.grads = {F(g)};
-    gr.state0 = {F(p)};
-    gr.state1 = {F(p)};
-    gr.state2 = {F(p)};
-    gr.steps = {1};
-    return gr;
-  };
-  row("update::sgd", "grad shape", [=] { update::sgd(group({3}, {4}), 0.1, 0, 0, 0, false); },
-      {"SGD", "[3]", "[4]"});
-  row("update::adam", "grad shape", [=] { update::adam(group({3}, {2, 2}), 0.1, 0.9, 0.999, 1e-8, 0, false); },
-      {"Adam", "[3]", "[2, 2]"});
-  row("update::adagrad", "grad shape", [=] { update::adagrad(group({2}, {3}), 0.1, 0, 0, 1e-10); },
-      {"Adagrad", "[2]", "[3]"});
-  row("update::rmsprop", "grad shape", [=] { update::rmsprop(group({2}, {3}), 0.1, 0.99, 1e-8, 0, 0, false); },
-      {"RMSprop", "[2]", "[3]"});
-  row("update::sgd", "int params", [] {
-        update::Group gr;
-        gr.params = {I({2})};
-        gr.grads = {I({2})};
-        gr.state0 = {I({2})};
-        gr.steps = {1};
-        update::sgd(gr, 0.1, 0.9, 0, 0, false);
-      }, {"SGD", "int64"});
+  // ---- foreach.h (multi-tensor arithmetic): the list's index, and what was expected vs what came
+  using TL = foreach::TensorList;
+  row("foreach::copy_", "shape", [] { foreach::copy_(TL{F({3}), F({2})}, TL{F({3}), F({4})}); },
+      {"foreach::copy_", "tensor 1", "[4]", "[2]"});
+  row("foreach::sqrt_", "int64", [] { foreach::sqrt_(TL{F({2}), I({2})}); }, {"foreach::sqrt_", "tensor 1", "int64"});
+  row("foreach::mul_", "scalar count", [] { foreach::mul_(TL{F({2}), F({3})}, std::vector<double>{0.5}); },
+      {"foreach::mul_", "1 scalars", "2 tensors"});
+  row("foreach::div_", "undefined", [] { foreach::div_(TL{F({2}), Tensor()}, 2.0); },
+      {"foreach::div_", "tensor 1", "undefined"});
+  row("foreach::add_", "list length", [] { foreach::add_(TL{F({2}), F({3})}, TL{F({2})}); },
+      {"foreach::add_", "'y'", "1 tensors", "expected 2"});
+  row("foreach::addcmul_", "dtype", [] { foreach::addcmul_(TL{F({2})}, TL{F({2})}, TL{D({2})}); },
+      {"foreach::addcmul_", "'z'", "float64", "float32"});
+  row("foreach::addcdiv_", "shape", [] { foreach::addcdiv_(TL{F({2, 3})}, TL{F({3, 2})}, TL{F({2, 3})}); },
+      {"foreach::addcdiv_", "'y'", "[3, 2]", "[2, 3]"});
+  row("foreach::lerp_", "not contiguous", [] { foreach::lerp_(TL{F({3, 2})}, TL{F({2, 3}).t()}, 0.1); },
+      {"foreach::lerp_", "'y'", "[3, 2]", "contiguous"});
+  row("foreach::clone", "int64", [] { foreach::clone(TL{I({2})}); }, {"foreach::clone", "int64"});
+  row("foreach::sqrt", "undefined", [] { foreach::sqrt(TL{Tensor()}); }, {"foreach::sqrt", "tensor 0", "undefined"});
+  row("foreach::add", "dtype", [] { foreach::add(TL{D({2})}, TL{F({2})}, 0.1); },
+      {"foreach::add", "float32", "float64"});
 
   // ---- Tensor methods
   row("Tensor::empty", "negative", [] { Tensor::empty({2, -3}); }, {"Tensor::empty", "[2, -3]"});

@@ -97,29 +97,8 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   return out;
 }
 
-const char* unary_name(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::neg: return "neg";
-    case UnaryOp::exp: return "exp";
-    case UnaryOp::log: return "log";
-    case UnaryOp::sqrt: return "sqrt";
-    case UnaryOp::abs: return "abs";
-    case UnaryOp::relu: return "relu";
-    case UnaryOp::leaky_relu: return "leaky_relu";
-    case UnaryOp::elu: return "elu";
-    case UnaryOp::sigmoid: return "sigmoid";
-    case UnaryOp::tanh: return "tanh";
-    case UnaryOp::gelu: return "gelu";
-    case UnaryOp::pow: return "pow";
-    case UnaryOp::clamp: return "clamp";
-    case UnaryOp::affine: return "affine";
-    case UnaryOp::softplus: return "softplus";
-  }
-  return "unary";
-}
-
 Tensor unary(UnaryOp op, const Tensor& x_in, double a = 0, double b = 0) {
-  const char* name = unary_name(op);
+  const char* name = unary_op_name(op);
   detail::check_float(x_in, name, "x");
   Tensor x = x_in.contiguous();
   Tensor y = Tensor::empty(x.shape(), x.options(), name);
@@ -178,25 +157,23 @@ Tensor ge(const Tensor& a, const Tensor& b) { return binary_raw(BinaryOp::ge, a,
 Tensor lt(const Tensor& a, const Tensor& b) { return binary_raw(BinaryOp::lt, a, b); }
 Tensor le(const Tensor& a, const Tensor& b) { return binary_raw(BinaryOp::le, a, b); }
 
-Tensor neg(const Tensor& x) { return unary(UnaryOp::neg, x); }
-Tensor exp(const Tensor& x) { return unary(UnaryOp::exp, x); }
-Tensor log(const Tensor& x) { return unary(UnaryOp::log, x); }
-Tensor sqrt(const Tensor& x) { return unary(UnaryOp::sqrt, x); }
-Tensor abs(const Tensor& x) { return unary(UnaryOp::abs, x); }
+#define NABLA_UNARY_DEFINE_(name) \
+  Tensor name(const Tensor& x) { return unary(UnaryOp::name, x); }
+NABLA_UNARY_OPS(NABLA_UNARY_DEFINE_, NABLA_UNARY_SKIP)
+#undef NABLA_UNARY_DEFINE_
+
 Tensor pow(const Tensor& x, double exponent) { return unary(UnaryOp::pow, x, exponent); }
 Tensor clamp(const Tensor& x, double lo, double hi) {
   NABLA_CHECK(!(lo > hi), "clamp: lower bound {} is above upper bound {}", lo, hi);
   return unary(UnaryOp::clamp, x, lo, hi);
 }
 Tensor affine(const Tensor& x, double scale, double shift) { return unary(UnaryOp::affine, x, scale, shift); }
-
-Tensor relu(const Tensor& x) { return unary(UnaryOp::relu, x); }
 Tensor leaky_relu(const Tensor& x, double slope) { return unary(UnaryOp::leaky_relu, x, slope); }
 Tensor elu(const Tensor& x, double alpha) { return unary(UnaryOp::elu, x, alpha); }
-Tensor sigmoid(const Tensor& x) { return unary(UnaryOp::sigmoid, x); }
-Tensor tanh(const Tensor& x) { return unary(UnaryOp::tanh, x); }
-Tensor gelu(const Tensor& x) { return unary(UnaryOp::gelu, x); }
-Tensor softplus(const Tensor& x) { return unary(UnaryOp::softplus, x); }
+Tensor hardtanh(const Tensor& x, double min_val, double max_val) {
+  NABLA_CHECK(!(min_val > max_val), "hardtanh: min_val {} is greater than max_val {}", min_val, max_val);
+  return unary(UnaryOp::hardtanh, x, min_val, max_val);
+}
 
 Tensor softmax(const Tensor& x, int64_t axis) { return softmax_impl(x, axis, false); }
 Tensor log_softmax(const Tensor& x, int64_t axis) { return softmax_impl(x, axis, true); }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <nabla/core/tensor.h>
+#include <nabla/core/unary_ops.h>
 
 namespace nabla {
 
@@ -21,22 +22,22 @@ Tensor ge(const Tensor& a, const Tensor& b);
 Tensor lt(const Tensor& a, const Tensor& b);
 Tensor le(const Tensor& a, const Tensor& b);
 
-Tensor neg(const Tensor& x);
-Tensor exp(const Tensor& x);
-Tensor log(const Tensor& x);
-Tensor sqrt(const Tensor& x);
-Tensor abs(const Tensor& x);                  // gradient sign(x), 0 at 0
+// The unary ops without scalars, one `Tensor name(const Tensor& x)` per PLAIN entry of
+// NABLA_UNARY_OPS in core/unary_ops.h, where each formula and its gradient are written:
+// neg, exp, log, sqrt, abs (gradient sign(x), 0 at 0), relu, sigmoid, tanh, gelu (exact:
+// x * Phi(x)), softplus, and those added since.
+#define NABLA_UNARY_DECLARE_(name) Tensor name(const Tensor& x);
+NABLA_UNARY_OPS(NABLA_UNARY_DECLARE_, NABLA_UNARY_SKIP)
+#undef NABLA_UNARY_DECLARE_
+
+// The unary ops with scalars.
 Tensor pow(const Tensor& x, double exponent);
 Tensor clamp(const Tensor& x, double lo, double hi);  // gradient 1 strictly inside (lo, hi)
 Tensor affine(const Tensor& x, double scale, double shift);  // scale*x + shift
-
-Tensor relu(const Tensor& x);
 Tensor leaky_relu(const Tensor& x, double negative_slope = 0.01);
 Tensor elu(const Tensor& x, double alpha = 1.0);
-Tensor sigmoid(const Tensor& x);
-Tensor tanh(const Tensor& x);
-Tensor gelu(const Tensor& x);  // exact: x * Phi(x)
-Tensor softplus(const Tensor& x);
+// min(max(x, min_val), max_val), gradient 1 strictly inside (min_val, max_val), as PyTorch's.
+Tensor hardtanh(const Tensor& x, double min_val = -1.0, double max_val = 1.0);
 
 // Softmax and log-softmax along `axis` (default: the last).
 Tensor softmax(const Tensor& x, int64_t axis = -1);
