@@ -113,11 +113,7 @@ dnnl::primitive_attr user_scratchpad() {
   return attr;
 }
 
-memory::desc any(const memory::dims& d) {
-  static const bool plain = std::getenv("NABLA_DNNL_PLAIN") != nullptr;  // EXPERIMENT
-  if (plain && d.size() == 4) return memory::desc(d, dt::f32, tag::nchw);
-  return memory::desc(d, dt::f32, tag::any);
-}
+memory::desc any(const memory::dims& d) { return memory::desc(d, dt::f32, tag::any); }
 
 Plan& plan_for(const Conv2dShape& s) {
   thread_local std::map<Key, std::unique_ptr<Plan>> plans;

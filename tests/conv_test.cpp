@@ -4,6 +4,7 @@
 // and the layers (Conv2d, Conv1d, MaxPool2d, AvgPool2d, GlobalAvgPool2d, BatchNorm1d/2d).
 #include "test_util.h"
 
+#include <nabla/cpu/dnnl_conv.h>
 #include <nabla/layers/layers.h>
 
 #include <cmath>
@@ -257,6 +258,98 @@ TEST_P(ConvGrad, Float64GradientAndFloat32Agreement) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Nn, ConvGrad, ::testing::ValuesIn(grad_cases()), grad_case_name);
+
+// ---- float32 on oneDNN against the reference kernels ------------------------------------------
+
+// float32 convolutions run on oneDNN when the build has it (cpu/dnnl_conv.h); nabla's im2col +
+// GEMM kernels are the reference. Both compute each output as a float32 sum of the same K terms
+// in some order, so each is within gamma_K * sum|terms| of the exact value (gamma_K = K u / (1 - K u),
+// u = 2^-24) and they differ by at most twice that. sum|terms| is the same convolution of the
+// absolute values, in float64: forward conv(|x|, |w|) + |b| (K = c/groups kh kw + 1), backward data
+// conv^T(|dy|, |w|) (K = k/groups kh kw), backward weight corr(|dy|, |x|) (K = n oh ow), bias
+// sum |dy| (K = n oh ow).
+struct DnnlCase {
+  std::string name;
+  int64_t n, c, h, w, k, kh, kw;
+  nb::Conv2dParams p;
+};
+
+class ConvDnnl : public ::testing::TestWithParam<DnnlCase> {};
+
+struct ConvRun {
+  std::vector<double> y, dx, dw, db;
+};
+
+ConvRun run_conv(const Tensor& x0, const Tensor& w0, const Tensor& b0, const Tensor& dy, const nb::Conv2dParams& p) {
+  Tensor x = x0.detach().clone(), w = w0.detach().clone(), b = b0.detach().clone();
+  x.requires_grad_(true);
+  w.requires_grad_(true);
+  b.requires_grad_(true);
+  Tensor y = nb::conv2d(x, w, b, p);
+  nb::sum(nb::mul(y, dy)).backward();
+  return {y.to_vector<double>(), x.grad().to_vector<double>(), w.grad().to_vector<double>(),
+          b.grad().to_vector<double>()};
+}
+
+::testing::AssertionResult within(const std::vector<double>& got, const std::vector<double>& ref,
+                                  const std::vector<double>& magnitude, int64_t terms, const std::string& what) {
+  const double u = std::ldexp(1.0, -24), gamma = double(terms) * u / (1 - double(terms) * u);
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double allowed = 2 * gamma * magnitude[i] + 1e-30;
+    if (!(std::abs(got[i] - ref[i]) <= allowed))
+      return ::testing::AssertionFailure() << what << "[" << i << "]: oneDNN " << got[i] << ", reference " << ref[i]
+                                           << ", |diff| " << std::abs(got[i] - ref[i]) << " > bound " << allowed
+                                           << " (K = " << terms << ")";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+TEST_P(ConvDnnl, Float32MatchesTheReferenceKernelsWithinTheRoundingBound) {
+  if (!nb::cpu::dnnl_conv::enabled()) GTEST_SKIP() << "built without oneDNN, or NABLA_CPU_DNNL=0";
+  const DnnlCase& c = GetParam();
+  nb::manual_seed(7);
+  Tensor x = nb::rand({c.n, c.c, c.h, c.w}, kF32, -1, 1);
+  Tensor w = nb::rand({c.k, c.c / c.p.groups, c.kh, c.kw}, kF32, -1, 1);
+  Tensor b = nb::rand({c.k}, kF32, -1, 1);
+  Tensor y_shape = nb::conv2d(x, w, b, c.p);
+  Tensor dy = nb::rand(y_shape.shape(), kF32, -1, 1);
+
+  const ConvRun on = run_conv(x, w, b, dy, c.p);
+  const bool was = nb::cpu::dnnl_conv::set_enabled(false);
+  const ConvRun ref = run_conv(x, w, b, dy, c.p);
+  nb::cpu::dnnl_conv::set_enabled(was);
+
+  // The magnitudes: the same convolution of |x|, |w|, |b|, |dy| in float64.
+  Tensor ax = nb::abs(x).to(DType::float64), aw = nb::abs(w).to(DType::float64), ab = nb::abs(b).to(DType::float64);
+  const ConvRun mag = run_conv(ax, aw, ab, nb::abs(dy).to(DType::float64), c.p);
+  const int64_t oh = y_shape.size(2), ow = y_shape.size(3);
+  EXPECT_TRUE(within(on.y, ref.y, mag.y, c.c / c.p.groups * c.kh * c.kw + 1, "y"));
+  EXPECT_TRUE(within(on.dx, ref.dx, mag.dx, c.k / c.p.groups * c.kh * c.kw, "dx"));
+  EXPECT_TRUE(within(on.dw, ref.dw, mag.dw, c.n * oh * ow, "dweight"));
+  EXPECT_TRUE(within(on.db, ref.db, mag.db, c.n * oh * ow, "dbias"));
+}
+
+std::vector<DnnlCase> dnnl_cases() {
+  using P = nb::Conv2dParams;
+  return {
+      {"k3_p1", 2, 3, 9, 11, 4, 3, 3, P{.padding = 1}},
+      {"k3_s2", 3, 4, 10, 9, 5, 3, 3, P{.stride = 2}},
+      {"k5_s2_p2", 2, 3, 13, 12, 4, 5, 5, P{.stride = 2, .padding = 2}},
+      {"dilation2", 2, 3, 11, 10, 4, 3, 3, P{.padding = 2, .dilation = 2}},
+      {"rect_s2x1_p1x2", 2, 3, 9, 8, 4, 3, 5, P{.stride = nb::Size2(2, 1), .padding = nb::Padding(1, 2)}},
+      {"groups2", 2, 6, 8, 8, 4, 3, 3, P{.padding = 1, .groups = 2}},
+      {"depthwise", 2, 8, 9, 9, 8, 3, 3, P{.padding = 1, .groups = 8}},
+      {"k1", 3, 16, 7, 7, 24, 1, 1, P{}},
+      {"k1_s2", 2, 8, 9, 9, 8, 1, 1, P{.stride = 2}},
+      {"batch1_c1", 1, 1, 28, 28, 32, 3, 3, P{.padding = 1}},
+      {"same", 2, 3, 10, 11, 4, 4, 4, P{.padding = nb::Padding("same")}},
+      {"cifar_like", 4, 32, 15, 15, 64, 3, 3, P{}},
+      {"mnist_like", 8, 32, 14, 14, 64, 3, 3, P{.padding = 1}},
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(Conv2d, ConvDnnl, ::testing::ValuesIn(dnnl_cases()),
+                         [](const auto& info) { return info.param.name; });
 
 // ---- pooling values ---------------------------------------------------------------------------
 
