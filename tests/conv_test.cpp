@@ -274,6 +274,8 @@ struct DnnlCase {
   nb::Conv2dParams p;
 };
 
+void PrintTo(const DnnlCase& c, std::ostream* os) { *os << c.name; }
+
 class ConvDnnl : public ::testing::TestWithParam<DnnlCase> {};
 
 struct ConvRun {
