@@ -1,7 +1,9 @@
 // CPU max and average pooling, parallel over the (n, c) planes.
 #include <nabla/cpu/cpu_backend.h>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace nabla::cpu {
 
@@ -25,29 +27,121 @@ void for_each_plane(const Pool2dShape& s, Body&& body) {
   });
 }
 
+// The maximum of the window whose rows are [y0, y1) and columns [x0, x1) of plane xp (row
+// length w), and its index: the first maximum in row-major order wins, and the first NaN wins over
+// everything. Branch-free (random data would mispredict every comparison).
+template <typename T>
+inline void window_max(const T* xp, int64_t w, int64_t y0, int64_t y1, int64_t x0, int64_t x1, T* out,
+                       int64_t* out_index) {
+  int64_t best = y0 * w + x0;
+  T bv = xp[best];
+  for (int64_t iy = y0; iy < y1; ++iy) {
+    for (int64_t ix = x0; ix < x1; ++ix) {
+      const T v = xp[iy * w + ix];
+      const bool take = (v > bv) | ((v != v) & (bv == bv));
+      bv = take ? v : bv;
+      best = take ? iy * w + ix : best;
+    }
+  }
+  *out = bv;
+  *out_index = best;
+}
+
+// window_max for a K x K window that lies inside the plane, K known at compile time so the
+// loops unroll (the common 2 x 2 and 3 x 3 pools spend most of their time in the general loop's
+// bookkeeping otherwise). The same comparisons in the same order: the same result.
+template <int K, typename T>
+inline void window_max_fixed(const T* xp, int64_t w, int64_t y0, int64_t x0, T* out, int64_t* out_index) {
+  int64_t best = y0 * w + x0;
+  T bv = xp[best];
+#pragma GCC unroll 4
+  for (int iy = 0; iy < K; ++iy) {
+#pragma GCC unroll 4
+    for (int ix = 0; ix < K; ++ix) {
+      const int64_t at = (y0 + iy) * w + x0 + ix;
+      const T v = xp[at];
+      const bool take = (v > bv) | ((v != v) & (bv == bv));
+      bv = take ? v : bv;
+      best = take ? at : best;
+    }
+  }
+  *out = bv;
+  *out_index = best;
+}
+
+// Outputs [ox0, ox1) of one row of a 2 x 2, stride 2 pool whose windows lie inside the plane,
+// starting at input row r0 (the next row r1 = r0 + w) and column 2 ox - pad_w: the same choices as
+// window_max (first maximum in row-major order, first NaN), made for many outputs at once so that
+// the loop vectorizes; `pick` is scratch for the position (0..3) chosen in each window.
+template <typename T>
+void max_row_2x2s2(const T* r0, int64_t w, int64_t row_start, int64_t col_shift, int64_t ox0, int64_t ox1,
+                   T* yr, int64_t* ir, int32_t* pick) {
+  const T* r1 = r0 + w;
+  for (int64_t ox = ox0; ox < ox1; ++ox) {
+    const int64_t xs = 2 * ox - col_shift;
+    const T a = r0[xs], b = r0[xs + 1], c = r1[xs], d = r1[xs + 1];
+    // Written as ifs, which GCC if-converts and vectorizes (the branch-free select form of
+    // window_max it does not): take when larger, or when NaN over a number (!(v <= bv)), and
+    // never over a NaN (bv == bv).
+    T bv = a;
+    int32_t k = 0;
+    if (!(b <= bv) && bv == bv) {
+      bv = b;
+      k = 1;
+    }
+    if (!(c <= bv) && bv == bv) {
+      bv = c;
+      k = 2;
+    }
+    if (!(d <= bv) && bv == bv) {
+      bv = d;
+      k = 3;
+    }
+    yr[ox] = bv;
+    pick[ox] = k;
+  }
+  for (int64_t ox = ox0; ox < ox1; ++ox)
+    ir[ox] = row_start + 2 * ox - col_shift + (pick[ox] & 1) + (pick[ox] >> 1) * w;
+}
+
 template <typename T>
 void max_forward(T* y, int64_t* indices, const T* x, const Pool2dShape& s) {
+  // Outputs [ox_lo, ox_hi) of a row have windows inside the plane in x (no padding, no clipping).
+  const int64_t ox_lo = std::min(s.ow, (s.pad_w + s.stride_w - 1) / s.stride_w);
+  const int64_t room = s.w + s.pad_w - s.kw;  // the last start column whose window fits, padded
+  const int64_t ox_hi = room < 0 ? ox_lo : std::max(ox_lo, std::min(s.ow, room / s.stride_w + 1));
+  const int fixed = s.kh == s.kw && (s.kh == 2 || s.kh == 3) ? int(s.kh) : 0;
+  const bool two_by_two = fixed == 2 && s.stride_h == 2 && s.stride_w == 2;
   for_each_plane(s, [&](int64_t pl) {
     const T* xp = x + pl * s.h * s.w;
     T* yp = y + pl * s.oh * s.ow;
     int64_t* ip = indices + pl * s.oh * s.ow;
+    std::vector<int32_t> pick(two_by_two ? size_t(s.ow) : 0);
     for (int64_t oy = 0; oy < s.oh; ++oy) {
+      T* yr = yp + oy * s.ow;
+      int64_t* ir = ip + oy * s.ow;
+      const int64_t ys = oy * s.stride_h - s.pad_h;
+      const bool rows_inside = ys >= 0 && ys + s.kh <= s.h;
+      if (rows_inside && two_by_two && ox_lo < ox_hi)
+        max_row_2x2s2(xp + ys * s.w, s.w, ys * s.w, s.pad_w, ox_lo, ox_hi, yr, ir, pick.data());
       for (int64_t ox = 0; ox < s.ow; ++ox) {
-        const Window wd = window(s, oy, ox);
-        // Branch-free (random data would mispredict every comparison): an element takes over
-        // when it is larger, or when it is the first NaN.
-        int64_t best = wd.y0 * s.w + wd.x0;
-        T bv = xp[best];
-        for (int64_t iy = wd.y0; iy < wd.y1; ++iy) {
-          for (int64_t ix = wd.x0; ix < wd.x1; ++ix) {
-            const T v = xp[iy * s.w + ix];
-            const bool take = (v > bv) | ((v != v) & (bv == bv));
-            bv = take ? v : bv;
-            best = take ? iy * s.w + ix : best;
+        const int64_t xs = ox * s.stride_w - s.pad_w;
+        if (rows_inside && ox >= ox_lo && ox < ox_hi) {
+          if (two_by_two) {
+            ox = ox_hi - 1;  // done above
+            continue;
+          }
+          if (fixed == 2) {
+            window_max_fixed<2>(xp, s.w, ys, xs, yr + ox, ir + ox);
+            continue;
+          }
+          if (fixed == 3) {
+            window_max_fixed<3>(xp, s.w, ys, xs, yr + ox, ir + ox);
+            continue;
           }
         }
-        yp[oy * s.ow + ox] = bv;
-        ip[oy * s.ow + ox] = best;
+        const Window wd = window(s, oy, ox);
+        window_max(xp, s.w, wd.y0, wd.y1, wd.x0, wd.x1, yr + ox, ir + ox);
       }
     }
   });

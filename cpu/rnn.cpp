@@ -11,6 +11,7 @@
 #include <nabla/cpu/cpu_backend.h>
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -146,14 +147,23 @@ void rnn_forward_impl(const RnnShape& rs, T* y, T* hy, T* cy, T* reserve, const 
   }
 }
 
-// Row sums of a (rows, cols) matrix into out (cols), in double, added when `add`.
+// Column sums of a row-major (rows, cols) matrix into out (cols), each in double over the rows
+// in order. Threads take blocks of columns and walk the rows, so every read is a contiguous run
+// of a row (a column-at-a-time walk strides by cols and misses the cache on every element).
 template <typename T>
 void column_sums(T* out, const T* a, int64_t rows, int64_t cols) {
-  parallel_for(cols, rows, [&](int64_t begin, int64_t end) {
-    for (int64_t j = begin; j < end; ++j) {
-      double acc = 0;
-      for (int64_t r = 0; r < rows; ++r) acc += double(a[r * cols + j]);
-      out[j] = T(acc);
+  constexpr int64_t kBlock = 64;
+  const int64_t blocks = (cols + kBlock - 1) / kBlock;
+  parallel_for(blocks, rows * kBlock, [&](int64_t begin, int64_t end) {
+    double acc[kBlock];
+    for (int64_t blk = begin; blk < end; ++blk) {
+      const int64_t j0 = blk * kBlock, nj = std::min(kBlock, cols - j0);
+      std::fill(acc, acc + nj, 0.0);
+      for (int64_t r = 0; r < rows; ++r) {
+        const T* row = a + r * cols + j0;
+        for (int64_t j = 0; j < nj; ++j) acc[j] += double(row[j]);
+      }
+      for (int64_t j = 0; j < nj; ++j) out[j0 + j] = T(acc[j]);
     }
   });
 }
@@ -253,7 +263,10 @@ void backward_direction(const RnnShape& rs, int64_t d, T* dx, T* dhx, T* dcx, T*
   blas_gemm(true, false, m.GH, m.H, m.B, T(1), dgh + first * m.B * m.GH, m.GH, h0, m.H, T(0), dw_hh, m.H);
   if (m.T > 1) blas_gemm(true, false, m.GH, m.H, (m.T - 1) * m.B, T(1), dgh_rest, m.GH, h_rest, m.ldy, T(1), dw_hh, m.H);
   column_sums(db_ih, dgx.data(), m.T * m.B, m.GH);
-  column_sums(db_hh, dgh, m.T * m.B, m.GH);
+  if (lstm)  // both biases add to the same pre-activations: the same gradient
+    std::memcpy(db_hh, db_ih, size_t(m.GH) * sizeof(T));
+  else
+    column_sums(db_hh, dgh, m.T * m.B, m.GH);
 }
 
 template <typename T>

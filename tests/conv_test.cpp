@@ -389,6 +389,68 @@ TEST(PoolValues, MaxPoolPropagatesNaN) {
   EXPECT_EQ(v[1], 8);
 }
 
+// Every kernel size, stride and padding the fast paths of the CPU max pool (full 2x2 and 3x3
+// windows) and its general loop split between, against a brute-force reference written here:
+// values drawn from a handful of levels so that windows hold ties, and a few NaNs. The gradient
+// of the sum shows which element each window picked (the first maximum in row-major order, or
+// the first NaN).
+TEST(PoolValues, MaxPoolMatchesABruteForceReferenceWithTiesAndNaNs) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const int64_t h = 7, w = 9;
+  std::vector<double> data(size_t(2 * h * w));
+  uint32_t state = 12345;
+  for (size_t i = 0; i < data.size(); ++i) {
+    state = state * 1664525u + 1013904223u;
+    const uint32_t r = state >> 24;
+    data[i] = r < 8 ? nan : double(r % 4);
+  }
+  for (DType dtype : {DType::float32, DType::float64}) {
+    for (int64_t k = 1; k <= 4; ++k) {
+      for (int64_t stride = 1; stride <= 3; ++stride) {
+        for (int64_t pad = 0; pad <= k / 2; ++pad) {
+          SCOPED_TRACE(::testing::Message() << nb::dtype_name(dtype) << " k " << k << " stride " << stride
+                                            << " pad " << pad);
+          Tensor x = nb::from_vector(data, {1, 2, h, w}, {.dtype = dtype}).requires_grad_(true);
+          Tensor y = nb::max_pool2d(x, k, {.stride = stride, .padding = pad});
+          nb::sum(y).backward();
+          const int64_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+          ASSERT_EQ(y.shape(), Shape({1, 2, oh, ow}));
+          const auto got = y.to(DType::float64).to_vector<double>();
+          const auto grad = x.grad().to(DType::float64).to_vector<double>();
+          std::vector<double> want_grad(data.size(), 0.0);
+          for (int64_t c = 0; c < 2; ++c) {
+            for (int64_t oy = 0; oy < oh; ++oy) {
+              for (int64_t ox = 0; ox < ow; ++ox) {
+                int64_t best = -1;
+                for (int64_t iy = oy * stride - pad; iy < oy * stride - pad + k; ++iy) {
+                  for (int64_t ix = ox * stride - pad; ix < ox * stride - pad + k; ++ix) {
+                    if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                    const int64_t at = (c * h + iy) * w + ix;
+                    if (best < 0) {
+                      best = at;
+                    } else if (!std::isnan(data[size_t(best)]) &&
+                               (std::isnan(data[size_t(at)]) || data[size_t(at)] > data[size_t(best)])) {
+                      best = at;
+                    }
+                  }
+                }
+                ASSERT_GE(best, 0);
+                const double v = got[size_t((c * oh + oy) * ow + ox)];
+                if (std::isnan(data[size_t(best)]))
+                  EXPECT_TRUE(std::isnan(v)) << "output " << c << "," << oy << "," << ox;
+                else
+                  EXPECT_EQ(v, data[size_t(best)]) << "output " << c << "," << oy << "," << ox;
+                want_grad[size_t(best)] += 1.0;
+              }
+            }
+          }
+          EXPECT_EQ(grad, want_grad);
+        }
+      }
+    }
+  }
+}
+
 // ---- batch norm behaviour -----------------------------------------------------------------------
 
 TEST(BatchNormValues, TrainNormalizesPerChannelAndUpdatesRunningStats) {
