@@ -8,7 +8,11 @@
 // Packed weights: per direction w_ih, w_hh, b_ih, b_hh back to back. Reserve, per direction:
 // the activated gates (seq, batch, G hidden) and one more (seq, batch, hidden) block: the cell
 // state c (LSTM) or the recurrent projection of the candidate, h W_hn^T + b_hn (GRU).
+//
+// float32 LSTMs run on oneDNN when the build has it (dnnl_rnn.h). The reserve then starts with a
+// header that says which path wrote it, so that the backward reads it the same way.
 #include <nabla/cpu/cpu_backend.h>
+#include <nabla/cpu/dnnl_rnn.h>
 
 #include <cmath>
 #include <algorithm>
@@ -296,16 +300,35 @@ int64_t CpuBackend::rnn_weight_layout(DType, const RnnShape& s, int64_t* offsets
   return s.directions * per;
 }
 
+namespace {
+
+// The reserve's first bytes: which path wrote the rest.
+constexpr size_t kHeader = 64;
+enum class Path : uint64_t { own = 0x6e61626c61726e31, dnnl = 0x6e61626c61726e32 };
+
+void* payload(void* reserve) { return reserve ? static_cast<char*>(reserve) + kHeader : nullptr; }
+
+}  // namespace
+
 size_t CpuBackend::rnn_reserve_bytes(DType dtype, const RnnShape& s) {
-  return size_t(s.directions * reserve_per_direction(s)) * dtype_size(dtype);
+  check_shape(s);
+  if (dnnl_rnn::handles(dtype, s)) return kHeader + dnnl_rnn::reserve_bytes(s);
+  return kHeader + size_t(s.directions * reserve_per_direction(s)) * dtype_size(dtype);
 }
 
 void CpuBackend::rnn_forward(DType dtype, const RnnShape& s, void* y, void* hy, void* cy, void* reserve, const void* x,
                              const void* hx, const void* cx, const void* w) {
   check_shape(s);
+  if (dnnl_rnn::handles(dtype, s)) {
+    if (reserve) *static_cast<Path*>(reserve) = Path::dnnl;
+    return dnnl_rnn::forward(s, static_cast<float*>(y), static_cast<float*>(hy), static_cast<float*>(cy),
+                             payload(reserve), static_cast<const float*>(x), static_cast<const float*>(hx),
+                             static_cast<const float*>(cx), static_cast<const float*>(w));
+  }
+  if (reserve) *static_cast<Path*>(reserve) = Path::own;
   dispatch_floating(dtype, "rnn_forward", [&](auto tag) {
     using T = decltype(tag);
-    rnn_forward_impl(s, static_cast<T*>(y), static_cast<T*>(hy), static_cast<T*>(cy), static_cast<T*>(reserve),
+    rnn_forward_impl(s, static_cast<T*>(y), static_cast<T*>(hy), static_cast<T*>(cy), static_cast<T*>(payload(reserve)),
                      static_cast<const T*>(x), static_cast<const T*>(hx), static_cast<const T*>(cx),
                      static_cast<const T*>(w));
   });
@@ -315,12 +338,21 @@ void CpuBackend::rnn_backward(DType dtype, const RnnShape& s, void* dx, void* dh
                               const void* dhy, const void* dcy, const void* x, const void* hx, const void* cx,
                               const void* w, const void* y, void* reserve) {
   check_shape(s);
+  const Path path = *static_cast<const Path*>(reserve);
+  if (path == Path::dnnl) {
+    return dnnl_rnn::backward(s, static_cast<float*>(dx), static_cast<float*>(dhx), static_cast<float*>(dcx),
+                              static_cast<float*>(dw), static_cast<const float*>(dy), static_cast<const float*>(dhy),
+                              static_cast<const float*>(dcy), static_cast<const float*>(x),
+                              static_cast<const float*>(hx), static_cast<const float*>(cx),
+                              static_cast<const float*>(w), static_cast<const float*>(y), payload(reserve));
+  }
+  NABLA_ASSERT(path == Path::own);
   dispatch_floating(dtype, "rnn_backward", [&](auto tag) {
     using T = decltype(tag);
     rnn_backward_impl(s, static_cast<T*>(dx), static_cast<T*>(dhx), static_cast<T*>(dcx), static_cast<T*>(dw),
                       static_cast<const T*>(dy), static_cast<const T*>(dhy), static_cast<const T*>(dcy),
                       static_cast<const T*>(x), static_cast<const T*>(hx), static_cast<const T*>(cx),
-                      static_cast<const T*>(w), static_cast<const T*>(y), static_cast<const T*>(reserve));
+                      static_cast<const T*>(w), static_cast<const T*>(y), static_cast<const T*>(payload(reserve)));
   });
 }
 

@@ -4,6 +4,7 @@
 // and shapes, stacking, batch_first, packed parameters that optimizers update), and errors.
 #include "test_util.h"
 
+#include <nabla/cpu/dnnl_conv.h>
 #include <nabla/layers/layers.h>
 #include <nabla/optim/optim.h>
 
@@ -173,6 +174,100 @@ TEST(RnnLayer, NoGradRunsWithoutReserve) {
   nb::RnnLayerResult b = nb::rnn_layer(RnnCell::lstm, x, {}, {}, {w});
   EXPECT_FALSE(b.y.requires_grad());
   EXPECT_TRUE(near(b.y, a.y.to_vector<double>(), a.y.shape(), 0, 0));
+}
+
+// ---- float32 LSTM on oneDNN (cpu/dnnl_rnn.cpp) against nabla's own kernels -------------------
+
+// Every output and gradient of one LSTM layer: y, h, c, then the gradients of x, h0, c0 and of
+// every weight, of the loss sum(r * [y, h, c]) with fixed random r.
+std::vector<std::vector<double>> lstm_everything(const Tensors& inputs, const Tensor& r, int64_t D, DType dtype) {
+  Tensors x;
+  for (const Tensor& t : inputs) x.push_back(t.detach().to(dtype).requires_grad_(true));
+  std::vector<nb::RnnWeights> w;
+  for (int64_t d = 0; d < D; ++d) w.push_back({x[3 + 4 * d], x[4 + 4 * d], x[5 + 4 * d], x[6 + 4 * d]});
+  nb::RnnLayerResult out = nb::rnn_layer(RnnCell::lstm, x[0], x[1], x[2], w);
+  Tensor all = joined(out);
+  nb::sum(nb::mul(all, r.to(dtype))).backward();
+  std::vector<std::vector<double>> res{out.y.to_vector<double>(), out.h.to_vector<double>(),
+                                       out.c.to_vector<double>()};
+  for (const Tensor& t : x) res.push_back(t.grad().to_vector<double>());
+  return res;
+}
+
+struct DnnlRnnCase {
+  std::string name;
+  int64_t T, B, I, H, D;
+};
+
+// Both float32 paths (oneDNN on and off) are held to the float64 result of nabla's own kernels,
+// element by element, to |d| <= tol (1 + |ref|) with tol = 2 gamma_{K T}, u = 2^-24: a dot product
+// of K = I + H + 2 terms per pre-activation, and an error that can travel through T steps of the
+// recurrence (sigmoid and tanh do not amplify it: their slopes are at most 1). Measured here: both
+// paths stay near 1e-7 to 1e-6, oneDNN's no worse than the own kernels'.
+TEST(RnnDnnl, Float32LstmMatchesFloat64AsOwnKernelsDo) {
+  if (!nb::cpu::dnnl_conv::enabled()) GTEST_SKIP() << "built without oneDNN, or NABLA_CPU_DNNL=0";
+  const std::vector<DnnlRnnCase> cases{{"len1", 1, 2, 3, 2, 1},          {"len7_odd_sizes", 7, 3, 5, 6, 1},
+                                       {"bidirectional", 6, 4, 7, 5, 2}, {"wider", 12, 16, 33, 17, 1},
+                                       {"batch1_bidirectional", 9, 1, 8, 16, 2}};
+  const char* names[] = {"y", "h", "c", "dx", "dh0", "dc0"};
+  int differing = 0;  // outputs where the two paths differ in some bit: the oneDNN path did run
+  for (const DnnlRnnCase& k : cases) {
+    SCOPED_TRACE(k.name);
+    nb::manual_seed(41);
+    Tensors in{input({k.T, k.B, k.I}, -1, 1), input({k.D, k.B, k.H}, -0.8, 0.8), input({k.D, k.B, k.H}, -0.8, 0.8)};
+    for (int64_t d = 0; d < k.D; ++d) {
+      nb::RnnWeights w = weights(RnnCell::lstm, k.I, k.H, 0.5);
+      in.insert(in.end(), {w.w_ih, w.w_hh, w.b_ih, w.b_hh});
+    }
+    const Tensor r = input({k.T * k.B * k.D * k.H + 2 * k.D * k.B * k.H}, 0.5, 1.5);
+    const auto ref = lstm_everything(in, r, k.D, DType::float64);
+    const auto dnnl = lstm_everything(in, r, k.D, DType::float32);
+    const bool was = nb::cpu::dnnl_conv::set_enabled(false);
+    const auto own = lstm_everything(in, r, k.D, DType::float32);
+    nb::cpu::dnnl_conv::set_enabled(was);
+    const double u = std::ldexp(1.0, -24), kt = double((k.I + k.H + 2) * k.T);
+    const double tol = 2 * kt * u / (1 - kt * u);
+    for (size_t o = 0; o < ref.size(); ++o) {
+      static const char* kWeights[] = {"dw_ih", "dw_hh", "db_ih", "db_hh"};
+      const std::string what =
+          o < 6 ? names[o] : kWeights[(o - 6) % 4] + ("[" + std::to_string((o - 6) / 4) + "]");
+      ASSERT_EQ(dnnl[o].size(), ref[o].size()) << what;
+      double worst_dnnl = 0, worst_own = 0;
+      for (size_t j = 0; j < ref[o].size(); ++j) {
+        const double scale = 1 + std::abs(ref[o][j]);
+        worst_dnnl = std::max(worst_dnnl, std::abs(dnnl[o][j] - ref[o][j]) / scale);
+        worst_own = std::max(worst_own, std::abs(own[o][j] - ref[o][j]) / scale);
+      }
+      EXPECT_LE(worst_dnnl, tol) << what << ": oneDNN's largest error (own kernels: " << worst_own << ")";
+      EXPECT_LE(worst_own, tol) << what << ": the own kernels' largest error";
+      if (dnnl[o] != own[o]) ++differing;
+    }
+  }
+  EXPECT_GT(differing, 0) << "the oneDNN and own float32 paths agree bit for bit everywhere: oneDNN did not run";
+}
+
+// The backward follows the path its forward took, whatever the switch says in between; inference
+// (no reserve) gives the training forward's values.
+TEST(RnnDnnl, BackwardFollowsItsForwardAndInferenceAgrees) {
+  if (!nb::cpu::dnnl_conv::enabled()) GTEST_SKIP() << "built without oneDNN, or NABLA_CPU_DNNL=0";
+  nb::manual_seed(43);
+  nb::RnnWeights w64 = weights(RnnCell::lstm, 6, 5, 0.5);
+  nb::RnnWeights w{w64.w_ih.to(DType::float32), w64.w_hh.to(DType::float32), w64.b_ih.to(DType::float32),
+                   w64.b_hh.to(DType::float32)};
+  const Tensor x0 = input({8, 3, 6}, -1, 1).to(DType::float32);
+  auto gradient = [&](bool flip_between) {
+    Tensor x = x0.detach().clone().requires_grad_(true);
+    Tensor y = nb::rnn_layer(RnnCell::lstm, x, {}, {}, {w}).y;
+    const bool was = nb::cpu::dnnl_conv::set_enabled(!flip_between);
+    nb::sum(y).backward();
+    nb::cpu::dnnl_conv::set_enabled(was);
+    return std::make_pair(y.to_vector<double>(), x.grad().to_vector<double>());
+  };
+  const auto straight = gradient(false), flipped = gradient(true);
+  EXPECT_EQ(straight.second, flipped.second);
+  nb::NoGrad ng;
+  const Tensor y_inference = nb::rnn_layer(RnnCell::lstm, x0, {}, {}, {w}).y;
+  EXPECT_TRUE(near(y_inference, straight.first, y_inference.shape(), 1e-6, 1e-6));
 }
 
 // ---- embedding --------------------------------------------------------------------------------

@@ -1,0 +1,333 @@
+// oneDNN LSTM for the CPU backend (see dnnl_rnn.h).
+//
+// A Plan holds, for one layer shape, the primitives (training forward, inference forward and
+// backward, each made at its first use with the weight formats oneDNN prefers), the weights in
+// oneDNN's user layout ("ldgoi", both directions back to back), the reorders into the formats
+// each primitive wants and out of the backward's gradient format, and zero buffers for absent
+// states. Plans are per thread, like the convolutions' (dnnl_conv.cpp): no lock, no sharing.
+//
+// Reserve layout (training): oneDNN's workspace, then the final h and c (directions, batch,
+// hidden) each, which the backward primitive takes as inputs.
+#include <nabla/cpu/dnnl_rnn.h>
+
+#include <nabla/core/error.h>
+#include <nabla/cpu/dnnl_conv.h>
+
+#if NABLA_WITH_DNNL
+#include <oneapi/dnnl/dnnl.hpp>
+#endif
+
+#include <array>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace nabla::cpu::dnnl_rnn {
+
+#if NABLA_WITH_DNNL
+
+namespace {
+
+using dnnl::memory;
+using dt = memory::data_type;
+using tag = memory::format_tag;
+
+dnnl::engine& engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+dnnl::stream& stream() {
+  thread_local dnnl::stream s(engine());
+  return s;
+}
+
+memory::desc f32(const memory::dims& d, tag t) { return memory::desc(d, dt::f32, t); }
+
+// A weight tensor in the user's layout and, when the primitive wants another format, its copy in
+// that format with the reorder between them (direction: user -> primitive, or back for a gradient).
+struct Converted {
+  std::optional<memory> mem;
+  std::optional<dnnl::reorder> reorder;
+
+  void init(const memory& user, const memory::desc& wanted, bool from_user) {
+    if (user.get_desc() == wanted) return;
+    mem.emplace(wanted, engine());
+    reorder.emplace(from_user ? dnnl::reorder(user, *mem) : dnnl::reorder(*mem, user));
+  }
+  // The memory the primitive reads (after copying the user's into it) or writes.
+  memory in(memory user) {
+    if (!mem) return user;
+    reorder->execute(stream(), user, *mem);
+    return *mem;
+  }
+  memory target(const memory& user) const { return mem ? *mem : user; }
+  void out_done(memory user) {
+    if (mem) reorder->execute(stream(), *mem, user);
+  }
+};
+
+struct Forward {
+  dnnl::lstm_forward prim;
+  Converted wl, wi;
+  size_t workspace = 0;
+};
+
+struct Backward {
+  dnnl::lstm_backward prim;
+  Converted wl, wi, dwl, dwi;
+};
+
+struct Plan {
+  RnnShape s;
+  memory::desc x_md, y_md, iter_md, wl_md, wi_md, bias_md;
+  memory wl, wi, bias;          // the weights in oneDNN's user layout, filled at each call
+  memory dwl, dwi, dbias;       // their gradients, in the same layout
+  std::vector<float> zeros;     // (directions, batch, hidden) of zeros: absent states
+  std::vector<float> scratch;   // outputs nobody asked for (dx, dhx, dcx, inference's hy, cy)
+  std::optional<dnnl::lstm_forward::primitive_desc> train_pd;
+  std::unique_ptr<Forward> train, infer;
+  std::unique_ptr<Backward> bwd;
+};
+
+dnnl::rnn_direction direction_of(const RnnShape& s) {
+  return s.directions == 2 ? dnnl::rnn_direction::bidirectional_concat
+                           : dnnl::rnn_direction::unidirectional_left2right;
+}
+
+using Key = std::array<int64_t, 5>;
+
+Plan& plan_for(const RnnShape& s) {
+  thread_local std::map<Key, std::unique_ptr<Plan>> plans;
+  auto& slot = plans[Key{s.seq, s.batch, s.input, s.hidden, s.directions}];
+  if (slot) return *slot;
+  auto p = std::make_unique<Plan>();
+  const int64_t T = s.seq, N = s.batch, I = s.input, H = s.hidden, D = s.directions;
+  p->s = s;
+  p->x_md = f32({T, N, I}, tag::tnc);
+  p->y_md = f32({T, N, D * H}, tag::tnc);
+  p->iter_md = f32({1, D, N, H}, tag::ldnc);
+  p->wl_md = f32({1, D, I, 4, H}, tag::ldgoi);
+  p->wi_md = f32({1, D, H, 4, H}, tag::ldgoi);
+  p->bias_md = f32({1, D, 4, H}, tag::ldgo);
+  p->wl = memory(p->wl_md, engine());
+  p->wi = memory(p->wi_md, engine());
+  p->bias = memory(p->bias_md, engine());
+  p->zeros.assign(size_t(D * N * H), 0.0f);
+  slot = std::move(p);
+  return *slot;
+}
+
+memory::desc any(const memory::desc& d) { return memory::desc(d.dims(), dt::f32, tag::any); }
+
+dnnl::lstm_forward::desc forward_desc(const Plan& p, dnnl::prop_kind prop) {
+  return {prop,   direction_of(p.s), p.x_md,    p.iter_md, p.iter_md, any(p.wl_md), any(p.wi_md),
+          p.bias_md, p.y_md,         p.iter_md, p.iter_md};
+}
+
+std::unique_ptr<Forward> make_forward(Plan& p, bool training) {
+  auto f = std::make_unique<Forward>();
+  const auto prop = training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
+  dnnl::lstm_forward::primitive_desc pd(forward_desc(p, prop), engine());
+  f->prim = dnnl::lstm_forward(pd);
+  f->wl.init(p.wl, pd.weights_layer_desc(), true);
+  f->wi.init(p.wi, pd.weights_iter_desc(), true);
+  if (training) {
+    f->workspace = pd.workspace_desc().get_size();
+    p.train_pd = pd;
+  }
+  return f;
+}
+
+Forward& train_of(Plan& p) {
+  if (!p.train) p.train = make_forward(p, true);
+  return *p.train;
+}
+
+Backward& backward_of(Plan& p) {
+  if (p.bwd) return *p.bwd;
+  train_of(p);
+  const dnnl::lstm_backward::desc d(dnnl::prop_kind::backward, direction_of(p.s), p.x_md, p.iter_md, p.iter_md,
+                                    any(p.wl_md), any(p.wi_md), p.bias_md, p.y_md, p.iter_md, p.iter_md, p.x_md,
+                                    p.iter_md, p.iter_md, any(p.wl_md), any(p.wi_md), p.bias_md, p.y_md,
+                                    p.iter_md, p.iter_md);
+  const dnnl::lstm_backward::primitive_desc pd(d, engine(), *p.train_pd);
+  auto b = std::make_unique<Backward>();
+  b->prim = dnnl::lstm_backward(pd);
+  p.dwl = memory(p.wl_md, engine());
+  p.dwi = memory(p.wi_md, engine());
+  p.dbias = memory(p.bias_md, engine());
+  b->wl.init(p.wl, pd.weights_layer_desc(), true);
+  b->wi.init(p.wi, pd.weights_iter_desc(), true);
+  b->dwl.init(p.dwl, pd.diff_weights_layer_desc(), false);
+  b->dwi.init(p.dwi, pd.diff_weights_iter_desc(), false);
+  p.bwd = std::move(b);
+  return *p.bwd;
+}
+
+int64_t per_direction(const RnnShape& s) {
+  const int64_t gh = 4 * s.hidden;
+  return gh * s.input + gh * s.hidden + 2 * gh;
+}
+
+// nabla's packed weights (per direction: w_ih, w_hh, b_ih, b_hh) into the plan's user layout.
+void load_weights(Plan& p, const float* w) {
+  const RnnShape& s = p.s;
+  const int64_t gh = 4 * s.hidden;
+  auto* wl = static_cast<float*>(p.wl.get_data_handle());
+  auto* wi = static_cast<float*>(p.wi.get_data_handle());
+  auto* b = static_cast<float*>(p.bias.get_data_handle());
+  for (int64_t d = 0; d < s.directions; ++d) {
+    const float* base = w + d * per_direction(s);
+    std::memcpy(wl + d * gh * s.input, base, size_t(gh * s.input) * sizeof(float));
+    std::memcpy(wi + d * gh * s.hidden, base + gh * s.input, size_t(gh * s.hidden) * sizeof(float));
+    const float* b_ih = base + gh * s.input + gh * s.hidden;
+    const float* b_hh = b_ih + gh;
+    for (int64_t j = 0; j < gh; ++j) b[d * gh + j] = b_ih[j] + b_hh[j];
+  }
+}
+
+memory user(const memory::desc& d, const void* ptr) { return memory(d, engine(), const_cast<void*>(ptr)); }
+
+size_t state_elems(const RnnShape& s) { return size_t(s.directions * s.batch * s.hidden); }
+
+size_t round_up(size_t n) { return (n + 63) / 64 * 64; }
+
+// Runs `body`, turning a oneDNN error into a nabla::Error that names the layer shape.
+template <typename Body>
+void guarded(const char* what, const RnnShape& s, Body&& body) {
+  try {
+    body();
+  } catch (const dnnl::error& e) {
+    fail("lstm {} (oneDNN): {} (status {}) for sequence {}, batch {}, input {}, hidden {}, directions {}; "
+         "NABLA_CPU_DNNL=0 uses nabla's own kernels",
+         what, e.what(), static_cast<int>(e.status), s.seq, s.batch, s.input, s.hidden, s.directions);
+  }
+}
+
+}  // namespace
+
+bool handles(DType dtype, const RnnShape& s) {
+  return dtype == DType::float32 && s.cell == RnnCell::lstm && dnnl_conv::enabled();
+}
+
+size_t reserve_bytes(const RnnShape& s) {
+  size_t bytes = 0;
+  guarded("workspace query", s, [&] { bytes = round_up(train_of(plan_for(s)).workspace); });
+  return bytes + 2 * state_elems(s) * sizeof(float);
+}
+
+void forward(const RnnShape& s, float* y, float* hy, float* cy, void* reserve, const float* x, const float* hx,
+             const float* cx, const float* w) {
+  guarded("forward", s, [&] {
+    Plan& p = plan_for(s);
+    const bool training = reserve != nullptr;
+    std::unique_ptr<Forward>& slot = training ? p.train : p.infer;
+    if (!slot) slot = make_forward(p, training);
+    Forward& f = *slot;
+    load_weights(p, w);
+    // The final states: into the reserve when training (the backward reads them), else scratch.
+    float* h_out;
+    float* c_out;
+    const size_t n = state_elems(s);
+    if (training) {
+      h_out = reinterpret_cast<float*>(static_cast<char*>(reserve) + round_up(f.workspace));
+    } else {
+      p.scratch.resize(2 * n);
+      h_out = p.scratch.data();
+    }
+    c_out = h_out + n;
+    std::unordered_map<int, memory> args{
+        {DNNL_ARG_SRC_LAYER, user(p.x_md, x)},
+        {DNNL_ARG_SRC_ITER, user(p.iter_md, hx ? hx : p.zeros.data())},
+        {DNNL_ARG_SRC_ITER_C, user(p.iter_md, cx ? cx : p.zeros.data())},
+        {DNNL_ARG_WEIGHTS_LAYER, f.wl.in(p.wl)},
+        {DNNL_ARG_WEIGHTS_ITER, f.wi.in(p.wi)},
+        {DNNL_ARG_BIAS, p.bias},
+        {DNNL_ARG_DST_LAYER, user(p.y_md, y)},
+        {DNNL_ARG_DST_ITER, user(p.iter_md, h_out)},
+        {DNNL_ARG_DST_ITER_C, user(p.iter_md, c_out)}};
+    if (training) args.emplace(DNNL_ARG_WORKSPACE, user(p.train_pd->workspace_desc(), reserve));
+    f.prim.execute(stream(), args);
+    stream().wait();
+    if (hy) std::memcpy(hy, h_out, n * sizeof(float));
+    if (cy) std::memcpy(cy, c_out, n * sizeof(float));
+  });
+}
+
+void backward(const RnnShape& s, float* dx, float* dhx, float* dcx, float* dw, const float* dy, const float* dhy,
+              const float* dcy, const float* x, const float* hx, const float* cx, const float* w, const float* y,
+              void* reserve) {
+  guarded("backward", s, [&] {
+    Plan& p = plan_for(s);
+    Backward& b = backward_of(p);
+    load_weights(p, w);
+    const size_t n = state_elems(s);
+    const auto* h_saved =
+        reinterpret_cast<const float*>(static_cast<const char*>(reserve) + round_up(p.train->workspace));
+    // Outputs nobody asked for still need somewhere to go.
+    const size_t x_elems = size_t(s.seq * s.batch * s.input);
+    p.scratch.resize(std::max(p.scratch.size(), (dx ? 0 : x_elems) + 2 * n));
+    float* spare = p.scratch.data();
+    float* dx_out = dx ? dx : spare;
+    float* spare_states = dx ? spare : spare + x_elems;
+    // The gradients are accumulated by oneDNN's RNN backward: start from zero.
+    const memory dwl = b.dwl.target(p.dwl), dwi = b.dwi.target(p.dwi);
+    std::memset(dwl.get_data_handle(), 0, dwl.get_desc().get_size());
+    std::memset(dwi.get_data_handle(), 0, dwi.get_desc().get_size());
+    std::memset(p.dbias.get_data_handle(), 0, p.dbias.get_desc().get_size());
+    b.prim.execute(stream(), {{DNNL_ARG_SRC_LAYER, user(p.x_md, x)},
+                              {DNNL_ARG_SRC_ITER, user(p.iter_md, hx ? hx : p.zeros.data())},
+                              {DNNL_ARG_SRC_ITER_C, user(p.iter_md, cx ? cx : p.zeros.data())},
+                              {DNNL_ARG_WEIGHTS_LAYER, b.wl.in(p.wl)},
+                              {DNNL_ARG_WEIGHTS_ITER, b.wi.in(p.wi)},
+                              {DNNL_ARG_BIAS, p.bias},
+                              {DNNL_ARG_DST_LAYER, user(p.y_md, y)},
+                              {DNNL_ARG_DST_ITER, user(p.iter_md, h_saved)},
+                              {DNNL_ARG_DST_ITER_C, user(p.iter_md, h_saved + n)},
+                              {DNNL_ARG_WORKSPACE, user(p.train_pd->workspace_desc(), reserve)},
+                              {DNNL_ARG_DIFF_SRC_LAYER, user(p.x_md, dx_out)},
+                              {DNNL_ARG_DIFF_SRC_ITER, user(p.iter_md, dhx ? dhx : spare_states)},
+                              {DNNL_ARG_DIFF_SRC_ITER_C, user(p.iter_md, dcx ? dcx : spare_states + n)},
+                              {DNNL_ARG_DIFF_WEIGHTS_LAYER, dwl},
+                              {DNNL_ARG_DIFF_WEIGHTS_ITER, dwi},
+                              {DNNL_ARG_DIFF_BIAS, p.dbias},
+                              {DNNL_ARG_DIFF_DST_LAYER, user(p.y_md, dy)},
+                              {DNNL_ARG_DIFF_DST_ITER, user(p.iter_md, dhy ? dhy : p.zeros.data())},
+                              {DNNL_ARG_DIFF_DST_ITER_C, user(p.iter_md, dcy ? dcy : p.zeros.data())}});
+    b.dwl.out_done(p.dwl);
+    b.dwi.out_done(p.dwi);
+    stream().wait();
+    // Back into nabla's packed layout; both biases get the gradient of their sum.
+    const int64_t gh = 4 * s.hidden;
+    const auto* gwl = static_cast<const float*>(p.dwl.get_data_handle());
+    const auto* gwi = static_cast<const float*>(p.dwi.get_data_handle());
+    const auto* gb = static_cast<const float*>(p.dbias.get_data_handle());
+    for (int64_t d = 0; d < s.directions; ++d) {
+      float* base = dw + d * per_direction(s);
+      std::memcpy(base, gwl + d * gh * s.input, size_t(gh * s.input) * sizeof(float));
+      std::memcpy(base + gh * s.input, gwi + d * gh * s.hidden, size_t(gh * s.hidden) * sizeof(float));
+      float* db_ih = base + gh * s.input + gh * s.hidden;
+      std::memcpy(db_ih, gb + d * gh, size_t(gh) * sizeof(float));
+      std::memcpy(db_ih + gh, gb + d * gh, size_t(gh) * sizeof(float));
+    }
+  });
+}
+
+#else  // no oneDNN in this build
+
+bool handles(DType, const RnnShape&) { return false; }
+size_t reserve_bytes(const RnnShape&) { fail("lstm: nabla was built without oneDNN"); }
+void forward(const RnnShape&, float*, float*, float*, void*, const float*, const float*, const float*, const float*) {
+  fail("lstm: nabla was built without oneDNN");
+}
+void backward(const RnnShape&, float*, float*, float*, float*, const float*, const float*, const float*, const float*,
+              const float*, const float*, const float*, const float*, void*) {
+  fail("lstm: nabla was built without oneDNN");
+}
+
+#endif
+
+}  // namespace nabla::cpu::dnnl_rnn

@@ -1,0 +1,34 @@
+// float32 LSTM layers on oneDNN's RNN primitives (Debian's libdnnl): its JIT GEMMs and fused gate
+// kernels train the layer of the `lstm` workload about twice as fast as nabla's own kernels
+// (cpu/rnn.cpp), which stay the float64 path, the GRU path and the reference in tests.
+// Internal to cpu/: rnn.cpp routes float32 LSTMs here when enabled(); the switch is the one of the
+// convolutions (NABLA_CPU_DNNL=0 in the environment, or dnnl_conv::set_enabled(false)).
+//
+// oneDNN's LSTM is PyTorch's (gates i, f, g, o) with one bias per gate: b_ih + b_hh goes in, and
+// its gradient comes back for both. Weights are reordered from nabla's packed layout
+// (rnn_weight_layout: w_ih, w_hh as (4 hidden, input) and (4 hidden, hidden) row-major, oneDNN's
+// "ldgoi") into the formats oneDNN picks, at each call.
+#pragma once
+
+#include <nabla/core/backend.h>
+
+#include <cstddef>
+
+namespace nabla::cpu::dnnl_rnn {
+
+// Whether a layer of this dtype and shape runs here: oneDNN built and enabled, float32, LSTM.
+bool handles(DType dtype, const RnnShape& s);
+
+// Bytes of the state a training forward keeps for the backward: oneDNN's workspace and the final
+// h and c (which its backward reads).
+size_t reserve_bytes(const RnnShape& s);
+
+// As CpuBackend::rnn_forward / rnn_backward (core/backend.h) for an LSTM; reserve holds
+// reserve_bytes(s) bytes, or is null for inference.
+void forward(const RnnShape& s, float* y, float* hy, float* cy, void* reserve, const float* x, const float* hx,
+             const float* cx, const float* w);
+void backward(const RnnShape& s, float* dx, float* dhx, float* dcx, float* dw, const float* dy, const float* dhy,
+              const float* dcy, const float* x, const float* hx, const float* cx, const float* w, const float* y,
+              void* reserve);
+
+}  // namespace nabla::cpu::dnnl_rnn
