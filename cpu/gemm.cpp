@@ -5,6 +5,7 @@
 // runs a call made inside a parallel region on the calling thread, so the two never
 // oversubscribe.
 #include <nabla/cpu/cpu_backend.h>
+#include <nabla/cpu/dnnl_gemm.h>
 
 #include <cblas.h>
 
@@ -14,6 +15,7 @@ namespace nabla::cpu {
 
 void blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (dnnl_gemm::use_for(trans_a, trans_b, m, n, k)) return dnnl_gemm::sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
               blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c,
               blasint(ldc));
