@@ -7,6 +7,7 @@
 #include <oneapi/dnnl/dnnl.h>
 #endif
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -30,8 +31,12 @@ constexpr double kLargest = 1073741824.0;  // 2^30 multiply-adds: from there Ope
 
 }  // namespace
 
+std::atomic<int> g_forced{-1};
+
 bool use_for(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k) {
-  static const Choice choice = read_choice();
+  static const Choice configured = read_choice();
+  const int forced = g_forced.load(std::memory_order_relaxed);
+  const Choice choice = forced < 0 ? configured : forced == 1 ? Choice::onednn : Choice::openblas;
   switch (choice) {
     case Choice::onednn: return true;
     case Choice::openblas: return false;
@@ -40,6 +45,8 @@ bool use_for(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k) {
   if (trans_a && !trans_b) return false;
   return double(m) * double(n) * double(k) < kLargest;
 }
+
+int force(int which) { return g_forced.exchange(which < 0 ? -1 : which > 0 ? 1 : 0); }
 
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
            const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
@@ -54,6 +61,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 #else  // no oneDNN in this build
 
 bool use_for(bool, bool, int64_t, int64_t, int64_t) { return false; }
+int force(int) { return -1; }
 void sgemm(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float, float*,
            int64_t) {
   fail("cpu gemm: nabla was built without oneDNN");

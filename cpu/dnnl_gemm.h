@@ -14,6 +14,10 @@ namespace nabla::cpu::dnnl_gemm {
 // oneDNN) and the largest products (mlp_wide's 4096-wide layers: 0.95x to 1.05x).
 bool use_for(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k);
 
+// For tests, which compare the two: 1 sends every float32 product to oneDNN, 0 to OpenBLAS, -1
+// restores the choice above. Returns the previous setting. Not while other threads compute.
+int force(int which);
+
 // C[m, n] = alpha op(A) op(B) + beta C, row-major, as blas_gemm (cpu_backend.h).
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
            const float* b, int64_t ldb, float beta, float* c, int64_t ldc);

@@ -2,6 +2,8 @@
 // transposed and strided views), values computed by hand or by a naive loop, and errors.
 #include "test_util.h"
 
+#include <nabla/cpu/dnnl_gemm.h>
+
 namespace nb = nabla;
 using nb::DType;
 using nb::Shape;
@@ -575,3 +577,53 @@ TEST(CpuGemmExtra, K0ScalesCAndBeta0IgnoresNaN_m2_n3) {
 }  // namespace cpu_kernels
 
 }  // namespace
+
+// float32 products on oneDNN's sgemm against OpenBLAS's (cpu/dnnl_gemm.h), every transpose, odd
+// sizes, alpha and beta: both within 2 gamma_{k+1} sum |alpha a b| + |beta c| of the float64 product
+// (u = 2^-24; k + 1 terms counting beta c). Without oneDNN in the build both runs are OpenBLAS.
+TEST(GemmDnnl, Float32OnOneDnnAndOpenBlasWithinTheRoundingBound) {
+  struct Case {
+    int64_t m, n, k;
+    bool ta, tb;
+  };
+  const std::vector<Case> cases{{1, 1, 1, false, false}, {7, 5, 3, false, true},  {5, 7, 3, true, false},
+                                {9, 13, 17, true, true}, {33, 65, 129, false, true}, {128, 10, 128, true, false},
+                                {64, 48, 300, false, false}};
+  const double alpha = 0.75, beta = -0.5;
+  const double u = std::ldexp(1.0, -24);
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::Message() << c.m << "x" << c.n << "x" << c.k << (c.ta ? " A^T" : "") << (c.tb ? " B^T" : ""));
+    const auto a = random_values(size_t(c.m * c.k), -1, 1, 1), b = random_values(size_t(c.k * c.n), -1, 1, 2),
+               c0 = random_values(size_t(c.m * c.n), -1, 1, 3);
+    const std::vector<float> af = to_float(a), bf = to_float(b);
+    const int64_t lda = c.ta ? c.m : c.k, ldb = c.tb ? c.k : c.n;
+    auto at = [&](const std::vector<double>& v, bool t, int64_t ld, int64_t i, int64_t j) {
+      return t ? v[size_t(j * ld + i)] : v[size_t(i * ld + j)];
+    };
+    std::vector<double> want(c0.size()), magnitude(c0.size());
+    for (int64_t i = 0; i < c.m; ++i) {
+      for (int64_t j = 0; j < c.n; ++j) {
+        double sum = 0, mag = 0;
+        for (int64_t p = 0; p < c.k; ++p) {
+          const double term = double(float(at(a, c.ta, lda, i, p))) * double(float(at(b, c.tb, ldb, p, j)));
+          sum += term;
+          mag += std::abs(term);
+        }
+        const double cf = double(float(c0[size_t(i * c.n + j)]));
+        want[size_t(i * c.n + j)] = alpha * sum + beta * cf;
+        magnitude[size_t(i * c.n + j)] = std::abs(alpha) * mag + std::abs(beta * cf);
+      }
+    }
+    const double kk = double(c.k + 1), bound = 2 * kk * u / (1 - kk * u);
+    for (int which : {1, 0}) {
+      SCOPED_TRACE(which ? "oneDNN" : "OpenBLAS");
+      std::vector<float> out = to_float(c0);
+      const int was = nabla::cpu::dnnl_gemm::force(which);
+      cpu().gemm(DType::float32, c.ta, c.tb, c.m, c.n, c.k, alpha, af.data(), lda, 0, bf.data(), ldb, 0, beta,
+                 out.data(), c.n, 0, 1);
+      nabla::cpu::dnnl_gemm::force(was);
+      for (size_t i = 0; i < out.size(); ++i)
+        ASSERT_LE(std::abs(double(out[i]) - want[i]), bound * magnitude[i] + 1e-30) << "element " << i;
+    }
+  }
+}
