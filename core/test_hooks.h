@@ -11,4 +11,8 @@ namespace nabla::test_hooks {
 // before the rename (to provoke a failed rename). nullptr clears it.
 void set_save_before_rename_hook(std::function<void(const std::string& tmp, const std::string& target)> hook);
 
+// Gives the CPU backend's cache of freed large blocks (cpu/backend.cpp) back to the system, so
+// that the next large allocation is a fresh one that an allocation watch sees.
+void release_cpu_block_cache();
+
 }  // namespace nabla::test_hooks

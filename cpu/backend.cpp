@@ -1,9 +1,15 @@
 // CpuBackend: memory and copies, and the registration of the CPU backend at library load.
 #include <nabla/cpu/cpu_backend.h>
 
+#include <nabla/core/test_hooks.h>
+
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <deque>
+#include <iterator>
+#include <mutex>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -12,16 +18,110 @@
 namespace nabla::cpu {
 
 namespace {
+
 constexpr size_t kAlignment = 64;  // a cache line, and the widest AVX-512 load
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAddressSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kAddressSanitizer = true;
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+
+// Freed blocks of 1 MiB and more, kept for the next allocation of the same size. A training step
+// allocates the same large buffers every step (activations, an LSTM's saved state), and each fresh
+// one is a new mapping from the system whose every 4 KiB page faults and is zeroed on first touch:
+// the lstm workload spent a fifth of its step in the kernel for that. At most kLimit bytes wait
+// here, the oldest given back to the system first; an allocation that fails empties the cache and
+// tries again. Off under AddressSanitizer, which must see every free to find a use after it.
+class BlockCache {
+ public:
+  static constexpr size_t kMin = size_t{1} << 20;
+  static constexpr size_t kLimit = size_t{1} << 30;
+
+  void* take(size_t bytes) {
+    if (kAddressSanitizer || bytes < kMin) return nullptr;
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) {  // the newest first: warm in cache
+      if (it->bytes != bytes) continue;
+      void* p = it->p;
+      cached_ -= bytes;
+      blocks_.erase(std::next(it).base());
+      return p;
+    }
+    return nullptr;
+  }
+
+  // Keeps p, or returns false (the caller frees it).
+  bool give(void* p, size_t bytes) noexcept {
+    if (kAddressSanitizer || bytes < kMin || bytes > kLimit) return false;
+    std::lock_guard<std::mutex> lock(mutex_);
+    while (cached_ + bytes > kLimit && !blocks_.empty()) {
+      std::free(blocks_.front().p);
+      cached_ -= blocks_.front().bytes;
+      blocks_.pop_front();
+    }
+    try {
+      blocks_.push_back({p, bytes});
+    } catch (...) {
+      return false;
+    }
+    cached_ += bytes;
+    return true;
+  }
+
+  void release() {
+    std::deque<Block> all;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      all.swap(blocks_);
+      cached_ = 0;
+    }
+    for (const Block& b : all) std::free(b.p);
+  }
+
+ private:
+  struct Block {
+    void* p;
+    size_t bytes;
+  };
+  std::mutex mutex_;
+  std::deque<Block> blocks_;  // oldest first
+  size_t cached_ = 0;
+};
+
+BlockCache& block_cache() {
+  static BlockCache* cache = new BlockCache;  // never destroyed: tensors may be freed at exit
+  return *cache;
+}
+
+size_t rounded_size(size_t nbytes) { return std::max(kAlignment, (nbytes + kAlignment - 1) / kAlignment * kAlignment); }
+
 }  // namespace
+
+}  // namespace nabla::cpu
+
+void nabla::test_hooks::release_cpu_block_cache() { nabla::cpu::block_cache().release(); }
+
+namespace nabla::cpu {
 
 void* CpuBackend::allocate(size_t nbytes) {
   // aligned_alloc wants a multiple of the alignment, and a zero-byte tensor still needs a
   // pointer of its own.
   if (nbytes > std::numeric_limits<size_t>::max() - kAlignment)
     fail("cpu: cannot allocate {} bytes: the size is out of range", nbytes);
-  const size_t rounded = std::max(kAlignment, (nbytes + kAlignment - 1) / kAlignment * kAlignment);
+  const size_t rounded = rounded_size(nbytes);
+  if (void* cached = block_cache().take(rounded)) return cached;
   void* p = std::aligned_alloc(kAlignment, rounded);
+  if (p == nullptr) {
+    block_cache().release();
+    p = std::aligned_alloc(kAlignment, rounded);
+  }
   if (p == nullptr) {
     const long pages = sysconf(_SC_AVPHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
     fail("cpu: out of memory allocating {} bytes ({} bytes of physical memory free)", nbytes,
@@ -30,7 +130,10 @@ void* CpuBackend::allocate(size_t nbytes) {
   return p;
 }
 
-void CpuBackend::deallocate(void* p, size_t /*nbytes*/) noexcept { std::free(p); }
+void CpuBackend::deallocate(void* p, size_t nbytes) noexcept {
+  if (p == nullptr) return;
+  if (!block_cache().give(p, rounded_size(nbytes))) std::free(p);
+}
 
 void CpuBackend::copy(void* dst, const void* src, size_t nbytes) {
   if (nbytes > 0 && dst != src) std::memmove(dst, src, nbytes);
