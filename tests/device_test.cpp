@@ -1,5 +1,6 @@
 // core/device.h: the device-neutral view of the devices present, in every build. CUDA cases skip
 // themselves without a GPU.
+#include <nabla/core/test_hooks.h>
 #include <nabla/nabla.h>
 
 #include <gtest/gtest.h>
@@ -74,4 +75,33 @@ TEST(Devices, CudaPropertiesOfEveryGpu) {
     EXPECT_GT(p.compute_units, 0);
     EXPECT_GE(p.cc_major, 7);
   }
+}
+
+// The CPU backend keeps freed blocks of 1 MiB and more for the next allocation of the same size
+// (cpu/backend.cpp): the newest first, never a block of another size. Off under AddressSanitizer.
+TEST(Devices, CpuReusesFreedLargeBlocksOfTheSameSize) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "the cache is off under AddressSanitizer";
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  GTEST_SKIP() << "the cache is off under AddressSanitizer";
+#endif
+#endif
+  nabla::Backend& be = nabla::test::cpu();
+  nabla::test_hooks::release_cpu_block_cache();
+  const size_t big = size_t{3} << 20, other = big + 4096;
+  void* a = be.allocate(big);
+  void* b = be.allocate(big);
+  be.deallocate(a, big);
+  be.deallocate(b, big);
+  void* c = be.allocate(other);  // another size: not one of the cached blocks
+  EXPECT_NE(c, a);
+  EXPECT_NE(c, b);
+  void* d = be.allocate(big);  // the newest of the two
+  void* e = be.allocate(big);
+  EXPECT_EQ(d, b);
+  EXPECT_EQ(e, a);
+  for (void* p : {d, e}) be.deallocate(p, big);
+  be.deallocate(c, other);
+  nabla::test_hooks::release_cpu_block_cache();
 }
