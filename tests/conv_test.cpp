@@ -5,9 +5,11 @@
 #include "test_util.h"
 
 #include <nabla/cpu/dnnl_conv.h>
+#include <nabla/cpu/dnnl_pool.h>
 #include <nabla/layers/layers.h>
 
 #include <cmath>
+#include <functional>
 #include <limits>
 
 namespace nb = nabla;
@@ -293,17 +295,29 @@ ConvRun run_conv(const Tensor& x0, const Tensor& w0, const Tensor& b0, const Ten
           b.grad().to_vector<double>()};
 }
 
+// The float32 unit roundoff, and gamma_k = k u / (1 - k u): the bound of a float32 sum of k terms
+// (or k roundings in a row) relative to the sum of their absolute values.
+constexpr double kU32 = 0x1p-24;
+double gamma32(double k) { return k * kU32 / (1 - k * kU32); }
+
+// |got[i] - ref[i]| <= allowed[i] for every i.
+::testing::AssertionResult within_bounds(const std::vector<double>& got, const std::vector<double>& ref,
+                                         const std::vector<double>& allowed, const std::string& what) {
+  if (got.size() != ref.size() || got.size() != allowed.size())
+    return ::testing::AssertionFailure() << what << ": " << got.size() << " values, reference " << ref.size()
+                                         << ", bounds " << allowed.size();
+  for (size_t i = 0; i < got.size(); ++i)
+    if (!(std::abs(got[i] - ref[i]) <= allowed[i]))
+      return ::testing::AssertionFailure() << what << "[" << i << "]: oneDNN " << got[i] << ", reference " << ref[i]
+                                           << ", |diff| " << std::abs(got[i] - ref[i]) << " > bound " << allowed[i];
+  return ::testing::AssertionSuccess();
+}
+
 ::testing::AssertionResult within(const std::vector<double>& got, const std::vector<double>& ref,
                                   const std::vector<double>& magnitude, int64_t terms, const std::string& what) {
-  const double u = std::ldexp(1.0, -24), gamma = double(terms) * u / (1 - double(terms) * u);
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double allowed = 2 * gamma * magnitude[i] + 1e-30;
-    if (!(std::abs(got[i] - ref[i]) <= allowed))
-      return ::testing::AssertionFailure() << what << "[" << i << "]: oneDNN " << got[i] << ", reference " << ref[i]
-                                           << ", |diff| " << std::abs(got[i] - ref[i]) << " > bound " << allowed
-                                           << " (K = " << terms << ")";
-  }
-  return ::testing::AssertionSuccess();
+  std::vector<double> allowed(magnitude.size());
+  for (size_t i = 0; i < allowed.size(); ++i) allowed[i] = 2 * gamma32(double(terms)) * magnitude[i] + 1e-30;
+  return within_bounds(got, ref, allowed, what + " (K = " + std::to_string(terms) + ")");
 }
 
 TEST_P(ConvDnnl, Float32MatchesTheReferenceKernelsWithinTheRoundingBound) {
@@ -387,6 +401,123 @@ TEST(PoolValues, MaxPoolPropagatesNaN) {
   auto v = nb::max_pool2d(x, 2).to_vector<double>();
   EXPECT_TRUE(std::isnan(v[0]));
   EXPECT_EQ(v[1], 8);
+}
+
+// ---- float32 average pooling on oneDNN against the reference kernels ------------------------
+
+// float32 average pooling runs on oneDNN when the build has it (cpu/dnnl_pool.h); pool.cpp's
+// kernels are the reference. Forward: each output is a float32 sum of the K <= kh kw elements of
+// its window, divided by the divisor d (oneDNN may multiply by 1 / d instead: one more rounding),
+// so each path is within gamma_{kh kw + 1} sum|x| / d of the exact mean, and they differ by at most
+// twice that; sum|x| / d is the same pooling of |x| in float64. Backward: each dx element is a
+// float32 sum of dy / d over the K <= ceil(kh / sh) ceil(kw / sw) windows holding it, each term
+// rounded once or twice, so the bound is 2 gamma_{K + 2} times the same backward of |dy| in float64.
+struct PoolDnnlCase {
+  std::string name;
+  int64_t n, c, h, w, kh, kw, sh, sw, ph, pw;
+};
+
+void PrintTo(const PoolDnnlCase& c, std::ostream* os) { *os << c.name; }
+
+nb::Pool2dShape pool_shape_of(const PoolDnnlCase& c) {
+  nb::Pool2dShape s{.n = c.n, .c = c.c, .h = c.h, .w = c.w, .kh = c.kh, .kw = c.kw, .stride_h = c.sh,
+                    .stride_w = c.sw, .pad_h = c.ph, .pad_w = c.pw};
+  s.oh = (c.h + 2 * c.ph - c.kh) / c.sh + 1;
+  s.ow = (c.w + 2 * c.pw - c.kw) / c.sw + 1;
+  return s;
+}
+
+// What the backend should do on its own: `direct` (the oneDNN function) where `use` is true, else
+// `backend` with oneDNN off (nabla's kernels).
+void expected_path(bool use, const std::function<void()>& direct, const std::function<void()>& backend) {
+  if (use) return direct();
+  const bool was = nb::cpu::dnnl_common::set_enabled(false);
+  backend();
+  nb::cpu::dnnl_common::set_enabled(was);
+}
+
+class PoolDnnl : public ::testing::TestWithParam<std::tuple<PoolDnnlCase, bool>> {};
+
+TEST_P(PoolDnnl, AvgFloat32MatchesTheReferenceKernelsWithinTheRoundingBound) {
+  if (!nb::cpu::dnnl_common::enabled()) GTEST_SKIP() << "built without oneDNN, or NABLA_CPU_DNNL=0";
+  const auto& [c, include_pad] = GetParam();
+  const nb::Pool2dShape s = pool_shape_of(c);
+  const auto in_size = size_t(c.n * c.c * c.h * c.w), out_size = size_t(c.n * c.c * s.oh * s.ow);
+  const std::vector<float> x = to_float(random_values(in_size, -1, 1, 11));
+  const std::vector<float> dy = to_float(random_values(out_size, -1, 1, 12));
+
+  std::vector<float> y(out_size), dx(in_size), y_ref(out_size), dx_ref(in_size);
+  nb::cpu::dnnl_pool::avg_forward(y.data(), x.data(), s, include_pad);
+  nb::cpu::dnnl_pool::avg_backward(dx.data(), dy.data(), s, include_pad);
+  const bool was = nb::cpu::dnnl_common::set_enabled(false);
+  cpu().avg_pool2d_forward(DType::float32, y_ref.data(), x.data(), s, include_pad);
+  cpu().avg_pool2d_backward(DType::float32, dx_ref.data(), dy.data(), s, include_pad);
+  nb::cpu::dnnl_common::set_enabled(was);
+
+  std::vector<double> ax(in_size), ady(out_size), y_mag(out_size), dx_mag(in_size);
+  for (size_t i = 0; i < in_size; ++i) ax[i] = std::abs(double(x[i]));
+  for (size_t i = 0; i < out_size; ++i) ady[i] = std::abs(double(dy[i]));
+  cpu().avg_pool2d_forward(DType::float64, y_mag.data(), ax.data(), s, include_pad);
+  cpu().avg_pool2d_backward(DType::float64, dx_mag.data(), ady.data(), s, include_pad);
+  const auto overlap = double(((c.kh + c.sh - 1) / c.sh) * ((c.kw + c.sw - 1) / c.sw));
+  std::vector<double> y_allowed(out_size), dx_allowed(in_size);
+  for (size_t i = 0; i < out_size; ++i) y_allowed[i] = 2 * gamma32(double(c.kh * c.kw + 1)) * y_mag[i];
+  for (size_t i = 0; i < in_size; ++i) dx_allowed[i] = 2 * gamma32(overlap + 2) * dx_mag[i];
+  const std::vector<double> yd(y.begin(), y.end()), yr(y_ref.begin(), y_ref.end());
+  const std::vector<double> dxd(dx.begin(), dx.end()), dxr(dx_ref.begin(), dx_ref.end());
+  EXPECT_TRUE(within_bounds(yd, yr, y_allowed, "y"));
+  EXPECT_TRUE(within_bounds(dxd, dxr, dx_allowed, "dx"));
+}
+
+std::vector<PoolDnnlCase> pool_dnnl_cases() {
+  return {
+      {"k2_s2", 2, 3, 8, 8, 2, 2, 2, 2, 0, 0},
+      {"k3_s2_p1", 2, 5, 9, 11, 3, 3, 2, 2, 1, 1},
+      {"k3_s1_p1", 2, 4, 7, 7, 3, 3, 1, 1, 1, 1},
+      {"rect_k3x2_s1x2_p1x0", 3, 3, 10, 9, 3, 2, 1, 2, 1, 0},
+      {"k5_s3_p2_odd", 1, 9, 13, 12, 5, 5, 3, 3, 2, 2},
+      {"k4_s2_p2_c20", 2, 20, 10, 10, 4, 4, 2, 2, 2, 2},
+      {"c1_k2x3_p1", 1, 1, 5, 6, 2, 3, 1, 1, 1, 1},
+      {"global_7x7", 2, 16, 7, 7, 7, 7, 1, 1, 0, 0},
+      {"mnist_like", 8, 32, 14, 14, 2, 2, 2, 2, 0, 0},
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(Pool2d, PoolDnnl,
+                         ::testing::Combine(::testing::ValuesIn(pool_dnnl_cases()), ::testing::Bool()),
+                         [](const auto& info) {
+                           return std::get<0>(info.param).name +
+                                  (std::get<1>(info.param) ? "_include_pad" : "_exclude_pad");
+                         });
+
+// The backend sends float32 average pooling to oneDNN exactly where dnnl_pool::use says so (the
+// same bits as calling it directly) and keeps pool.cpp's kernels elsewhere.
+TEST(PoolDnnlDispatch, BackendUsesOneDnnExactlyWhereUseSaysSo) {
+  if (!nb::cpu::dnnl_common::enabled()) GTEST_SKIP() << "built without oneDNN, or NABLA_CPU_DNNL=0";
+  const std::vector<std::pair<PoolDnnlCase, bool>> cases = {
+      {{"c8_k3_s2_p1", 2, 8, 9, 9, 3, 3, 2, 2, 1, 1}, true},
+      {{"c4", 2, 4, 9, 9, 3, 3, 2, 2, 1, 1}, false},
+      {{"one_output_per_plane", 2, 16, 7, 7, 7, 7, 1, 1, 0, 0}, false},
+  };
+  for (const auto& [c, on] : cases) {
+    SCOPED_TRACE(c.name);
+    const nb::Pool2dShape s = pool_shape_of(c);
+    EXPECT_EQ(nb::cpu::dnnl_pool::use(s), on);
+    const auto in_size = size_t(c.n * c.c * c.h * c.w), out_size = size_t(c.n * c.c * s.oh * s.ow);
+    const std::vector<float> x = to_float(random_values(in_size, -1, 1, 13));
+    const std::vector<float> dy = to_float(random_values(out_size, -1, 1, 14));
+    std::vector<float> y(out_size), dx(in_size), y_want(out_size), dx_want(in_size);
+    cpu().avg_pool2d_forward(DType::float32, y.data(), x.data(), s, true);
+    cpu().avg_pool2d_backward(DType::float32, dx.data(), dy.data(), s, true);
+    expected_path(
+        on, [&] { nb::cpu::dnnl_pool::avg_forward(y_want.data(), x.data(), s, true); },
+        [&] { cpu().avg_pool2d_forward(DType::float32, y_want.data(), x.data(), s, true); });
+    expected_path(
+        on, [&] { nb::cpu::dnnl_pool::avg_backward(dx_want.data(), dy.data(), s, true); },
+        [&] { cpu().avg_pool2d_backward(DType::float32, dx_want.data(), dy.data(), s, true); });
+    EXPECT_EQ(y, y_want);
+    EXPECT_EQ(dx, dx_want);
+  }
 }
 
 // ---- batch norm behaviour -----------------------------------------------------------------------
