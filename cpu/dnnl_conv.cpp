@@ -9,17 +9,9 @@
 
 #include <nabla/core/error.h>
 
-#if NABLA_WITH_DNNL
-#include <oneapi/dnnl/dnnl.hpp>
-#endif
-
 #include <array>
-#include <atomic>
-#include <cstdlib>
-#include <cstring>
 #include <map>
 #include <memory>
-#include <optional>
 #include <unordered_map>
 
 namespace nabla::cpu::dnnl_conv {
@@ -32,47 +24,11 @@ using dnnl::memory;
 using dt = memory::data_type;
 using tag = memory::format_tag;
 
-std::atomic<int> g_enabled{-1};  // -1: the environment not read yet
-
-bool env_enabled() {
-  const char* e = std::getenv("NABLA_CPU_DNNL");
-  return !(e != nullptr && std::strcmp(e, "0") == 0);
-}
-
-dnnl::engine& engine() {
-  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
-  return e;
-}
-
-dnnl::stream& stream() {
-  thread_local dnnl::stream s(engine());
-  return s;
-}
-
-// A buffer in a format oneDNN chose, and the reorder into it from the user's format (or out of it
-// into the user's): absent when the two formats are the same.
-struct Staged {
-  std::optional<memory> mem;
-  std::optional<dnnl::reorder> reorder;
-
-  void init(const memory::desc& user, const memory::desc& internal, bool into_internal) {
-    if (user == internal) return;
-    mem.emplace(internal, engine());
-    reorder.emplace(into_internal ? dnnl::reorder::primitive_desc(engine(), user, engine(), internal)
-                                  : dnnl::reorder::primitive_desc(engine(), internal, engine(), user));
-  }
-  // The memory a primitive reads: the user's, or its reordered copy.
-  memory in(const memory& user) {
-    if (!mem) return user;
-    reorder->execute(stream(), {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, *mem}});
-    return *mem;
-  }
-  // The memory a primitive writes; then out_done copies it into the user's.
-  memory out(const memory& user) { return mem ? *mem : user; }
-  void out_done(const memory& user) {
-    if (mem) reorder->execute(stream(), {{DNNL_ARG_FROM, *mem}, {DNNL_ARG_TO, user}});
-  }
-};
+using dnnl_common::engine;
+using dnnl_common::stream;
+using dnnl_common::Staged;
+using dnnl_common::user;
+using dnnl_common::user_scratchpad;
 
 struct Forward {
   dnnl::convolution_forward::primitive_desc pd;
@@ -105,12 +61,6 @@ using Key = std::array<int64_t, 16>;
 Key key_of(const Conv2dShape& s) {
   return {s.n, s.c, s.h, s.w, s.k, s.kh, s.kw, s.oh, s.ow, s.stride_h, s.stride_w, s.pad_h, s.pad_w, s.dil_h, s.dil_w,
           s.groups};
-}
-
-dnnl::primitive_attr user_scratchpad() {
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  return attr;
 }
 
 memory::desc any(const memory::dims& d) { return memory::desc(d, dt::f32, tag::any); }
@@ -196,40 +146,21 @@ BackwardWeight& backward_weight_of(Plan& p) {
   return *p.bwd_weight;
 }
 
-memory user(const memory::desc& d, const void* ptr) { return memory(d, engine(), const_cast<void*>(ptr)); }
-
 // Runs `body`, turning a oneDNN error into a nabla::Error that names the convolution.
 template <typename Body>
 void guarded(const char* what, const Conv2dShape& s, Body&& body) {
-  try {
-    body();
-  } catch (const dnnl::error& e) {
-    fail("conv2d {} (oneDNN): {} (status {}) for input [{}, {}, {}, {}], weight [{}, {}, {}, {}], stride {}x{}, "
-         "padding {}x{}, dilation {}x{}, groups {}; NABLA_CPU_DNNL=0 uses nabla's own kernels",
-         what, e.what(), static_cast<int>(e.status), s.n, s.c, s.h, s.w, s.k, s.c / s.groups, s.kh, s.kw,
-         s.stride_h, s.stride_w, s.pad_h, s.pad_w, s.dil_h, s.dil_w, s.groups);
-  }
+  dnnl_common::guarded(what, body, [&] {
+    return fmt::format("input [{}, {}, {}, {}], weight [{}, {}, {}, {}], stride {}x{}, padding {}x{}, dilation {}x{}, "
+                       "groups {}",
+                       s.n, s.c, s.h, s.w, s.k, s.c / s.groups, s.kh, s.kw, s.stride_h, s.stride_w, s.pad_h, s.pad_w,
+                       s.dil_h, s.dil_w, s.groups);
+  });
 }
 
 }  // namespace
 
-bool enabled() {
-  int e = g_enabled.load(std::memory_order_relaxed);
-  if (e < 0) {
-    e = env_enabled() ? 1 : 0;
-    g_enabled.store(e, std::memory_order_relaxed);
-  }
-  return e == 1;
-}
-
-bool set_enabled(bool on) {
-  const bool was = enabled();
-  g_enabled.store(on ? 1 : 0);
-  return was;
-}
-
 void forward(float* y, const float* x, const float* w, const float* bias, const Conv2dShape& s) {
-  guarded("forward", s, [&] {
+  guarded("conv2d forward", s, [&] {
     Plan& p = plan_for(s);
     Forward& f = forward_of(p, bias != nullptr);
     const memory yu = user(p.y_user, y);
@@ -245,7 +176,7 @@ void forward(float* y, const float* x, const float* w, const float* bias, const 
 }
 
 void backward_data(float* dx, const float* dy, const float* w, const Conv2dShape& s) {
-  guarded("backward data", s, [&] {
+  guarded("conv2d backward data", s, [&] {
     Plan& p = plan_for(s);
     BackwardData& b = backward_data_of(p);
     const memory dxu = user(p.x_user, dx);
@@ -259,7 +190,7 @@ void backward_data(float* dx, const float* dy, const float* w, const Conv2dShape
 }
 
 void backward_weight(float* dw, const float* dy, const float* x, const Conv2dShape& s) {
-  guarded("backward weight", s, [&] {
+  guarded("conv2d backward weight", s, [&] {
     Plan& p = plan_for(s);
     BackwardWeight& b = backward_weight_of(p);
     const memory dwu = user(p.w_user, dw);
@@ -274,8 +205,6 @@ void backward_weight(float* dw, const float* dy, const float* x, const Conv2dSha
 
 #else  // no oneDNN in this build
 
-bool enabled() { return false; }
-bool set_enabled(bool) { return false; }
 void forward(float*, const float*, const float*, const float*, const Conv2dShape&) {
   fail("conv2d: nabla was built without oneDNN");
 }

@@ -6,15 +6,13 @@
 #pragma once
 
 #include <nabla/core/backend.h>
+#include <nabla/cpu/dnnl_common.h>
 
 namespace nabla::cpu::dnnl_conv {
 
-// Built with oneDNN, and not turned off (by NABLA_CPU_DNNL=0 in the environment, read once, or
-// by set_enabled(false)).
-bool enabled();
-// For tests (tests compare both paths): turns the oneDNN path on or off for the whole process.
-// Returns the previous setting. Without oneDNN it stays off.
-bool set_enabled(bool on);
+// The switch of all the oneDNN paths (dnnl_common.h).
+using dnnl_common::enabled;
+using dnnl_common::set_enabled;
 
 // As CpuBackend::conv2d_* (core/backend.h): the results are assigned, not accumulated.
 void forward(float* y, const float* x, const float* w, const float* bias, const Conv2dShape& s);

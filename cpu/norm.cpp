@@ -1,6 +1,8 @@
 // CPU batch normalization: x (n, c, m), statistics per channel, parallel over channels.
-// Sums are accumulated in double (two passes: mean, then squared deviations).
+// Sums are accumulated in double (two passes: mean, then squared deviations). float32 goes to
+// oneDNN (dnnl_norm.h) where dnnl_norm::use_* says it is faster; float64 always stays here.
 #include <nabla/cpu/cpu_backend.h>
+#include <nabla/cpu/dnnl_norm.h>
 
 #include <cmath>
 
@@ -103,6 +105,12 @@ void CpuBackend::batch_norm_forward_train(DType dtype, void* y, void* save_mean,
                                           void* running_mean, void* running_var, const void* x,
                                           const void* weight, const void* bias, int64_t n, int64_t c,
                                           int64_t m, double momentum, double eps) {
+  if (dtype == DType::float32 && dnnl_norm::use_forward_train(n, c, m))
+    return dnnl_norm::forward_train(static_cast<float*>(y), static_cast<float*>(save_mean),
+                                    static_cast<float*>(save_invstd), static_cast<float*>(running_mean),
+                                    static_cast<float*>(running_var), static_cast<const float*>(x),
+                                    static_cast<const float*>(weight), static_cast<const float*>(bias), n, c, m,
+                                    momentum, eps);
   dispatch_floating(dtype, "batch_norm_forward_train", [&](auto tag) {
     using T = decltype(tag);
     bn_train(static_cast<T*>(y), static_cast<T*>(save_mean), static_cast<T*>(save_invstd),
@@ -114,6 +122,10 @@ void CpuBackend::batch_norm_forward_train(DType dtype, void* y, void* save_mean,
 void CpuBackend::batch_norm_forward_eval(DType dtype, void* y, const void* x, const void* running_mean,
                                          const void* running_var, const void* weight, const void* bias,
                                          int64_t n, int64_t c, int64_t m, double eps) {
+  if (dtype == DType::float32 && dnnl_norm::use_forward_eval(n, c, m))
+    return dnnl_norm::forward_eval(static_cast<float*>(y), static_cast<const float*>(x),
+                                   static_cast<const float*>(running_mean), static_cast<const float*>(running_var),
+                                   static_cast<const float*>(weight), static_cast<const float*>(bias), n, c, m, eps);
   dispatch_floating(dtype, "batch_norm_forward_eval", [&](auto tag) {
     using T = decltype(tag);
     bn_eval(static_cast<T*>(y), static_cast<const T*>(x), static_cast<const T*>(running_mean),
@@ -125,6 +137,11 @@ void CpuBackend::batch_norm_forward_eval(DType dtype, void* y, const void* x, co
 void CpuBackend::batch_norm_backward(DType dtype, void* dx, void* dweight, void* dbias, const void* dy,
                                      const void* x, const void* save_mean, const void* save_invstd,
                                      const void* weight, int64_t n, int64_t c, int64_t m) {
+  if (dtype == DType::float32 && dnnl_norm::use_backward(n, c, m))
+    return dnnl_norm::backward(static_cast<float*>(dx), static_cast<float*>(dweight), static_cast<float*>(dbias),
+                               static_cast<const float*>(dy), static_cast<const float*>(x),
+                               static_cast<const float*>(save_mean), static_cast<const float*>(save_invstd),
+                               static_cast<const float*>(weight), n, c, m);
   dispatch_floating(dtype, "batch_norm_backward", [&](auto tag) {
     using T = decltype(tag);
     bn_backward(static_cast<T*>(dx), static_cast<T*>(dweight), static_cast<T*>(dbias), static_cast<const T*>(dy),

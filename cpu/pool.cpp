@@ -1,5 +1,6 @@
 // CPU max and average pooling, parallel over the (n, c) planes.
 #include <nabla/cpu/cpu_backend.h>
+#include <nabla/cpu/dnnl_pool.h>
 
 #include <algorithm>
 #include <cmath>
@@ -216,6 +217,9 @@ void CpuBackend::max_pool2d_backward(DType dtype, void* dx, const void* dy, cons
 
 void CpuBackend::avg_pool2d_forward(DType dtype, void* y, const void* x, const Pool2dShape& s,
                                     bool count_include_pad) {
+  // float32 on oneDNN (dnnl_pool.h) when the build has it and the shape suits it; float64 always here.
+  if (dtype == DType::float32 && dnnl_pool::use(s))
+    return dnnl_pool::avg_forward(static_cast<float*>(y), static_cast<const float*>(x), s, count_include_pad);
   dispatch_floating(dtype, "avg_pool2d_forward", [&](auto tag) {
     using T = decltype(tag);
     avg_forward(static_cast<T*>(y), static_cast<const T*>(x), s, count_include_pad);
@@ -224,6 +228,8 @@ void CpuBackend::avg_pool2d_forward(DType dtype, void* y, const void* x, const P
 
 void CpuBackend::avg_pool2d_backward(DType dtype, void* dx, const void* dy, const Pool2dShape& s,
                                      bool count_include_pad) {
+  if (dtype == DType::float32 && dnnl_pool::use(s))
+    return dnnl_pool::avg_backward(static_cast<float*>(dx), static_cast<const float*>(dy), s, count_include_pad);
   dispatch_floating(dtype, "avg_pool2d_backward", [&](auto tag) {
     using T = decltype(tag);
     avg_backward(static_cast<T*>(dx), static_cast<const T*>(dy), s, count_include_pad);

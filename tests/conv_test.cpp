@@ -5,9 +5,12 @@
 #include "test_util.h"
 
 #include <nabla/cpu/dnnl_conv.h>
+#include <nabla/cpu/dnnl_norm.h>
+#include <nabla/cpu/dnnl_pool.h>
 #include <nabla/layers/layers.h>
 
 #include <cmath>
+#include <functional>
 #include <limits>
 
 namespace nb = nabla;
@@ -293,17 +296,29 @@ ConvRun run_conv(const Tensor& x0, const Tensor& w0, const Tensor& b0, const Ten
           b.grad().to_vector<double>()};
 }
 
+// The float32 unit roundoff, and gamma_k = k u / (1 - k u): the bound of a float32 sum of k terms
+// (or k roundings in a row) relative to the sum of their absolute values.
+constexpr double kU32 = 0x1p-24;
+double gamma32(double k) { return k * kU32 / (1 - k * kU32); }
+
+// |got[i] - ref[i]| <= allowed[i] for every i.
+::testing::AssertionResult within_bounds(const std::vector<double>& got, const std::vector<double>& ref,
+                                         const std::vector<double>& allowed, const std::string& what) {
+  if (got.size() != ref.size() || got.size() != allowed.size())
+    return ::testing::AssertionFailure() << what << ": " << got.size() << " values, reference " << ref.size()
+                                         << ", bounds " << allowed.size();
+  for (size_t i = 0; i < got.size(); ++i)
+    if (!(std::abs(got[i] - ref[i]) <= allowed[i]))
+      return ::testing::AssertionFailure() << what << "[" << i << "]: oneDNN " << got[i] << ", reference " << ref[i]
+                                           << ", |diff| " << std::abs(got[i] - ref[i]) << " > bound " << allowed[i];
+  return ::testing::AssertionSuccess();
+}
+
 ::testing::AssertionResult within(const std::vector<double>& got, const std::vector<double>& ref,
                                   const std::vector<double>& magnitude, int64_t terms, const std::string& what) {
-  const double u = std::ldexp(1.0, -24), gamma = double(terms) * u / (1 - double(terms) * u);
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double allowed = 2 * gamma * magnitude[i] + 1e-30;
-    if (!(std::abs(got[i] - ref[i]) <= allowed))
-      return ::testing::AssertionFailure() << what << "[" << i << "]: oneDNN " << got[i] << ", reference " << ref[i]
-                                           << ", |diff| " << std::abs(got[i] - ref[i]) << " > bound " << allowed
-                                           << " (K = " << terms << ")";
-  }
-  return ::testing::AssertionSuccess();
+  std::vector<double> allowed(magnitude.size());
+  for (size_t i = 0; i < allowed.size(); ++i) allowed[i] = 2 * gamma32(double(terms)) * magnitude[i] + 1e-30;
+  return within_bounds(got, ref, allowed, what + " (K = " + std::to_string(terms) + ")");
 }
 
 TEST_P(ConvDnnl, Float32MatchesTheReferenceKernelsWithinTheRoundingBound) {
@@ -451,6 +466,123 @@ TEST(PoolValues, MaxPoolMatchesABruteForceReferenceWithTiesAndNaNs) {
   }
 }
 
+// ---- float32 average pooling on oneDNN against the reference kernels ------------------------
+
+// float32 average pooling runs on oneDNN when the build has it (cpu/dnnl_pool.h); pool.cpp's
+// kernels are the reference. Forward: each output is a float32 sum of the K <= kh kw elements of
+// its window, divided by the divisor d (oneDNN may multiply by 1 / d instead: one more rounding),
+// so each path is within gamma_{kh kw + 1} sum|x| / d of the exact mean, and they differ by at most
+// twice that; sum|x| / d is the same pooling of |x| in float64. Backward: each dx element is a
+// float32 sum of dy / d over the K <= ceil(kh / sh) ceil(kw / sw) windows holding it, each term
+// rounded once or twice, so the bound is 2 gamma_{K + 2} times the same backward of |dy| in float64.
+struct PoolDnnlCase {
+  std::string name;
+  int64_t n, c, h, w, kh, kw, sh, sw, ph, pw;
+};
+
+void PrintTo(const PoolDnnlCase& c, std::ostream* os) { *os << c.name; }
+
+nb::Pool2dShape pool_shape_of(const PoolDnnlCase& c) {
+  nb::Pool2dShape s{.n = c.n, .c = c.c, .h = c.h, .w = c.w, .kh = c.kh, .kw = c.kw, .stride_h = c.sh,
+                    .stride_w = c.sw, .pad_h = c.ph, .pad_w = c.pw};
+  s.oh = (c.h + 2 * c.ph - c.kh) / c.sh + 1;
+  s.ow = (c.w + 2 * c.pw - c.kw) / c.sw + 1;
+  return s;
+}
+
+// What the backend should do on its own: `direct` (the oneDNN function) where `use` is true, else
+// `backend` with oneDNN off (nabla's kernels).
+void expected_path(bool use, const std::function<void()>& direct, const std::function<void()>& backend) {
+  if (use) return direct();
+  const bool was = nb::cpu::dnnl_common::set_enabled(false);
+  backend();
+  nb::cpu::dnnl_common::set_enabled(was);
+}
+
+class PoolDnnl : public ::testing::TestWithParam<std::tuple<PoolDnnlCase, bool>> {};
+
+TEST_P(PoolDnnl, AvgFloat32MatchesTheReferenceKernelsWithinTheRoundingBound) {
+  if (!nb::cpu::dnnl_common::enabled()) GTEST_SKIP() << "built without oneDNN, or NABLA_CPU_DNNL=0";
+  const auto& [c, include_pad] = GetParam();
+  const nb::Pool2dShape s = pool_shape_of(c);
+  const auto in_size = size_t(c.n * c.c * c.h * c.w), out_size = size_t(c.n * c.c * s.oh * s.ow);
+  const std::vector<float> x = to_float(random_values(in_size, -1, 1, 11));
+  const std::vector<float> dy = to_float(random_values(out_size, -1, 1, 12));
+
+  std::vector<float> y(out_size), dx(in_size), y_ref(out_size), dx_ref(in_size);
+  nb::cpu::dnnl_pool::avg_forward(y.data(), x.data(), s, include_pad);
+  nb::cpu::dnnl_pool::avg_backward(dx.data(), dy.data(), s, include_pad);
+  const bool was = nb::cpu::dnnl_common::set_enabled(false);
+  cpu().avg_pool2d_forward(DType::float32, y_ref.data(), x.data(), s, include_pad);
+  cpu().avg_pool2d_backward(DType::float32, dx_ref.data(), dy.data(), s, include_pad);
+  nb::cpu::dnnl_common::set_enabled(was);
+
+  std::vector<double> ax(in_size), ady(out_size), y_mag(out_size), dx_mag(in_size);
+  for (size_t i = 0; i < in_size; ++i) ax[i] = std::abs(double(x[i]));
+  for (size_t i = 0; i < out_size; ++i) ady[i] = std::abs(double(dy[i]));
+  cpu().avg_pool2d_forward(DType::float64, y_mag.data(), ax.data(), s, include_pad);
+  cpu().avg_pool2d_backward(DType::float64, dx_mag.data(), ady.data(), s, include_pad);
+  const auto overlap = double(((c.kh + c.sh - 1) / c.sh) * ((c.kw + c.sw - 1) / c.sw));
+  std::vector<double> y_allowed(out_size), dx_allowed(in_size);
+  for (size_t i = 0; i < out_size; ++i) y_allowed[i] = 2 * gamma32(double(c.kh * c.kw + 1)) * y_mag[i];
+  for (size_t i = 0; i < in_size; ++i) dx_allowed[i] = 2 * gamma32(overlap + 2) * dx_mag[i];
+  const std::vector<double> yd(y.begin(), y.end()), yr(y_ref.begin(), y_ref.end());
+  const std::vector<double> dxd(dx.begin(), dx.end()), dxr(dx_ref.begin(), dx_ref.end());
+  EXPECT_TRUE(within_bounds(yd, yr, y_allowed, "y"));
+  EXPECT_TRUE(within_bounds(dxd, dxr, dx_allowed, "dx"));
+}
+
+std::vector<PoolDnnlCase> pool_dnnl_cases() {
+  return {
+      {"k2_s2", 2, 3, 8, 8, 2, 2, 2, 2, 0, 0},
+      {"k3_s2_p1", 2, 5, 9, 11, 3, 3, 2, 2, 1, 1},
+      {"k3_s1_p1", 2, 4, 7, 7, 3, 3, 1, 1, 1, 1},
+      {"rect_k3x2_s1x2_p1x0", 3, 3, 10, 9, 3, 2, 1, 2, 1, 0},
+      {"k5_s3_p2_odd", 1, 9, 13, 12, 5, 5, 3, 3, 2, 2},
+      {"k4_s2_p2_c20", 2, 20, 10, 10, 4, 4, 2, 2, 2, 2},
+      {"c1_k2x3_p1", 1, 1, 5, 6, 2, 3, 1, 1, 1, 1},
+      {"global_7x7", 2, 16, 7, 7, 7, 7, 1, 1, 0, 0},
+      {"mnist_like", 8, 32, 14, 14, 2, 2, 2, 2, 0, 0},
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(Pool2d, PoolDnnl,
+                         ::testing::Combine(::testing::ValuesIn(pool_dnnl_cases()), ::testing::Bool()),
+                         [](const auto& info) {
+                           return std::get<0>(info.param).name +
+                                  (std::get<1>(info.param) ? "_include_pad" : "_exclude_pad");
+                         });
+
+// The backend sends float32 average pooling to oneDNN exactly where dnnl_pool::use says so (the
+// same bits as calling it directly) and keeps pool.cpp's kernels elsewhere.
+TEST(PoolDnnlDispatch, BackendUsesOneDnnExactlyWhereUseSaysSo) {
+  if (!nb::cpu::dnnl_common::enabled()) GTEST_SKIP() << "built without oneDNN, or NABLA_CPU_DNNL=0";
+  const std::vector<std::pair<PoolDnnlCase, bool>> cases = {
+      {{"c8_k3_s2_p1", 2, 8, 9, 9, 3, 3, 2, 2, 1, 1}, true},
+      {{"c4", 2, 4, 9, 9, 3, 3, 2, 2, 1, 1}, false},
+      {{"one_output_per_plane", 2, 16, 7, 7, 7, 7, 1, 1, 0, 0}, false},
+  };
+  for (const auto& [c, on] : cases) {
+    SCOPED_TRACE(c.name);
+    const nb::Pool2dShape s = pool_shape_of(c);
+    EXPECT_EQ(nb::cpu::dnnl_pool::use(s), on);
+    const auto in_size = size_t(c.n * c.c * c.h * c.w), out_size = size_t(c.n * c.c * s.oh * s.ow);
+    const std::vector<float> x = to_float(random_values(in_size, -1, 1, 13));
+    const std::vector<float> dy = to_float(random_values(out_size, -1, 1, 14));
+    std::vector<float> y(out_size), dx(in_size), y_want(out_size), dx_want(in_size);
+    cpu().avg_pool2d_forward(DType::float32, y.data(), x.data(), s, true);
+    cpu().avg_pool2d_backward(DType::float32, dx.data(), dy.data(), s, true);
+    expected_path(
+        on, [&] { nb::cpu::dnnl_pool::avg_forward(y_want.data(), x.data(), s, true); },
+        [&] { cpu().avg_pool2d_forward(DType::float32, y_want.data(), x.data(), s, true); });
+    expected_path(
+        on, [&] { nb::cpu::dnnl_pool::avg_backward(dx_want.data(), dy.data(), s, true); },
+        [&] { cpu().avg_pool2d_backward(DType::float32, dx_want.data(), dy.data(), s, true); });
+    EXPECT_EQ(y, y_want);
+    EXPECT_EQ(dx, dx_want);
+  }
+}
+
 // ---- batch norm behaviour -----------------------------------------------------------------------
 
 TEST(BatchNormValues, TrainNormalizesPerChannelAndUpdatesRunningStats) {
@@ -538,6 +670,296 @@ TEST(BatchNormLayer, ParametersBuffersAndDtype) {
   EXPECT_EQ(nb::BatchNorm1d(3, {.momentum = 0.01, .affine = false}).to_string(),
             "BatchNorm1d(3, momentum 0.01, no affine)");
   EXPECT_EQ(nb::BatchNorm1d(3, {.affine = false}).num_parameters(), 0);
+}
+
+// ---- float32 batch norm on oneDNN against the reference kernels ------------------------------
+
+// cpu/dnnl_norm.h runs float32 batch norm on oneDNN (where it is faster); norm.cpp's kernels,
+// which compute in double and round once (within u |value|, u = 2^-24), are the reference. The
+// bounds below follow oneDNN's float32 arithmetic per channel of N = n m values, from the data in
+// float64 (mean, biased var, invstd = 1 / sqrt(var + eps), A = sum|x| / N):
+//   mean: a sum of N terms and a division:          dm = gamma_{N+1} A
+//   var: sum (x - mean')^2 / N, two passes; a mean off by dm adds dm^2:
+//                                                   dv = dm^2 + gamma_{N+3} (var + dm^2)
+//   invstd: eps rounded to float, add, sqrt, divide: relative rho = (dv + u eps) / (var + eps) + gamma_3
+//   y = (x - mean') invstd' w + b:  |w| invstd (|x - mean| rho + dm (1 + rho))
+//        + gamma_4 (|w| invstd (|x| + |mean| + dm) + |b|)   (the last four roundings)
+// save_invstd and the running statistics are computed in double from oneDNN's mean and var, so
+// they carry dv / (var + eps), momentum dm and momentum dv N / (N - 1) (plus two roundings).
+// Evaluation: as y with dm = dv = 0 (the running statistics are exact inputs).
+// Backward (mean, invstd given; oneDNN gets variance 1 / invstd^2 with eps 0: rho_b = gamma_3),
+// with xhat = (x - mean) invstd, S1 = sum dy, S2 = sum dy xhat, A1 = sum|dy|, A2 = sum|dy xhat|:
+//   dbias = S1 within e1 = gamma_N A1; dweight = S2 within e2 = (gamma_{N+3} + rho_b) A2;
+//   dx = w invstd (dy - S1 / N - xhat S2 / N) within
+//        |w| invstd ((3 rho_b + gamma_6) (|dy| + A1 / N + |xhat| A2 / N) + (e1 + |xhat| e2) / N (1 + gamma_6)).
+// Each bound adds the reference's own rounding, u |value| (gamma_1, or gamma_2 for two roundings).
+struct BnDnnlCase {
+  std::string name;
+  int64_t n, c, m;
+  bool weight, bias, running;
+  double momentum = 0.1, eps = 1e-5;
+};
+
+void PrintTo(const BnDnnlCase& c, std::ostream* os) { *os << c.name; }
+
+struct BnData {
+  std::vector<float> x, dy, w, b, rm, rv;
+};
+
+// x with a different offset (in [-3, 3]) and spread (in [0.5, 2]) per channel.
+BnData bn_data(const BnDnnlCase& c) {
+  const auto size = size_t(c.n * c.c * c.m), cs = size_t(c.c);
+  const std::vector<double> u = random_values(size, -1, 1, 21), off = random_values(cs, -3, 3, 22),
+                            spread = random_values(cs, 0.5, 2, 23);
+  std::vector<double> x(size);
+  for (size_t i = 0; i < size; ++i) {
+    const size_t ch = (i / size_t(c.m)) % cs;
+    x[i] = off[ch] + spread[ch] * u[i];
+  }
+  return {to_float(x),
+          to_float(random_values(size, -1, 1, 24)),
+          to_float(random_values(cs, -1.5, 1.5, 25)),
+          to_float(random_values(cs, -1, 1, 26)),
+          to_float(random_values(cs, -1, 1, 27)),
+          to_float(random_values(cs, 0.5, 2, 28))};
+}
+
+// The data of the case; weight and bias null where the case has none.
+class BatchNormDnnl : public ::testing::TestWithParam<BnDnnlCase> {
+ protected:
+  void SetUp() override {
+    if (!nb::cpu::dnnl_common::enabled()) GTEST_SKIP() << "built without oneDNN, or NABLA_CPU_DNNL=0";
+    d = bn_data(GetParam());
+    w = GetParam().weight ? d.w.data() : nullptr;
+    b = GetParam().bias ? d.b.data() : nullptr;
+  }
+  BnData d;
+  const float* w = nullptr;
+  const float* b = nullptr;
+};
+
+// Calls f(i, v) for the index i and value v of every element of channel ch of x (n, c, m).
+template <typename F>
+void for_channel(const std::vector<float>& x, const BnDnnlCase& c, int64_t ch, F&& f) {
+  for (int64_t i = 0; i < c.n; ++i)
+    for (int64_t j = 0; j < c.m; ++j) {
+      const auto at = size_t((i * c.c + ch) * c.m + j);
+      f(at, double(x[at]));
+    }
+}
+
+std::vector<double> doubles(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+
+TEST_P(BatchNormDnnl, TrainFloat32MatchesTheReferenceKernelsWithinTheRoundingBound) {
+  const BnDnnlCase& c = GetParam();
+  const auto size = d.x.size(), cs = size_t(c.c);
+  std::vector<float> y(size), mean(cs), invstd(cs), rm = d.rm, rv = d.rv;
+  std::vector<float> y_ref(size), mean_ref(cs), invstd_ref(cs), rm_ref = d.rm, rv_ref = d.rv;
+  nb::cpu::dnnl_norm::forward_train(y.data(), mean.data(), invstd.data(), c.running ? rm.data() : nullptr,
+                                    c.running ? rv.data() : nullptr, d.x.data(), w, b, c.n, c.c, c.m, c.momentum,
+                                    c.eps);
+  const bool was = nb::cpu::dnnl_common::set_enabled(false);
+  cpu().batch_norm_forward_train(DType::float32, y_ref.data(), mean_ref.data(), invstd_ref.data(),
+                                 c.running ? rm_ref.data() : nullptr, c.running ? rv_ref.data() : nullptr,
+                                 d.x.data(), w, b, c.n, c.c, c.m, c.momentum, c.eps);
+  nb::cpu::dnnl_common::set_enabled(was);
+
+  const double count = double(c.n * c.m), mom = c.momentum, eps = c.eps;
+  std::vector<double> y_ok(size), mean_ok(cs), invstd_ok(cs), rm_ok(cs), rv_ok(cs);
+  for (int64_t ch = 0; ch < c.c; ++ch) {
+    const auto k = size_t(ch);
+    double sum = 0, abs_sum = 0, sq = 0;
+    for_channel(d.x, c, ch, [&](size_t, double v) { sum += v, abs_sum += std::abs(v); });
+    const double mu = sum / count;
+    for_channel(d.x, c, ch, [&](size_t, double v) { sq += (v - mu) * (v - mu); });
+    const double var = sq / count, is = 1 / std::sqrt(var + eps);
+    const double dm = gamma32(count + 1) * abs_sum / count;
+    const double dv = dm * dm + gamma32(count + 3) * (var + dm * dm);
+    const double rho = (dv + kU32 * eps) / (var + eps) + gamma32(3);
+    const double wc = w ? double(w[k]) : 1.0, bc = b ? double(b[k]) : 0.0;
+    mean_ok[k] = dm + gamma32(1) * std::abs(mu);
+    invstd_ok[k] = is * (dv / (var + eps) + gamma32(2));
+    rm_ok[k] = mom * dm + gamma32(2) * std::abs((1 - mom) * d.rm[k] + mom * mu);
+    rv_ok[k] = count > 1 ? mom * dv * count / (count - 1) +
+                               gamma32(2) * std::abs((1 - mom) * d.rv[k] + mom * var * count / (count - 1))
+                         : 0.0;  // n m == 1: left unchanged
+    for_channel(d.x, c, ch, [&](size_t at, double v) {
+      const double exact = (v - mu) * is * wc + bc;
+      y_ok[at] = std::abs(wc) * is * (std::abs(v - mu) * rho + dm * (1 + rho)) +
+                 gamma32(4) * (std::abs(wc) * is * (std::abs(v) + std::abs(mu) + dm) + std::abs(bc)) +
+                 gamma32(1) * std::abs(exact);
+    });
+  }
+  EXPECT_TRUE(within_bounds(doubles(y), doubles(y_ref), y_ok, "y"));
+  EXPECT_TRUE(within_bounds(doubles(mean), doubles(mean_ref), mean_ok, "save_mean"));
+  EXPECT_TRUE(within_bounds(doubles(invstd), doubles(invstd_ref), invstd_ok, "save_invstd"));
+  EXPECT_TRUE(within_bounds(doubles(rm), doubles(rm_ref), rm_ok, "running_mean"));
+  EXPECT_TRUE(within_bounds(doubles(rv), doubles(rv_ref), rv_ok, "running_var"));
+  if (!c.running || count == 1) {
+    EXPECT_EQ(rm == d.rm, !c.running) << "running_mean changed without running statistics";
+    EXPECT_EQ(rv, d.rv) << "running_var changed without running statistics, or with n m == 1";
+  }
+}
+
+TEST_P(BatchNormDnnl, EvalFloat32MatchesTheReferenceKernelsWithinTheRoundingBound) {
+  const BnDnnlCase& c = GetParam();
+  std::vector<float> y(d.x.size()), y_ref(d.x.size());
+  nb::cpu::dnnl_norm::forward_eval(y.data(), d.x.data(), d.rm.data(), d.rv.data(), w, b, c.n, c.c, c.m, c.eps);
+  const bool was = nb::cpu::dnnl_common::set_enabled(false);
+  cpu().batch_norm_forward_eval(DType::float32, y_ref.data(), d.x.data(), d.rm.data(), d.rv.data(), w, b, c.n, c.c,
+                                c.m, c.eps);
+  nb::cpu::dnnl_common::set_enabled(was);
+
+  std::vector<double> y_ok(d.x.size());
+  for (int64_t ch = 0; ch < c.c; ++ch) {
+    const auto k = size_t(ch);
+    const double mu = d.rm[k], var = d.rv[k], is = 1 / std::sqrt(var + c.eps);
+    const double rho = kU32 * c.eps / (var + c.eps) + gamma32(3);
+    const double wc = w ? double(w[k]) : 1.0, bc = b ? double(b[k]) : 0.0;
+    for_channel(d.x, c, ch, [&](size_t at, double v) {
+      y_ok[at] = std::abs(wc) * is * std::abs(v - mu) * rho +
+                 gamma32(4) * (std::abs(wc) * is * (std::abs(v) + std::abs(mu)) + std::abs(bc)) +
+                 gamma32(1) * std::abs((v - mu) * is * wc + bc);
+    });
+  }
+  EXPECT_TRUE(within_bounds(doubles(y), doubles(y_ref), y_ok, "y"));
+}
+
+TEST_P(BatchNormDnnl, BackwardFloat32MatchesTheReferenceKernelsWithinTheRoundingBound) {
+  const BnDnnlCase& c = GetParam();
+  const auto size = d.x.size(), cs = size_t(c.c);
+  // The saved statistics of the reference forward, the same input to both backwards.
+  std::vector<float> y(size), mean(cs), invstd(cs);
+  const bool was = nb::cpu::dnnl_common::set_enabled(false);
+  cpu().batch_norm_forward_train(DType::float32, y.data(), mean.data(), invstd.data(), nullptr, nullptr, d.x.data(),
+                                 w, nullptr, c.n, c.c, c.m, c.momentum, c.eps);
+  std::vector<float> dx_ref(size), dw_ref(cs), db_ref(cs);
+  cpu().batch_norm_backward(DType::float32, dx_ref.data(), dw_ref.data(), db_ref.data(), d.dy.data(), d.x.data(),
+                            mean.data(), invstd.data(), w, c.n, c.c, c.m);
+  nb::cpu::dnnl_common::set_enabled(was);
+  std::vector<float> dx(size), dw(cs), db(cs), dx_only(size);
+  nb::cpu::dnnl_norm::backward(dx.data(), dw.data(), db.data(), d.dy.data(), d.x.data(), mean.data(), invstd.data(), w,
+                               c.n, c.c, c.m);
+  nb::cpu::dnnl_norm::backward(dx_only.data(), nullptr, nullptr, d.dy.data(), d.x.data(), mean.data(), invstd.data(),
+                               w, c.n, c.c, c.m);
+
+  const double count = double(c.n * c.m), rho = gamma32(3);
+  std::vector<double> dx_ok(size), dw_ok(cs), db_ok(cs);
+  for (int64_t ch = 0; ch < c.c; ++ch) {
+    const auto k = size_t(ch);
+    const double mu = mean[k], is = invstd[k], wc = w ? double(w[k]) : 1.0;
+    double s1 = 0, s2 = 0, a1 = 0, a2 = 0;
+    for_channel(d.x, c, ch, [&](size_t at, double v) {
+      const double g = d.dy[at], xhat = (v - mu) * is;
+      s1 += g, s2 += g * xhat, a1 += std::abs(g), a2 += std::abs(g * xhat);
+    });
+    const double e1 = gamma32(count) * a1, e2 = (gamma32(count + 3) + rho) * a2;
+    db_ok[k] = e1 + gamma32(1) * std::abs(s1);
+    dw_ok[k] = e2 + gamma32(1) * std::abs(s2);
+    for_channel(d.x, c, ch, [&](size_t at, double v) {
+      const double g = d.dy[at], xhat = std::abs((v - mu) * is);
+      const double exact = wc * is / count * (count * g - s1 - (v - mu) * is * s2);
+      dx_ok[at] = std::abs(wc) * is *
+                      ((3 * rho + gamma32(6)) * (std::abs(g) + a1 / count + xhat * a2 / count) +
+                       (e1 + xhat * e2) / count * (1 + gamma32(6))) +
+                  gamma32(1) * std::abs(exact);
+    });
+  }
+  EXPECT_TRUE(within_bounds(doubles(dx), doubles(dx_ref), dx_ok, "dx"));
+  EXPECT_TRUE(within_bounds(doubles(dw), doubles(dw_ref), dw_ok, "dweight"));
+  EXPECT_TRUE(within_bounds(doubles(db), doubles(db_ref), db_ok, "dbias"));
+  EXPECT_EQ(dx_only, dx) << "dx with dweight and dbias null";
+}
+
+std::vector<BnDnnlCase> bn_dnnl_cases() {
+  return {
+      {"n4_c3_m25", 4, 3, 25, true, true, true},
+      {"odd_n5_c7_m13_momentum03_eps1e-3", 5, 7, 13, true, true, true, 0.3, 1e-3},
+      {"no_weight_no_bias", 3, 6, 10, false, false, true},
+      {"weight_only_no_running_stats", 2, 5, 9, true, false, false},
+      {"bias_only", 3, 4, 11, false, true, true},
+      {"n1_m1", 1, 5, 1, true, true, true},
+      {"batchnorm1d_m1", 64, 17, 1, true, true, true},
+      {"c1", 8, 1, 49, true, true, true},
+      {"c20_m16", 4, 20, 16, true, true, true},
+      {"n1_m1000", 1, 3, 1000, true, true, true},
+      {"cifar_like", 16, 32, 196, true, true, true},
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(BatchNorm, BatchNormDnnl, ::testing::ValuesIn(bn_dnnl_cases()),
+                         [](const auto& info) { return test_name(info.param.name); });
+
+// The backend sends float32 batch norm to oneDNN exactly where dnnl_norm::use_* say so (the same
+// bits as calling it directly) and keeps norm.cpp's kernels elsewhere; the cases: (train, eval,
+// backward) on oneDNN.
+TEST(BatchNormDnnlDispatch, BackendUsesOneDnnExactlyWhereUseSaysSo) {
+  if (!nb::cpu::dnnl_common::enabled()) GTEST_SKIP() << "built without oneDNN, or NABLA_CPU_DNNL=0";
+  namespace dn = nb::cpu::dnnl_norm;
+  const std::vector<std::tuple<BnDnnlCase, bool, bool, bool>> cases = {
+      {{"m16", 64, 32, 16, true, true, true}, true, false, true},
+      {{"m1", 256, 128, 1, true, true, true}, true, true, true},
+      {{"m4", 128, 64, 4, true, true, true}, false, false, false},
+      {{"m196", 8, 32, 196, false, true, true}, true, false, false},
+      {{"small", 4, 16, 16, true, true, true}, false, false, false},
+  };
+  for (const auto& [c, train_on, eval_on, back_on] : cases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_EQ(dn::use_forward_train(c.n, c.c, c.m), train_on);
+    EXPECT_EQ(dn::use_forward_eval(c.n, c.c, c.m), eval_on);
+    EXPECT_EQ(dn::use_backward(c.n, c.c, c.m), back_on);
+    const BnData d = bn_data(c);
+    const float* w = c.weight ? d.w.data() : nullptr;
+    const auto size = d.x.size(), cs = size_t(c.c);
+    struct Out {
+      std::vector<float> y, mean, invstd, rm, rv, y_eval, dx, dw, db;
+    };
+    // Through the backend alone, or along the expected path.
+    auto run = [&](bool backend) {
+      Out o{std::vector<float>(size), std::vector<float>(cs), std::vector<float>(cs), d.rm, d.rv,
+            std::vector<float>(size), std::vector<float>(size), std::vector<float>(cs), std::vector<float>(cs)};
+      const std::function<void()> train[] = {
+          [&] {
+            dn::forward_train(o.y.data(), o.mean.data(), o.invstd.data(), o.rm.data(), o.rv.data(), d.x.data(), w,
+                              d.b.data(), c.n, c.c, c.m, c.momentum, c.eps);
+          },
+          [&] {
+            cpu().batch_norm_forward_train(DType::float32, o.y.data(), o.mean.data(), o.invstd.data(), o.rm.data(),
+                                           o.rv.data(), d.x.data(), w, d.b.data(), c.n, c.c, c.m, c.momentum, c.eps);
+          }};
+      const std::function<void()> eval[] = {
+          [&] { dn::forward_eval(o.y_eval.data(), d.x.data(), d.rm.data(), d.rv.data(), w, d.b.data(), c.n, c.c, c.m,
+                                 c.eps); },
+          [&] {
+            cpu().batch_norm_forward_eval(DType::float32, o.y_eval.data(), d.x.data(), d.rm.data(), d.rv.data(), w,
+                                          d.b.data(), c.n, c.c, c.m, c.eps);
+          }};
+      const std::function<void()> back[] = {
+          [&] {
+            dn::backward(o.dx.data(), o.dw.data(), o.db.data(), d.dy.data(), d.x.data(), o.mean.data(),
+                         o.invstd.data(), w, c.n, c.c, c.m);
+          },
+          [&] {
+            cpu().batch_norm_backward(DType::float32, o.dx.data(), o.dw.data(), o.db.data(), d.dy.data(), d.x.data(),
+                                      o.mean.data(), o.invstd.data(), w, c.n, c.c, c.m);
+          }};
+      for (auto [fns, on] : {std::pair{train, train_on}, {eval, eval_on}, {back, back_on}}) {
+        if (backend) fns[1]();
+        else expected_path(on, fns[0], fns[1]);
+      }
+      return o;
+    };
+    const Out got = run(true), want = run(false);
+    EXPECT_EQ(got.y, want.y);
+    EXPECT_EQ(got.mean, want.mean);
+    EXPECT_EQ(got.invstd, want.invstd);
+    EXPECT_EQ(got.rm, want.rm);
+    EXPECT_EQ(got.rv, want.rv);
+    EXPECT_EQ(got.y_eval, want.y_eval);
+    EXPECT_EQ(got.dx, want.dx);
+    EXPECT_EQ(got.dw, want.dw);
+    EXPECT_EQ(got.db, want.db);
+  }
 }
 
 // ---- layers ---------------------------------------------------------------------------------
