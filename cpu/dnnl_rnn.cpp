@@ -11,11 +11,7 @@
 #include <nabla/cpu/dnnl_rnn.h>
 
 #include <nabla/core/error.h>
-#include <nabla/cpu/dnnl_conv.h>
-
-#if NABLA_WITH_DNNL
-#include <oneapi/dnnl/dnnl.hpp>
-#endif
+#include <nabla/cpu/dnnl_common.h>
 
 #include <array>
 #include <cstring>
@@ -31,53 +27,24 @@ namespace nabla::cpu::dnnl_rnn {
 namespace {
 
 using dnnl::memory;
+using dnnl_common::engine;
+using dnnl_common::Staged;
+using dnnl_common::stream;
+using dnnl_common::user;
 using dt = memory::data_type;
 using tag = memory::format_tag;
 
-dnnl::engine& engine() {
-  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
-  return e;
-}
-
-dnnl::stream& stream() {
-  thread_local dnnl::stream s(engine());
-  return s;
-}
-
 memory::desc f32(const memory::dims& d, tag t) { return memory::desc(d, dt::f32, t); }
-
-// A weight tensor in the user's layout and, when the primitive wants another format, its copy in
-// that format with the reorder between them (direction: user -> primitive, or back for a gradient).
-struct Converted {
-  std::optional<memory> mem;
-  std::optional<dnnl::reorder> reorder;
-
-  void init(const memory& user, const memory::desc& wanted, bool from_user) {
-    if (user.get_desc() == wanted) return;
-    mem.emplace(wanted, engine());
-    reorder.emplace(from_user ? dnnl::reorder(user, *mem) : dnnl::reorder(*mem, user));
-  }
-  // The memory the primitive reads (after copying the user's into it) or writes.
-  memory in(memory user) {
-    if (!mem) return user;
-    reorder->execute(stream(), user, *mem);
-    return *mem;
-  }
-  memory target(const memory& user) const { return mem ? *mem : user; }
-  void out_done(memory user) {
-    if (mem) reorder->execute(stream(), *mem, user);
-  }
-};
 
 struct Forward {
   dnnl::lstm_forward prim;
-  Converted wl, wi;
+  Staged wl, wi;
   size_t workspace = 0;
 };
 
 struct Backward {
   dnnl::lstm_backward prim;
-  Converted wl, wi, dwl, dwi;
+  Staged wl, wi, dwl, dwi;
 };
 
 struct Plan {
@@ -132,8 +99,8 @@ std::unique_ptr<Forward> make_forward(Plan& p, bool training) {
   const auto prop = training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
   dnnl::lstm_forward::primitive_desc pd(forward_desc(p, prop), engine());
   f->prim = dnnl::lstm_forward(pd);
-  f->wl.init(p.wl, pd.weights_layer_desc(), true);
-  f->wi.init(p.wi, pd.weights_iter_desc(), true);
+  f->wl.init(p.wl_md, pd.weights_layer_desc(), true);
+  f->wi.init(p.wi_md, pd.weights_iter_desc(), true);
   if (training) {
     f->workspace = pd.workspace_desc().get_size();
     p.train_pd = pd;
@@ -159,10 +126,10 @@ Backward& backward_of(Plan& p) {
   p.dwl = memory(p.wl_md, engine());
   p.dwi = memory(p.wi_md, engine());
   p.dbias = memory(p.bias_md, engine());
-  b->wl.init(p.wl, pd.weights_layer_desc(), true);
-  b->wi.init(p.wi, pd.weights_iter_desc(), true);
-  b->dwl.init(p.dwl, pd.diff_weights_layer_desc(), false);
-  b->dwi.init(p.dwi, pd.diff_weights_iter_desc(), false);
+  b->wl.init(p.wl_md, pd.weights_layer_desc(), true);
+  b->wi.init(p.wi_md, pd.weights_iter_desc(), true);
+  b->dwl.init(p.wl_md, pd.diff_weights_layer_desc(), false);
+  b->dwi.init(p.wi_md, pd.diff_weights_iter_desc(), false);
   p.bwd = std::move(b);
   return *p.bwd;
 }
@@ -189,39 +156,34 @@ void load_weights(Plan& p, const float* w) {
   }
 }
 
-memory user(const memory::desc& d, const void* ptr) { return memory(d, engine(), const_cast<void*>(ptr)); }
-
 size_t state_elems(const RnnShape& s) { return size_t(s.directions * s.batch * s.hidden); }
 
 size_t round_up(size_t n) { return (n + 63) / 64 * 64; }
 
-// Runs `body`, turning a oneDNN error into a nabla::Error that names the layer shape.
+// Runs `body`; a oneDNN error becomes a nabla::Error that names the layer's shape.
 template <typename Body>
 void guarded(const char* what, const RnnShape& s, Body&& body) {
-  try {
-    body();
-  } catch (const dnnl::error& e) {
-    fail("lstm {} (oneDNN): {} (status {}) for sequence {}, batch {}, input {}, hidden {}, directions {}; "
-         "NABLA_CPU_DNNL=0 uses nabla's own kernels",
-         what, e.what(), static_cast<int>(e.status), s.seq, s.batch, s.input, s.hidden, s.directions);
-  }
+  dnnl_common::guarded(what, body, [&] {
+    return fmt::format("sequence {}, batch {}, input {}, hidden {}, directions {}", s.seq, s.batch, s.input, s.hidden,
+                       s.directions);
+  });
 }
 
 }  // namespace
 
 bool handles(DType dtype, const RnnShape& s) {
-  return dtype == DType::float32 && s.cell == RnnCell::lstm && dnnl_conv::enabled();
+  return dtype == DType::float32 && s.cell == RnnCell::lstm && dnnl_common::enabled();
 }
 
 size_t reserve_bytes(const RnnShape& s) {
   size_t bytes = 0;
-  guarded("workspace query", s, [&] { bytes = round_up(train_of(plan_for(s)).workspace); });
+  guarded("lstm workspace query", s, [&] { bytes = round_up(train_of(plan_for(s)).workspace); });
   return bytes + 2 * state_elems(s) * sizeof(float);
 }
 
 void forward(const RnnShape& s, float* y, float* hy, float* cy, void* reserve, const float* x, const float* hx,
              const float* cx, const float* w) {
-  guarded("forward", s, [&] {
+  guarded("lstm forward", s, [&] {
     Plan& p = plan_for(s);
     const bool training = reserve != nullptr;
     std::unique_ptr<Forward>& slot = training ? p.train : p.infer;
@@ -260,7 +222,7 @@ void forward(const RnnShape& s, float* y, float* hy, float* cy, void* reserve, c
 void backward(const RnnShape& s, float* dx, float* dhx, float* dcx, float* dw, const float* dy, const float* dhy,
               const float* dcy, const float* x, const float* hx, const float* cx, const float* w, const float* y,
               void* reserve) {
-  guarded("backward", s, [&] {
+  guarded("lstm backward", s, [&] {
     Plan& p = plan_for(s);
     Backward& b = backward_of(p);
     load_weights(p, w);
@@ -274,7 +236,7 @@ void backward(const RnnShape& s, float* dx, float* dhx, float* dcx, float* dw, c
     float* dx_out = dx ? dx : spare;
     float* spare_states = dx ? spare : spare + x_elems;
     // The gradients are accumulated by oneDNN's RNN backward: start from zero.
-    const memory dwl = b.dwl.target(p.dwl), dwi = b.dwi.target(p.dwi);
+    const memory dwl = b.dwl.out(p.dwl), dwi = b.dwi.out(p.dwi);
     std::memset(dwl.get_data_handle(), 0, dwl.get_desc().get_size());
     std::memset(dwi.get_data_handle(), 0, dwi.get_desc().get_size());
     std::memset(p.dbias.get_data_handle(), 0, p.dbias.get_desc().get_size());

@@ -2,7 +2,7 @@
 // kernels train the layer of the `lstm` workload about twice as fast as nabla's own kernels
 // (cpu/rnn.cpp), which stay the float64 path, the GRU path and the reference in tests.
 // Internal to cpu/: rnn.cpp routes float32 LSTMs here when enabled(); the switch is the one of the
-// convolutions (NABLA_CPU_DNNL=0 in the environment, or dnnl_conv::set_enabled(false)).
+// convolutions (NABLA_CPU_DNNL=0 in the environment, or dnnl_common::set_enabled(false)).
 //
 // oneDNN's LSTM is PyTorch's (gates i, f, g, o) with one bias per gate: b_ih + b_hh goes in, and
 // its gradient comes back for both. Weights are reordered from nabla's packed layout
