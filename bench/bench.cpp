@@ -148,6 +148,7 @@ Args parse(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  examples::restart_with_short_omp_spin(argv);
   return examples::run_program("nabla-bench", [&] {
     const Args args = parse(argc, argv);
     if (args.threads > 0) omp_set_num_threads(args.threads);

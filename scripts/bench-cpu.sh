@@ -7,14 +7,17 @@
 # maximum RSS), with the date and the CPU model: the README's table comes from this output.
 #
 #   scripts/bench-cpu.sh [--workloads mlp,mlp_wide,cnn,cnn_fmnist,lstm] [--threads 2] [--steps 50]
-#                        [--warmup 10] [--rounds 3]
+#                        [--warmup 10] [--rounds 3] [--busy N]
+#
+# --busy N runs N busy loops beside both programs while they are measured: a shared machine whose
+# other users want the cores (README, "Threads on a busy machine").
 #
 # Environment: NABLA_TORCH_REFERENCE (default: ../shared/bench/torch_reference.py).
 set -euo pipefail
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 source scripts/common.sh
 
-workloads=mlp,mlp_wide,cnn,cnn_fmnist,lstm threads=2 steps=50 warmup=10 rounds=3
+workloads=mlp,mlp_wide,cnn,cnn_fmnist,lstm threads=2 steps=50 warmup=10 rounds=3 busy=0
 while (( $# )); do
   case $1 in
     --workloads) workloads=$2; shift 2 ;;
@@ -22,6 +25,7 @@ while (( $# )); do
     --steps) steps=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
+    --busy) busy=$2; shift 2 ;;
     *) die "unknown argument $1 (see the header of $0)" ;;
   esac
 done
@@ -36,8 +40,16 @@ phase build
 cmake --build "$NABLA_BUILD_DIR" --parallel "$NABLA_JOBS" --target nabla-bench
 phase bench
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer, not '$rounds'"
+[[ $busy =~ ^[0-9]+$ ]] || die "--busy must be a number of processes, not '$busy'"
 out=$(mktemp -d)
-say "$(date -u '+%Y-%m-%d %H:%M UTC'); CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); $(nproc) cores; $threads threads"
+busy_pids=()
+stop_busy() { (( ${#busy_pids[@]} )) && kill "${busy_pids[@]}" 2>/dev/null; busy_pids=(); }
+trap stop_busy EXIT
+for (( i = 0; i < busy; ++i )); do
+  sh -c 'while :; do :; done' &
+  busy_pids+=($!)
+done
+say "$(date -u '+%Y-%m-%d %H:%M UTC'); CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); $(nproc) cores; $threads threads; $busy busy processes beside"
 # One run: appends the program's JSON line, with "peak_kb" (GNU time's maximum resident set
 # size) and "round" added, to $out/<side>.jsonl.
 run_one() {
@@ -59,6 +71,7 @@ for w in "${wl[@]}"; do
       --steps "$steps" --warmup "$warmup"
   done
 done
+stop_busy
 timing_summary
 /usr/bin/python3 - "$out/nabla.jsonl" "$out/torch.jsonl" <<'PY'
 import json, sys

@@ -178,6 +178,7 @@ std::string sample_text(Model& m, const std::vector<unsigned char>& vocab, const
 constexpr int64_t kMaxTokensPerStep = int64_t{1} << 24;  // --batch x --seq
 
 int main(int argc, char** argv) {
+  examples::restart_with_short_omp_spin(argv);
   return examples::run_program("nabla-char-lm", [&] {
     Args args;
     examples::Flags flags("nabla-char-lm", "Trains a character-level LSTM language model.");

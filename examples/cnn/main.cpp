@@ -42,6 +42,7 @@ nb::Sequential make_model(bool bn, double dropout) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  examples::restart_with_short_omp_spin(argv);
   return examples::run_program("nabla-cnn", [&] {
     examples::RunArgs args{.epochs = 20, .lr = 0};  // lr 0: 1e-3, or 2e-3 with --bn
     bool bn = false;

@@ -20,6 +20,7 @@
 namespace nb = nabla;
 
 int main(int argc, char** argv) {
+  examples::restart_with_short_omp_spin(argv);
   return examples::run_program("nabla-lstm-rows", [&] {
     examples::RunArgs args{.epochs = 30, .lr = 2e-3};
     int64_t hidden = 128;

@@ -19,6 +19,7 @@
 namespace nb = nabla;
 
 int main(int argc, char** argv) {
+  examples::restart_with_short_omp_spin(argv);
   return examples::run_program("nabla-mlp", [&] {
     examples::RunArgs args{.epochs = 40, .augment = false};
     double dropout = 0.2;
