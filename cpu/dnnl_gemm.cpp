@@ -33,7 +33,7 @@ constexpr double kLargest = 1073741824.0;  // 2^30 multiply-adds: from there Ope
 
 std::atomic<int> g_forced{-1};
 
-bool use_for(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k) {
+bool use_for(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, bool blas_generic) {
   static const Choice configured = read_choice();
   const int forced = g_forced.load(std::memory_order_relaxed);
   const Choice choice = forced < 0 ? configured : forced == 1 ? Choice::onednn : Choice::openblas;
@@ -42,6 +42,7 @@ bool use_for(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k) {
     case Choice::openblas: return false;
     case Choice::by_shape: break;
   }
+  if (blas_generic) return true;
   if (trans_a && !trans_b) return false;
   return double(m) * double(n) * double(k) < kLargest;
 }
@@ -60,7 +61,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 
 #else  // no oneDNN in this build
 
-bool use_for(bool, bool, int64_t, int64_t, int64_t) { return false; }
+bool use_for(bool, bool, int64_t, int64_t, int64_t, bool) { return false; }
 int force(int) { return -1; }
 void sgemm(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float, float*,
            int64_t) {

@@ -7,12 +7,15 @@
 namespace nabla::cpu::dnnl_gemm {
 
 // Whether this float32 product goes to oneDNN (built with it). NABLA_CPU_GEMM ("onednn" or
-// "openblas", read once) sends every product to one library; by default oneDNN takes the products
-// where it measured faster on the workloads' shapes (2-core AMD EPYC, AVX2, 2026-12-03: 1.1x to
-// 1.9x for the Dense and recurrent shapes up to 2^30 multiply-adds, forward and input gradient),
-// OpenBLAS the weight gradients (op(A) = A^T: a reduction over the batch, 0.8x to 1.1x on
-// oneDNN) and the largest products (mlp_wide's 4096-wide layers: 0.95x to 1.05x).
-bool use_for(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k);
+// "openblas", read once) sends every product to one library. Otherwise, when OpenBLAS runs its
+// generic kernels on a CPU with AVX2 (`blas_generic`: a CPU model it does not recognize, e.g. a
+// new Xeon under a hypervisor, which it names "Prescott"), every product goes to oneDNN, whose
+// JIT kernels follow the instruction sets the CPU reports. Else oneDNN takes the products where
+// it measured faster on the workloads' shapes (2-core AMD EPYC, AVX2, 2026-12-03: 1.1x to 1.9x
+// for the Dense and recurrent shapes below 2^30 multiply-adds, forward and input gradient),
+// OpenBLAS the weight gradients (op(A) = A^T: a reduction over the batch, 0.8x to 1.1x on oneDNN)
+// and the largest products (mlp_wide's 4096-wide layers: 0.95x to 1.05x).
+bool use_for(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, bool blas_generic);
 
 // For tests, which compare the two: 1 sends every float32 product to oneDNN, 0 to OpenBLAS, -1
 // restores the choice above. Returns the previous setting. Not while other threads compute.

@@ -9,13 +9,40 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+#include <iterator>
 #include <limits>
+#include <string>
 
 namespace nabla::cpu {
 
+namespace {
+
+// Whether OpenBLAS, which picks its kernels by the CPU model it recognizes when it loads, fell back
+// to its generic ones on a CPU that has AVX2 and FMA (its kernels for those are Haswell and newer).
+bool openblas_generic() {
+  static const bool generic = [] {
+    const char* core = openblas_get_corename();
+    const std::string name = core != nullptr ? core : "";
+    static const char* const kFast[] = {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids"};
+    const bool fast_kernels = std::any_of(std::begin(kFast), std::end(kFast), [&](const char* k) {
+      return name == k;
+    });
+#if defined(__x86_64__)
+    return !fast_kernels && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    (void)fast_kernels;
+    return false;
+#endif
+  }();
+  return generic;
+}
+
+}  // namespace
+
 void blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  if (dnnl_gemm::use_for(trans_a, trans_b, m, n, k)) return dnnl_gemm::sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (dnnl_gemm::use_for(trans_a, trans_b, m, n, k, openblas_generic())) return dnnl_gemm::sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
               blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c,
               blasint(ldc));

@@ -4,6 +4,8 @@
 
 #include <nabla/cpu/dnnl_gemm.h>
 
+#include <cstdlib>
+
 namespace nb = nabla;
 using nb::DType;
 using nb::Shape;
@@ -626,4 +628,24 @@ TEST(GemmDnnl, Float32OnOneDnnAndOpenBlasWithinTheRoundingBound) {
         ASSERT_LE(std::abs(double(out[i]) - want[i]), bound * magnitude[i] + 1e-30) << "element " << i;
     }
   }
+}
+
+// Which library takes a float32 product (cpu/dnnl_gemm.h): oneDNN for the forward and input-gradient
+// shapes below 2^30 multiply-adds, OpenBLAS for weight gradients (A^T B) and the largest products,
+// and oneDNN for everything when OpenBLAS runs its generic kernels on an AVX2 CPU.
+TEST(GemmDnnl, ChoiceByShape) {
+  if (std::getenv("NABLA_CPU_GEMM") != nullptr) GTEST_SKIP() << "NABLA_CPU_GEMM forces one library";
+  namespace g = nabla::cpu::dnnl_gemm;
+  const int was = g::force(-1);
+  if (!g::use_for(false, true, 8, 8, 8, true)) {
+    g::force(was);
+    GTEST_SKIP() << "built without oneDNN";
+  }
+  EXPECT_TRUE(g::use_for(false, true, 128, 256, 784, false));    // mlp's first layer, forward
+  EXPECT_TRUE(g::use_for(false, false, 128, 784, 256, false));   // its input gradient
+  EXPECT_FALSE(g::use_for(true, false, 256, 784, 128, false));   // its weight gradient
+  EXPECT_FALSE(g::use_for(false, true, 1024, 4096, 4096, false));  // mlp_wide
+  EXPECT_TRUE(g::use_for(true, false, 256, 784, 128, true));     // OpenBLAS on generic kernels
+  EXPECT_TRUE(g::use_for(false, true, 1024, 4096, 4096, true));
+  g::force(was);
 }
