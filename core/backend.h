@@ -113,6 +113,9 @@ struct RnnShape {
   RnnCell cell = RnnCell::lstm;
   int64_t seq = 0, batch = 0, input = 0, hidden = 0;
   int64_t directions = 1;
+  // x (batch, seq, input) and y (batch, seq, directions * hidden) instead of sequence-major; only
+  // where the backend's rnn_batch_major says it takes them so.
+  bool batch_major = false;
   int64_t gates() const { return cell == RnnCell::lstm ? 4 : 3; }
 };
 
@@ -215,6 +218,9 @@ class Backend {
   virtual int64_t rnn_weight_layout(DType dtype, const RnnShape& s, int64_t* offsets) = 0;
   // Bytes of the buffer that a training forward fills for the backward.
   virtual size_t rnn_reserve_bytes(DType dtype, const RnnShape& s) = 0;
+  // Whether this backend takes x and y of this layer batch-major (RnnShape::batch_major), which
+  // spares a batch_first layer two transposing copies.
+  virtual bool rnn_batch_major(DType, const RnnShape&) { return false; }
   // x (seq, batch, input); hx, cx (directions, batch, hidden) or null for zeros (cx: LSTM only);
   // w: packed (rnn_weight_layout). Writes y (seq, batch, directions * hidden), direction d in
   // columns [d hidden, (d + 1) hidden), and hy, cy (directions, batch, hidden; cy: LSTM only,

@@ -71,6 +71,7 @@ class CpuBackend final : public Backend {
 
   int64_t rnn_weight_layout(DType dtype, const RnnShape& s, int64_t* offsets) override;
   size_t rnn_reserve_bytes(DType dtype, const RnnShape& s) override;
+  bool rnn_batch_major(DType dtype, const RnnShape& s) override;
   void rnn_forward(DType dtype, const RnnShape& s, void* y, void* hy, void* cy, void* reserve, const void* x,
                    const void* hx, const void* cx, const void* w) override;
   void rnn_backward(DType dtype, const RnnShape& s, void* dx, void* dhx, void* dcx, void* dw, const void* dy,

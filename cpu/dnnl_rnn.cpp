@@ -64,17 +64,18 @@ dnnl::rnn_direction direction_of(const RnnShape& s) {
                            : dnnl::rnn_direction::unidirectional_left2right;
 }
 
-using Key = std::array<int64_t, 5>;
+using Key = std::array<int64_t, 6>;
 
 Plan& plan_for(const RnnShape& s) {
   thread_local std::map<Key, std::unique_ptr<Plan>> plans;
-  auto& slot = plans[Key{s.seq, s.batch, s.input, s.hidden, s.directions}];
+  auto& slot = plans[Key{s.seq, s.batch, s.input, s.hidden, s.directions, s.batch_major}];
   if (slot) return *slot;
   auto p = std::make_unique<Plan>();
   const int64_t T = s.seq, N = s.batch, I = s.input, H = s.hidden, D = s.directions;
   p->s = s;
-  p->x_md = f32({T, N, I}, tag::tnc);
-  p->y_md = f32({T, N, D * H}, tag::tnc);
+  const tag order = s.batch_major ? tag::ntc : tag::tnc;  // memory order; the dims stay (T, N, C)
+  p->x_md = f32({T, N, I}, order);
+  p->y_md = f32({T, N, D * H}, order);
   p->iter_md = f32({1, D, N, H}, tag::ldnc);
   p->wl_md = f32({1, D, I, 4, H}, tag::ldgoi);
   p->wi_md = f32({1, D, H, 4, H}, tag::ldgoi);

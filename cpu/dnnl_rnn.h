@@ -23,7 +23,8 @@ bool handles(DType dtype, const RnnShape& s);
 // h and c (which its backward reads).
 size_t reserve_bytes(const RnnShape& s);
 
-// As CpuBackend::rnn_forward / rnn_backward (core/backend.h) for an LSTM; reserve holds
+// As CpuBackend::rnn_forward / rnn_backward (core/backend.h) for an LSTM, x and y sequence- or
+// batch-major as s.batch_major says (oneDNN's tnc and ntc); reserve holds
 // reserve_bytes(s) bytes, or is null for inference.
 void forward(const RnnShape& s, float* y, float* hy, float* cy, void* reserve, const float* x, const float* hx,
              const float* cx, const float* w);

@@ -283,7 +283,7 @@ void rnn_backward_impl(const RnnShape& rs, T* dx, T* dhx, T* dcx, T* dw, const T
   }
 }
 
-void check_shape(const RnnShape& s) {
+void check_shape(const RnnShape& s) {  // batch_major is checked where the path is chosen
   NABLA_ASSERT(s.seq >= 1 && s.batch >= 1 && s.input >= 1 && s.hidden >= 1 && (s.directions == 1 || s.directions == 2));
 }
 
@@ -316,6 +316,8 @@ size_t CpuBackend::rnn_reserve_bytes(DType dtype, const RnnShape& s) {
   return kHeader + size_t(s.directions * reserve_per_direction(s)) * dtype_size(dtype);
 }
 
+bool CpuBackend::rnn_batch_major(DType dtype, const RnnShape& s) { return dnnl_rnn::handles(dtype, s); }
+
 void CpuBackend::rnn_forward(DType dtype, const RnnShape& s, void* y, void* hy, void* cy, void* reserve, const void* x,
                              const void* hx, const void* cx, const void* w) {
   check_shape(s);
@@ -325,6 +327,8 @@ void CpuBackend::rnn_forward(DType dtype, const RnnShape& s, void* y, void* hy, 
                              payload(reserve), static_cast<const float*>(x), static_cast<const float*>(hx),
                              static_cast<const float*>(cx), static_cast<const float*>(w));
   }
+  NABLA_CHECK(!s.batch_major, "rnn_forward: a batch-major layer needs oneDNN, which was turned off after the layer "
+                              "asked for it (rnn_batch_major)");
   if (reserve) *static_cast<Path*>(reserve) = Path::own;
   dispatch_floating(dtype, "rnn_forward", [&](auto tag) {
     using T = decltype(tag);
@@ -346,7 +350,7 @@ void CpuBackend::rnn_backward(DType dtype, const RnnShape& s, void* dx, void* dh
                               static_cast<const float*>(hx), static_cast<const float*>(cx),
                               static_cast<const float*>(w), static_cast<const float*>(y), payload(reserve));
   }
-  NABLA_ASSERT(path == Path::own);
+  NABLA_ASSERT(path == Path::own && !s.batch_major);
   dispatch_floating(dtype, "rnn_backward", [&](auto tag) {
     using T = decltype(tag);
     rnn_backward_impl(s, static_cast<T*>(dx), static_cast<T*>(dhx), static_cast<T*>(dcx), static_cast<T*>(dw),

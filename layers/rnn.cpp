@@ -93,20 +93,20 @@ RnnOutput RnnBase::forward_state(const Tensor& x, const RnnState& state) {
     NABLA_CHECK(!s->defined() || s->shape() == state_shape,
                 "{}: initial state has shape {}, expected {} (num_layers * directions, batch, hidden)", label_,
                 shape_str(s->shape()), shape_str(state_shape));
-  Tensor seq = opts_.batch_first ? x.transpose(0, 1) : x;
+  Tensor seq = x;  // batch-major when batch_first: rnn_layer takes it so
   std::vector<Tensor> hs, cs;
   for (int64_t l = 0; l < L; ++l) {
     if (l > 0 && opts_.dropout > 0) seq = dropout(seq, opts_.dropout, is_training());
     const Tensor h0 = state.h.defined() ? state.h.slice(0, l * D, (l + 1) * D) : Tensor();
     const Tensor c0 = state.c.defined() ? state.c.slice(0, l * D, (l + 1) * D) : Tensor();
     const Layer& layer = layers_[size_t(l)];
-    RnnLayerResult r = rnn_layer(cell_, seq, h0, c0, layer.w, layer.packed, label_.c_str());
+    RnnLayerResult r = rnn_layer(cell_, seq, h0, c0, layer.w, layer.packed, label_.c_str(), opts_.batch_first);
     seq = r.y;
     hs.push_back(r.h);
     if (lstm) cs.push_back(r.c);
   }
   RnnOutput out;
-  out.output = opts_.batch_first ? seq.transpose(0, 1) : seq;
+  out.output = seq;
   out.h = L == 1 ? hs[0] : concat(hs, 0);
   if (lstm) out.c = L == 1 ? cs[0] : concat(cs, 0);
   return out;

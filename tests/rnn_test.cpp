@@ -270,6 +270,32 @@ TEST(RnnDnnl, BackwardFollowsItsForwardAndInferenceAgrees) {
   EXPECT_TRUE(near(y_inference, straight.first, y_inference.shape(), 1e-6, 1e-6));
 }
 
+// batch_first: oneDNN takes the batch-major input as it is (ntc) instead of a transposed copy;
+// values and gradients as the sequence-major layer's, float32 and float64 (which transposes).
+TEST(RnnDnnl, BatchFirstTakesTheInputAsItIs) {
+  for (DType dtype : {DType::float32, DType::float64}) {
+    SCOPED_TRACE(nb::dtype_name(dtype));
+    nb::manual_seed(47);
+    nb::RnnWeights w64 = weights(RnnCell::lstm, 6, 5, 0.5);
+    nb::RnnWeights w{w64.w_ih.to(dtype), w64.w_hh.to(dtype), w64.b_ih.to(dtype), w64.b_hh.to(dtype)};
+    const Tensor x_bm = input({3, 7, 6}, -1, 1).to(dtype);  // (batch, seq, input)
+    const Tensor r = input({3, 7, 5}, 0.5, 1.5).to(dtype);
+    auto run = [&](bool batch_first) {
+      Tensor x = (batch_first ? x_bm : x_bm.transpose(0, 1).contiguous()).detach().clone().requires_grad_(true);
+      nb::RnnLayerResult out = nb::rnn_layer(RnnCell::lstm, x, {}, {}, {w}, {}, "lstm", batch_first);
+      Tensor y = batch_first ? out.y : out.y.transpose(0, 1);
+      EXPECT_EQ(y.shape(), (Shape{3, 7, 5}));
+      nb::sum(nb::mul(y, r)).backward();
+      Tensor dx = batch_first ? x.grad() : x.grad().transpose(0, 1);
+      return std::make_pair(y.contiguous().to_vector<double>(), dx.contiguous().to_vector<double>());
+    };
+    const auto bm = run(true), sm = run(false);
+    const double tol = dtype == DType::float32 ? 1e-6 : 1e-14;
+    EXPECT_TRUE(near(nb::from_vector(bm.first), sm.first, {int64_t(sm.first.size())}, tol, tol));
+    EXPECT_TRUE(near(nb::from_vector(bm.second), sm.second, {int64_t(sm.second.size())}, tol, tol));
+  }
+}
+
 // ---- embedding --------------------------------------------------------------------------------
 
 TEST(Embedding, LooksUpRows) {

@@ -44,20 +44,25 @@ int64_t rnn_packed_layout(RnnCell cell, int64_t input, int64_t hidden, int64_t d
   return backend(device).rnn_weight_layout(dtype, s, offsets->data());
 }
 
-RnnLayerResult rnn_layer(RnnCell cell, const Tensor& x_in, const Tensor& h0_in, const Tensor& c0_in,
-                         const std::vector<RnnWeights>& w, const Tensor& packed, const char* name) {
-  detail::check_float(x_in, name, "input");
-  NABLA_CHECK(x_in.dim() == 3, "{}: input has shape {}, expected [seq, batch, input] (sequence-major)", name,
-              shape_str(x_in.shape()));
+RnnLayerResult rnn_layer(RnnCell cell, const Tensor& x_given, const Tensor& h0_in, const Tensor& c0_in,
+                         const std::vector<RnnWeights>& w, const Tensor& packed, const char* name, bool batch_first) {
+  detail::check_float(x_given, name, "input");
+  NABLA_CHECK(x_given.dim() == 3, "{}: input has shape {}, expected {}", name, shape_str(x_given.shape()),
+              batch_first ? "[batch, seq, input] (batch-major)" : "[seq, batch, input] (sequence-major)");
+  // Batch-major input goes to the backend as it is when the backend takes it so, else transposed.
+  RnnShape probe{cell, x_given.shape()[batch_first ? 1 : 0], x_given.shape()[batch_first ? 0 : 1], x_given.shape()[2],
+                 1, int64_t(w.size())};
+  const bool batch_major = batch_first && be(x_given).rnn_batch_major(x_given.dtype(), probe);
+  const Tensor x_in = batch_first && !batch_major ? x_given.transpose(0, 1) : x_given;
   NABLA_CHECK(w.size() == 1 || w.size() == 2, "{}: {} sets of weights given, expected 1 or 2 directions", name,
               w.size());
   const bool lstm = cell == RnnCell::lstm;
   NABLA_CHECK(lstm || !c0_in.defined(), "{}: a GRU has no cell state, but c0 was given", name);
-  const int64_t T = x_in.shape()[0], B = x_in.shape()[1], I = x_in.shape()[2];
+  const int64_t T = x_in.shape()[batch_major ? 1 : 0], B = x_in.shape()[batch_major ? 0 : 1], I = x_in.shape()[2];
   const int64_t D = int64_t(w.size());
   NABLA_CHECK(w[0].w_hh.defined() && w[0].w_hh.dim() == 2, "{}: w_hh of direction 0 must be a matrix", name);
   const int64_t H = w[0].w_hh.shape()[1];
-  RnnShape s{cell, T, B, I, H, D};
+  RnnShape s{cell, T, B, I, H, D, batch_major};
   const int64_t GH = s.gates() * H;
   NABLA_CHECK(T >= 1 && B >= 1, "{}: input {} has an empty sequence or batch", name, shape_str(x_in.shape()));
   NABLA_CHECK(H >= 1, "{}: hidden size must be positive", name);
@@ -97,7 +102,7 @@ RnnLayerResult rnn_layer(RnnCell cell, const Tensor& x_in, const Tensor& h0_in, 
   const Tensor h0 = h0_in.defined() ? h0_in.contiguous() : Tensor();
   const Tensor c0 = c0_in.defined() ? c0_in.contiguous() : Tensor();
   RnnLayerResult r;
-  r.y = Tensor::empty({T, B, D * H}, x.options(), name);
+  r.y = Tensor::empty(batch_major ? Shape{B, T, D * H} : Shape{T, B, D * H}, x.options(), name);
   r.h = Tensor::empty({D, B, H}, x.options(), name);
   if (lstm) r.c = Tensor::empty({D, B, H}, x.options(), name);
 
@@ -111,7 +116,11 @@ RnnLayerResult rnn_layer(RnnCell cell, const Tensor& x_in, const Tensor& h0_in, 
   }
   be(x).rnn_forward(x.dtype(), s, r.y.data_ptr(), r.h.data_ptr(), ptr_or_null(r.c), ptr_or_null(reserve),
                     x.data_ptr(), ptr_or_null(h0), ptr_or_null(c0), flat.data_ptr());
-  if (!training) return r;
+  const bool transposed = batch_first && !batch_major;
+  if (!training) {
+    if (transposed) r.y = r.y.transpose(0, 1);
+    return r;
+  }
 
   std::vector<Tensor*> outputs{&r.y, &r.h};
   if (lstm) outputs.push_back(&r.c);
@@ -137,6 +146,7 @@ RnnLayerResult rnn_layer(RnnCell cell, const Tensor& x_in, const Tensor& h0_in, 
            return grads;
          },
          {ys});
+  if (transposed) r.y = r.y.transpose(0, 1);
   return r;
 }
 

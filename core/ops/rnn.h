@@ -28,9 +28,11 @@ struct RnnLayerResult {
 // buffer that already holds every weight in the device's packed layout (rnn_packed_layout) with
 // each weight tensor a view of it at its offset; the weights are then used in place, otherwise
 // they are packed into a temporary buffer first. `name` names the layer in error messages.
+// batch_first: x is (batch, seq, input) and y (batch, seq, directions * hidden); the backend takes
+// them so where it can (Backend::rnn_batch_major), else they are transposed around it.
 RnnLayerResult rnn_layer(RnnCell cell, const Tensor& x, const Tensor& h0, const Tensor& c0,
                          const std::vector<RnnWeights>& w, const Tensor& packed = {},
-                         const char* name = "rnn");
+                         const char* name = "rnn", bool batch_first = false);
 
 // The packed layout of one layer's weights on `device`: element offsets of
 // (w_ih, w_hh, b_ih, b_hh) of direction d at offsets[4 d + j], and the total element count.
