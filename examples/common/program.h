@@ -35,10 +35,22 @@ namespace examples {
 // with 1000 spins they took 12 ms and 0.35-0.43 s, and a quiet machine runs as fast as with the
 // default (README, "Threads on a busy machine"). libgomp reads its settings once, before main, so
 // when the user set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT the program starts itself again,
-// once, with GOMP_SPINCOUNT=1000. If that fails it carries on with libgomp's defaults.
+// once, with GOMP_SPINCOUNT=1000. If that fails it carries on with libgomp's defaults. Not under
+// valgrind (whose tool would not follow the new start) nor when started through the dynamic loader
+// (/proc/self/exe is then the loader); setting GOMP_SPINCOUNT yourself, to any value, also keeps
+// the program in one start (for a debugger, say).
 // Call first thing in main, before anything is printed or opened.
 inline void restart_with_short_omp_spin(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr) return;
+  const char* preload = std::getenv("LD_PRELOAD");
+  if (preload != nullptr && std::strstr(preload, "vgpreload") != nullptr) return;
+  char exe[4096];
+  const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return;
+  exe[n] = '\0';
+  const char* base = std::strrchr(exe, '/');
+  base = base != nullptr ? base + 1 : exe;
+  if (std::strncmp(base, "ld-", 3) == 0 || std::strncmp(base, "ld.so", 5) == 0) return;
   if (setenv("GOMP_SPINCOUNT", "1000", 1) != 0) return;
   execv("/proc/self/exe", argv);
 }
