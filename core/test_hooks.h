@@ -2,6 +2,7 @@
 // not installed, not in nabla.h. Not thread-safe to set; set them in a test, then clear them.
 #pragma once
 
+#include <cstddef>
 #include <functional>
 #include <string>
 
@@ -14,5 +15,7 @@ void set_save_before_rename_hook(std::function<void(const std::string& tmp, cons
 // Gives the CPU backend's cache of freed large blocks (cpu/backend.cpp) back to the system, so
 // that the next large allocation is a fresh one that an allocation watch sees.
 void release_cpu_block_cache();
+// The bytes that cache holds now.
+size_t cpu_block_cache_bytes();
 
 }  // namespace nabla::test_hooks

@@ -37,12 +37,15 @@ constexpr bool kAddressSanitizer = false;
 // allocates the same large buffers every step (activations, an LSTM's saved state), and each fresh
 // one is a new mapping from the system whose every 4 KiB page faults and is zeroed on first touch:
 // the lstm workload spent a fifth of its step in the kernel for that. At most kLimit bytes wait
-// here, the oldest given back to the system first; an allocation that fails empties the cache and
-// tries again. Off under AddressSanitizer, which must see every free to find a use after it.
+// here, the oldest given back to the system first, and none longer than kMaxAge later frees of
+// large blocks (sizes that do not come back, as with a changing batch or sequence length, leave
+// again within about a step); an allocation that fails empties the cache and tries again. Off
+// under AddressSanitizer, which must see every free to find a use after it.
 class BlockCache {
  public:
   static constexpr size_t kMin = size_t{1} << 20;
   static constexpr size_t kLimit = size_t{1} << 30;
+  static constexpr uint64_t kMaxAge = 256;
 
   void* take(size_t bytes) {
     if (kAddressSanitizer || bytes < kMin) return nullptr;
@@ -61,18 +64,24 @@ class BlockCache {
   bool give(void* p, size_t bytes) noexcept {
     if (kAddressSanitizer || bytes < kMin || bytes > kLimit) return false;
     std::lock_guard<std::mutex> lock(mutex_);
-    while (cached_ + bytes > kLimit && !blocks_.empty()) {
+    ++frees_;
+    while (!blocks_.empty() && (cached_ + bytes > kLimit || blocks_.front().freed + kMaxAge < frees_)) {
       std::free(blocks_.front().p);
       cached_ -= blocks_.front().bytes;
       blocks_.pop_front();
     }
     try {
-      blocks_.push_back({p, bytes});
+      blocks_.push_back({p, bytes, frees_});
     } catch (...) {
       return false;
     }
     cached_ += bytes;
     return true;
+  }
+
+  size_t bytes() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return cached_;
   }
 
   void release() {
@@ -89,10 +98,12 @@ class BlockCache {
   struct Block {
     void* p;
     size_t bytes;
+    uint64_t freed;  // the value of frees_ when it came here
   };
   std::mutex mutex_;
   std::deque<Block> blocks_;  // oldest first
   size_t cached_ = 0;
+  uint64_t frees_ = 0;  // large blocks given so far
 };
 
 BlockCache& block_cache() {
@@ -107,6 +118,7 @@ size_t rounded_size(size_t nbytes) { return std::max(kAlignment, (nbytes + kAlig
 }  // namespace nabla::cpu
 
 void nabla::test_hooks::release_cpu_block_cache() { nabla::cpu::block_cache().release(); }
+size_t nabla::test_hooks::cpu_block_cache_bytes() { return nabla::cpu::block_cache().bytes(); }
 
 namespace nabla::cpu {
 

@@ -103,5 +103,10 @@ TEST(Devices, CpuReusesFreedLargeBlocksOfTheSameSize) {
   EXPECT_EQ(e, a);
   for (void* p : {d, e}) be.deallocate(p, big);
   be.deallocate(c, other);
+  EXPECT_EQ(nabla::test_hooks::cpu_block_cache_bytes(), 2 * big + other);
+  // A size that does not come back leaves after 256 later frees of large blocks.
+  for (int i = 0; i < 300; ++i) be.deallocate(be.allocate(big), big);
+  EXPECT_EQ(nabla::test_hooks::cpu_block_cache_bytes(), big);
   nabla::test_hooks::release_cpu_block_cache();
+  EXPECT_EQ(nabla::test_hooks::cpu_block_cache_bytes(), 0u);
 }
