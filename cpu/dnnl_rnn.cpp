@@ -157,6 +157,22 @@ void load_weights(Plan& p, const float* w) {
   }
 }
 
+// The arguments a forward and its backward share: input, initial states (zeros when absent),
+// weights in the primitive's formats (reordered now from the plan's user copy), bias, output and
+// final states.
+std::unordered_map<int, memory> layer_args(Plan& p, Staged& wl, Staged& wi, const float* x, const float* hx,
+                                           const float* cx, const float* y, const float* hy, const float* cy) {
+  return {{DNNL_ARG_SRC_LAYER, user(p.x_md, x)},
+          {DNNL_ARG_SRC_ITER, user(p.iter_md, hx ? hx : p.zeros.data())},
+          {DNNL_ARG_SRC_ITER_C, user(p.iter_md, cx ? cx : p.zeros.data())},
+          {DNNL_ARG_WEIGHTS_LAYER, wl.in(p.wl)},
+          {DNNL_ARG_WEIGHTS_ITER, wi.in(p.wi)},
+          {DNNL_ARG_BIAS, p.bias},
+          {DNNL_ARG_DST_LAYER, user(p.y_md, y)},
+          {DNNL_ARG_DST_ITER, user(p.iter_md, hy)},
+          {DNNL_ARG_DST_ITER_C, user(p.iter_md, cy)}};
+}
+
 size_t state_elems(const RnnShape& s) { return size_t(s.directions * s.batch * s.hidden); }
 
 size_t round_up(size_t n) { return (n + 63) / 64 * 64; }
@@ -202,16 +218,7 @@ void forward(const RnnShape& s, float* y, float* hy, float* cy, void* reserve, c
       h_out = p.scratch.data();
     }
     c_out = h_out + n;
-    std::unordered_map<int, memory> args{
-        {DNNL_ARG_SRC_LAYER, user(p.x_md, x)},
-        {DNNL_ARG_SRC_ITER, user(p.iter_md, hx ? hx : p.zeros.data())},
-        {DNNL_ARG_SRC_ITER_C, user(p.iter_md, cx ? cx : p.zeros.data())},
-        {DNNL_ARG_WEIGHTS_LAYER, f.wl.in(p.wl)},
-        {DNNL_ARG_WEIGHTS_ITER, f.wi.in(p.wi)},
-        {DNNL_ARG_BIAS, p.bias},
-        {DNNL_ARG_DST_LAYER, user(p.y_md, y)},
-        {DNNL_ARG_DST_ITER, user(p.iter_md, h_out)},
-        {DNNL_ARG_DST_ITER_C, user(p.iter_md, c_out)}};
+    std::unordered_map<int, memory> args = layer_args(p, f.wl, f.wi, x, hx, cx, y, h_out, c_out);
     if (training) args.emplace(DNNL_ARG_WORKSPACE, user(p.train_pd->workspace_desc(), reserve));
     f.prim.execute(stream(), args);
     stream().wait();
@@ -241,25 +248,18 @@ void backward(const RnnShape& s, float* dx, float* dhx, float* dcx, float* dw, c
     std::memset(dwl.get_data_handle(), 0, dwl.get_desc().get_size());
     std::memset(dwi.get_data_handle(), 0, dwi.get_desc().get_size());
     std::memset(p.dbias.get_data_handle(), 0, p.dbias.get_desc().get_size());
-    b.prim.execute(stream(), {{DNNL_ARG_SRC_LAYER, user(p.x_md, x)},
-                              {DNNL_ARG_SRC_ITER, user(p.iter_md, hx ? hx : p.zeros.data())},
-                              {DNNL_ARG_SRC_ITER_C, user(p.iter_md, cx ? cx : p.zeros.data())},
-                              {DNNL_ARG_WEIGHTS_LAYER, b.wl.in(p.wl)},
-                              {DNNL_ARG_WEIGHTS_ITER, b.wi.in(p.wi)},
-                              {DNNL_ARG_BIAS, p.bias},
-                              {DNNL_ARG_DST_LAYER, user(p.y_md, y)},
-                              {DNNL_ARG_DST_ITER, user(p.iter_md, h_saved)},
-                              {DNNL_ARG_DST_ITER_C, user(p.iter_md, h_saved + n)},
-                              {DNNL_ARG_WORKSPACE, user(p.train_pd->workspace_desc(), reserve)},
-                              {DNNL_ARG_DIFF_SRC_LAYER, user(p.x_md, dx_out)},
-                              {DNNL_ARG_DIFF_SRC_ITER, user(p.iter_md, dhx ? dhx : spare_states)},
-                              {DNNL_ARG_DIFF_SRC_ITER_C, user(p.iter_md, dcx ? dcx : spare_states + n)},
-                              {DNNL_ARG_DIFF_WEIGHTS_LAYER, dwl},
-                              {DNNL_ARG_DIFF_WEIGHTS_ITER, dwi},
-                              {DNNL_ARG_DIFF_BIAS, p.dbias},
-                              {DNNL_ARG_DIFF_DST_LAYER, user(p.y_md, dy)},
-                              {DNNL_ARG_DIFF_DST_ITER, user(p.iter_md, dhy ? dhy : p.zeros.data())},
-                              {DNNL_ARG_DIFF_DST_ITER_C, user(p.iter_md, dcy ? dcy : p.zeros.data())}});
+    std::unordered_map<int, memory> args = layer_args(p, b.wl, b.wi, x, hx, cx, y, h_saved, h_saved + n);
+    args.insert({{DNNL_ARG_WORKSPACE, user(p.train_pd->workspace_desc(), reserve)},
+                 {DNNL_ARG_DIFF_SRC_LAYER, user(p.x_md, dx_out)},
+                 {DNNL_ARG_DIFF_SRC_ITER, user(p.iter_md, dhx ? dhx : spare_states)},
+                 {DNNL_ARG_DIFF_SRC_ITER_C, user(p.iter_md, dcx ? dcx : spare_states + n)},
+                 {DNNL_ARG_DIFF_WEIGHTS_LAYER, dwl},
+                 {DNNL_ARG_DIFF_WEIGHTS_ITER, dwi},
+                 {DNNL_ARG_DIFF_BIAS, p.dbias},
+                 {DNNL_ARG_DIFF_DST_LAYER, user(p.y_md, dy)},
+                 {DNNL_ARG_DIFF_DST_ITER, user(p.iter_md, dhy ? dhy : p.zeros.data())},
+                 {DNNL_ARG_DIFF_DST_ITER_C, user(p.iter_md, dcy ? dcy : p.zeros.data())}});
+    b.prim.execute(stream(), args);
     b.dwl.out_done(p.dwl);
     b.dwi.out_done(p.dwi);
     stream().wait();
