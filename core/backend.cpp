@@ -58,4 +58,12 @@ Backend& backend_for(Device::Kind kind, int index) {
   return f(index);
 }
 
+void Backend::conv2d_backward(DType dtype, void* dx, void* dweight, void* dbias, const void* dy, const void* x,
+                              const void* weight, const void*, const Conv2dShape& s) {
+  NABLA_CHECK(!s.relu, "conv2d_backward: this backend does not fuse the ReLU (conv2d_fuses_relu is false)");
+  if (dx) conv2d_backward_data(dtype, dx, dy, weight, s);
+  if (dweight) conv2d_backward_weight(dtype, dweight, dy, x, s);
+  if (dbias) conv2d_backward_bias(dtype, dbias, dy, s);
+}
+
 }  // namespace nabla

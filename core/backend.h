@@ -82,6 +82,9 @@ struct Conv2dShape {
   int64_t pad_h = 0, pad_w = 0;
   int64_t dil_h = 1, dil_w = 1;
   int64_t groups = 1;
+  // The output is max(conv + bias, 0), NaN kept (ReLU fused), and the backward's dy is first masked
+  // by y > 0. Only where the backend's conv2d_fuses_relu says so; the op composes otherwise.
+  bool relu = false;
 };
 
 // Shapes of one 2-D pooling (NCHW, contiguous): x (n, c, h, w), y (n, c, oh, ow) with
@@ -248,6 +251,13 @@ class Backend {
   // dbias (k) = sum of dy over n, oh, ow.
   virtual void conv2d_backward_bias(DType dtype, void* dbias, const void* dy,
                                     const Conv2dShape& s) = 0;
+  // The three gradients of one convolution at once (each null when not wanted), so that a backend
+  // can share the work on dy (one reorder, the bias summed in the weight gradient's pass). y, the
+  // forward's output, is read only for s.relu. The default calls the three above (no s.relu).
+  virtual void conv2d_backward(DType dtype, void* dx, void* dweight, void* dbias, const void* dy, const void* x,
+                               const void* weight, const void* y, const Conv2dShape& s);
+  // Whether conv2d_forward and conv2d_backward take s.relu for this dtype.
+  virtual bool conv2d_fuses_relu(DType) const { return false; }
 
   // ---- pooling (see Pool2dShape) ------------------------------------------------------------
   // y = maximum of each window; indices (n, c, oh, ow) = its position iy * w + ix in the (h, w)

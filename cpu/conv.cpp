@@ -9,6 +9,9 @@
 //   dW_g (kg, Kc)    += dy[i, g] . col^T                           backward weight
 // A 1x1 kernel with stride 1 and no padding needs no lowering: col is x itself.
 //
+// A fused ReLU (Conv2dShape::relu) is applied here in one pass over y, and its backward masks dy
+// into a buffer first; oneDNN's path does both inside its reorders (dnnl_conv.cpp).
+//
 // Images are spread over the OpenMP threads, each with its own column buffer; a product made
 // inside the parallel region runs on its thread (OpenBLAS's OpenMP build). The weight gradient
 // sums over images: each thread accumulates its images into a buffer of its own, and the buffers
@@ -244,6 +247,28 @@ void CpuBackend::conv2d_forward(DType dtype, void* y, const void* x, const void*
     using T = decltype(tag);
     conv_forward(static_cast<T*>(y), static_cast<const T*>(x), static_cast<const T*>(weight),
                  static_cast<const T*>(bias), s);
+    if (s.relu) relu_in_place(static_cast<T*>(y), s.n * s.k * s.oh * s.ow);
+  });
+}
+
+void CpuBackend::conv2d_backward(DType dtype, void* dx, void* dweight, void* dbias, const void* dy, const void* x,
+                                 const void* weight, const void* y, const Conv2dShape& s) {
+  if (dtype == DType::float32 && dnnl_conv::enabled())
+    return dnnl_conv::backward(static_cast<float*>(dx), static_cast<float*>(dweight), static_cast<float*>(dbias),
+                               static_cast<const float*>(dy), static_cast<const float*>(x),
+                               static_cast<const float*>(weight), static_cast<const float*>(y), s);
+  dispatch_floating(dtype, "conv2d_backward", [&](auto tag) {
+    using T = decltype(tag);
+    std::vector<T> masked;
+    const T* g = static_cast<const T*>(dy);
+    if (s.relu) {
+      masked.resize(size_t(s.n * s.k * s.oh * s.ow));
+      relu_mask(masked.data(), g, static_cast<const T*>(y), int64_t(masked.size()));
+      g = masked.data();
+    }
+    if (dx) conv_backward_data(static_cast<T*>(dx), g, static_cast<const T*>(weight), s);
+    if (dweight) conv_backward_weight(static_cast<T*>(dweight), g, static_cast<const T*>(x), s);
+    if (dbias) conv_backward_bias(static_cast<T*>(dbias), g, s);
   });
 }
 

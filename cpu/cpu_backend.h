@@ -7,6 +7,7 @@
 
 #include <nabla/core/backend.h>
 #include <nabla/core/error.h>
+#include <nabla/core/unary_ops.h>
 
 #include <omp.h>
 
@@ -85,6 +86,9 @@ class CpuBackend final : public Backend {
   void conv2d_backward_weight(DType dtype, void* dweight, const void* dy, const void* x,
                               const Conv2dShape& s) override;
   void conv2d_backward_bias(DType dtype, void* dbias, const void* dy, const Conv2dShape& s) override;
+  void conv2d_backward(DType dtype, void* dx, void* dweight, void* dbias, const void* dy, const void* x,
+                       const void* weight, const void* y, const Conv2dShape& s) override;
+  bool conv2d_fuses_relu(DType) const override { return true; }
 
   void max_pool2d_forward(DType dtype, void* y, int64_t* indices, const void* x,
                           const Pool2dShape& s) override;
@@ -132,6 +136,32 @@ void parallel_for(int64_t count, int64_t work_per_item, Body&& body) {
     const int64_t end = count * (t + 1) / nt;
     if (begin < end) body(begin, end);
   }
+}
+
+// A ReLU fused into another kernel (Conv2dShape::relu) computes what the relu op does
+// (unary_ops::relu: max(v, 0) with NaN kept) and masks its gradient as the op's backward does.
+template <typename T>
+T fused_relu(T v) {
+  return unary_ops::relu::value(v, T(0), T(0));
+}
+template <typename T>
+T fused_relu_grad(T g, T y) {
+  return unary_ops::relu::grad(g, y, T(0), T(0));  // y > 0 exactly where the input was > 0
+}
+
+template <typename T>
+void relu_in_place(T* y, int64_t n) {
+  parallel_for(n, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) y[i] = fused_relu(y[i]);
+  });
+}
+
+// g = dy where y > 0, else 0.
+template <typename T>
+void relu_mask(T* g, const T* dy, const T* y, int64_t n) {
+  parallel_for(n, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) g[i] = fused_relu_grad(dy[i], y[i]);
+  });
 }
 
 // Whether OpenBLAS runs on our OpenMP threads. Its OpenMP build shares our pool and runs a call

@@ -18,5 +18,9 @@ using dnnl_common::set_enabled;
 void forward(float* y, const float* x, const float* w, const float* bias, const Conv2dShape& s);
 void backward_data(float* dx, const float* dy, const float* w, const Conv2dShape& s);
 void backward_weight(float* dw, const float* dy, const float* x, const Conv2dShape& s);
+// The three gradients at once, as CpuBackend::conv2d_backward (each null when not wanted; y read
+// only for s.relu); forward honours s.relu too.
+void backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w, const float* y,
+              const Conv2dShape& s);
 
 }  // namespace nabla::cpu::dnnl_conv

@@ -47,6 +47,12 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, Size2 kernel, Conv2dOp
 
 Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight_, bias_, params_, label_.c_str()); }
 
+Tensor Conv2d::forward_relu(const Tensor& x) {
+  Conv2dParams p = params_;
+  p.relu = true;
+  return conv2d(x, weight_, bias_, p, label_.c_str());
+}
+
 std::string Conv2d::to_string() const {
   return fmt::format("Conv2d({}->{}, {}x{}{})", in_, out_, kernel_.h, kernel_.w,
                      options_str(size2_str(params_.stride), params_.padding.str(), size2_str(params_.dilation),

@@ -29,6 +29,8 @@ class Conv2d : public Module {
  public:
   Conv2d(int64_t in_channels, int64_t out_channels, Size2 kernel, Conv2dOptions opts = {});
   Tensor forward(const Tensor& x) override;
+  // relu(forward(x)) as one op, the ReLU fused where the backend can (Conv2dParams::relu).
+  Tensor forward_relu(const Tensor& x);
   std::string type_name() const override { return "Conv2d"; }
   std::string to_string() const override;
 

@@ -193,6 +193,9 @@ std::vector<GradCase> grad_cases() {
   conv("same_stride2_odd", {1, 2, 7, 5}, {2, 2, 3, 3}, true, {.stride = 2, .padding = "same"});
   conv("odd_sizes_5x5_pad2_stride3", {3, 1, 11, 9}, {2, 1, 5, 5}, true, {.stride = 3, .padding = 2});
   conv("batch_over_threads", {40, 2, 6, 6}, {2, 2, 3, 3}, true, {.padding = 1});
+  // The ReLU fused into the convolution (float32: through oneDNN's blocked copies when built with it).
+  conv("relu_fused_3x3_pad1", {2, 3, 5, 6}, {4, 3, 3, 3}, true, {.padding = 1, .relu = true});
+  conv("relu_fused_stride2_no_bias", {2, 2, 7, 6}, {9, 2, 3, 3}, false, {.stride = 2, .padding = 1, .relu = true});
   cases.push_back({"conv2d_transposed_input",
                    [](const Tensors& x) { return nb::conv2d(x[0].transpose(2, 3), x[1], x[2], {.padding = 1}); },
                    [] { return Tensors{input({2, 2, 4, 5}), input({3, 2, 3, 3}), input({3})}; }});
@@ -367,6 +370,82 @@ std::vector<DnnlCase> dnnl_cases() {
 
 INSTANTIATE_TEST_SUITE_P(Conv2d, ConvDnnl, ::testing::ValuesIn(dnnl_cases()),
                          [](const auto& info) { return info.param.name; });
+
+// ---- the fused ReLU (Conv2dParams::relu) -------------------------------------------------------
+
+// conv2d with relu = true gives what relu(conv2d(...)) gives, values and gradients, bit for bit:
+// the same convolution kernels run on the same data, and the fused ReLU is the relu op's formula
+// (NaN kept, the gradient masked where y > 0), applied in the copies between layouts on oneDNN's
+// path. Both paths (oneDNN and the reference kernels), float32 and float64; output channels that
+// fill oneDNN's channel blocks (8, 16, 64) and that do not (5, 20); a NaN in x reaches y. The fused
+// op records one tape entry instead of two.
+TEST(Conv2dFusedRelu, SameValuesAndGradientsAsConvThenRelu) {
+  struct Case {
+    int64_t n, c, h, w, k;
+    nb::Conv2dParams p;
+  };
+  const std::vector<Case> cases{{2, 3, 9, 8, 5, {.padding = 1}},
+                                {3, 8, 7, 7, 8, {.stride = 2}},
+                                {2, 4, 10, 9, 20, {.padding = 1}},
+                                {2, 16, 6, 6, 16, {.padding = 1, .groups = 2}},
+                                {4, 32, 14, 14, 64, {.padding = 1}}};
+  auto equal = [](const std::vector<double>& a, const std::vector<double>& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+      if (!(a[i] == b[i] || (std::isnan(a[i]) && std::isnan(b[i])))) return false;
+    return true;
+  };
+  for (const bool dnnl : {true, false}) {
+    const bool was = nb::cpu::dnnl_conv::set_enabled(dnnl);
+    for (const DType dtype : {DType::float32, DType::float64}) {
+      for (const Case& c : cases) {
+        SCOPED_TRACE(::testing::Message() << (dnnl ? "oneDNN " : "own ") << nb::dtype_name(dtype) << " k " << c.k);
+        nb::manual_seed(11);
+        Tensor x0 = nb::rand({c.n, c.c, c.h, c.w}, {.dtype = dtype}, -1, 1);
+        Tensor w0 = nb::rand({c.k, c.c / c.p.groups, 3, 3}, {.dtype = dtype}, -1, 1);
+        Tensor b0 = nb::rand({c.k}, {.dtype = dtype}, -1, 1);
+        auto run = [&](bool fused, bool with_nan) {
+          std::vector<double> xv = x0.to_vector<double>();
+          if (with_nan) xv[size_t(1 * c.w + 1)] = std::numeric_limits<double>::quiet_NaN();  // x[0, 0, 1, 1]
+          Tensor x = nb::from_vector<double>(xv, x0.shape(), {.dtype = dtype}).requires_grad_(true);
+          Tensor w = w0.detach().clone().requires_grad_(true), b = b0.detach().clone().requires_grad_(true);
+          const size_t tape = nb::tape_size();
+          nb::Conv2dParams p = c.p;
+          p.relu = fused;
+          Tensor y = fused ? nb::conv2d(x, w, b, p) : nb::relu(nb::conv2d(x, w, b, p));
+          const size_t entries = nb::tape_size() - tape;
+          Tensor r = nb::rand(y.shape(), {.dtype = dtype}, -1, 1);
+          nb::sum(nb::mul(y, r)).backward();
+          return std::make_tuple(ConvRun{y.to_vector<double>(), x.grad().to_vector<double>(),
+                                         w.grad().to_vector<double>(), b.grad().to_vector<double>()},
+                                 entries);
+        };
+        nb::manual_seed(12);
+        const auto [fused, fused_entries] = run(true, false);
+        nb::manual_seed(12);
+        const auto [plain, plain_entries] = run(false, false);
+        EXPECT_EQ(fused_entries, 1u);
+        EXPECT_EQ(plain_entries, 2u);
+        EXPECT_TRUE(equal(fused.y, plain.y)) << "y";
+        EXPECT_TRUE(equal(fused.dx, plain.dx)) << "dx";
+        EXPECT_TRUE(equal(fused.dw, plain.dw)) << "dweight";
+        EXPECT_TRUE(equal(fused.db, plain.db)) << "dbias";
+        int64_t zeros = 0;
+        for (double v : fused.y) zeros += v == 0;
+        EXPECT_GT(zeros, 0) << "no output was negative: the ReLU was not exercised";
+        nb::manual_seed(12);
+        const auto [fused_nan, e1] = run(true, true);
+        nb::manual_seed(12);
+        const auto [plain_nan, e2] = run(false, true);
+        int64_t nans = 0;
+        for (double v : fused_nan.y) nans += std::isnan(v);
+        EXPECT_GE(nans, c.k / c.p.groups) << "a NaN in x must reach y through the ReLU, as the relu op's does";
+        EXPECT_TRUE(equal(fused_nan.y, plain_nan.y)) << "y with a NaN";
+      }
+    }
+    nb::cpu::dnnl_conv::set_enabled(was);
+  }
+}
 
 // ---- pooling values ---------------------------------------------------------------------------
 

@@ -52,6 +52,44 @@ TEST(Sequential, ForwardMatchesManualComposition_Batch3) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_FLOAT_EQ(a[i], b[i]);
 }
 
+// A Conv2d followed by a ReLU runs as one fused op (Conv2dParams::relu): the same output and
+// gradients as the layers one by one, and one tape entry fewer per pair; not in anomaly mode,
+// and not for a ReLU that follows anything else.
+TEST(Sequential, FusesConv2dWithTheReLUAfterIt) {
+  nb::manual_seed(5);
+  nb::Conv2d c1(2, 8, 3, {.padding = 1}), c2(8, 4, 3);
+  nb::Dense d(4 * 3 * 3, 3);
+  nb::Sequential model{c1, nb::ReLU(), nb::MaxPool2d(2), c2, nb::ReLU(), nb::Flatten(), d, nb::ReLU()};
+  const nb::Tensor x0 = nb::rand({3, 2, 10, 10}, {}, -1, 1);
+  auto run = [&](bool layer_by_layer, bool anomaly) {
+    nb::DetectAnomaly mode(anomaly);
+    model.zero_grad();
+    nb::Tensor x = x0.detach().clone().requires_grad_(true);
+    const size_t before = nb::tape_size();
+    nb::Tensor y = x;
+    if (layer_by_layer) {
+      for (size_t i = 0; i < model.size(); ++i) y = model[i](y);
+    } else {
+      y = model(x);
+    }
+    const size_t entries = nb::tape_size() - before;
+    nb::sum(nb::mul(y, y)).backward();
+    std::vector<std::vector<float>> out{y.to_vector<float>(), x.grad().to_vector<float>()};
+    for (const nb::Tensor& p : model.parameters()) out.push_back(p.grad().to_vector<float>());
+    return std::make_pair(out, entries);
+  };
+  const auto [fused, fused_entries] = run(false, false);
+  const auto [separate, separate_entries] = run(true, false);
+  const auto [anomaly, anomaly_entries] = run(false, true);
+  EXPECT_EQ(fused_entries + 2, separate_entries) << "two Conv2d + ReLU pairs fused";
+  EXPECT_EQ(anomaly_entries, separate_entries) << "anomaly mode runs each layer on its own";
+  ASSERT_EQ(fused.size(), separate.size());
+  for (size_t i = 0; i < fused.size(); ++i) {
+    EXPECT_EQ(fused[i], separate[i]) << "output " << i;
+    EXPECT_EQ(anomaly[i], separate[i]) << "output " << i;
+  }
+}
+
 TEST(Sequential, ShapeErrorNamesLayerAndShapes) {
   nb::Sequential model{nb::Dense(784, 256), nb::ReLU(), nb::Dense(256, 10)};
   auto msg = error_of([&] { model(nb::zeros({32, 783})); });

@@ -2,6 +2,7 @@
 #include <nabla/core/ops/conv.h>
 
 #include <nabla/core/autograd.h>
+#include <nabla/core/ops/elementwise.h>
 #include <nabla/core/ops/shape.h>
 #include <nabla/core/ops/util.h>
 
@@ -135,35 +136,33 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias, cons
   s.ow = (wp - ekw) / s.stride_w + 1;
 
   const Tensor wc = weight.contiguous(), bc = bias.defined() ? bias.contiguous() : Tensor();
+  s.relu = p.relu && be(x).conv2d_fuses_relu(x.dtype());
   Tensor y = Tensor::empty({s.n, k, s.oh, s.ow}, x.options(), name);
   if (y.numel() > 0)
     be(x).conv2d_forward(x.dtype(), y.data_ptr(), x.data_ptr(), wc.data_ptr(), bc.defined() ? bc.data_ptr() : nullptr,
                          s);
   if (needs_grad({&x, &weight, &bias})) {
     const bool gx = x.requires_grad(), gw = weight.requires_grad(), gb = bias.defined() && bias.requires_grad();
-    const Tensor xs = x.detach(), ws = wc.detach();
-    record("conv2d", {x, weight, bias}, {&y}, [xs, ws, s, gx, gw, gb](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+    const Tensor xs = x.detach(), ws = wc.detach(), ys = s.relu ? y.detach() : Tensor();
+    record("conv2d", {x, weight, bias}, {&y}, [xs, ws, ys, s, gx, gw, gb](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       const Tensor& dy = g[0];
-      Tensor dx, dw, db;
-      const bool empty = dy.numel() == 0;
-      if (gx) {
-        dx = Tensor::empty(xs.shape(), xs.options());
-        if (empty) dx.fill_(0);
-        else if (dx.numel() > 0) be(xs).conv2d_backward_data(xs.dtype(), dx.data_ptr(), dy.data_ptr(), ws.data_ptr(), s);
-      }
-      if (gw) {
-        dw = Tensor::empty(ws.shape(), ws.options());
-        if (empty) dw.fill_(0);
-        else be(xs).conv2d_backward_weight(xs.dtype(), dw.data_ptr(), dy.data_ptr(), xs.data_ptr(), s);
-      }
-      if (gb) {
-        db = Tensor::empty({s.k}, xs.options());
-        if (empty) db.fill_(0);
-        else be(xs).conv2d_backward_bias(xs.dtype(), db.data_ptr(), dy.data_ptr(), s);
+      Tensor dx = gx ? Tensor::empty(xs.shape(), xs.options()) : Tensor();
+      Tensor dw = gw ? Tensor::empty(ws.shape(), ws.options()) : Tensor();
+      Tensor db = gb ? Tensor::empty({s.k}, xs.options()) : Tensor();
+      if (dy.numel() == 0) {
+        for (Tensor* t : {&dx, &dw, &db})
+          if (t->defined()) t->fill_(0);
+      } else {
+        // No dx to compute for an empty input (c = 0 is refused above; n = 0 makes dy empty).
+        auto ptr = [](Tensor& t) { return t.defined() && t.numel() > 0 ? t.data_ptr() : nullptr; };
+        be(xs).conv2d_backward(xs.dtype(), ptr(dx), ptr(dw), ptr(db), dy.data_ptr(), xs.data_ptr(), ws.data_ptr(),
+                               s.relu ? ys.data_ptr() : nullptr, s);
       }
       return {dx, dw, db};
-    });
+    }, s.relu ? std::vector<Tensor>{ys} : std::vector<Tensor>{});
   }
+  // A backend that does not fuse the ReLU: the relu op after the convolution.
+  if (p.relu && !s.relu) return relu(y);
   return y;
 }
 

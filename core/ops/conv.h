@@ -46,6 +46,11 @@ struct Conv2dParams {
   Padding padding = 0;
   Size2 dilation = 1;
   int64_t groups = 1;
+  // relu(conv2d(...)) in one op: fused into the convolution where the backend can (the CPU's: no
+  // separate pass over the output, dy masked on its way into the backward), composed of the two
+  // ops otherwise. The same values and gradients as the two ops. Sequential sets it for a Conv2d
+  // followed by a ReLU.
+  bool relu = false;
 };
 
 // x: (n, c, h, w), weight: (k, c / groups, kh, kw), bias: (k) or undefined -> (n, k, oh, ow).
