@@ -9,8 +9,9 @@
 // the activated gates (seq, batch, G hidden) and one more (seq, batch, hidden) block: the cell
 // state c (LSTM) or the recurrent projection of the candidate, h W_hn^T + b_hn (GRU).
 //
-// float32 LSTMs run on oneDNN when the build has it (dnnl_rnn.h). The reserve then starts with a
-// header that says which path wrote it, so that the backward reads it the same way.
+// float32 LSTMs and GRUs run on oneDNN when the build has it and it is on (dnnl_rnn.h); these
+// kernels are then the float64 path and the reference. The reserve starts with a header that
+// says which path wrote it, so that the backward reads it the same way.
 #include <nabla/cpu/cpu_backend.h>
 #include <nabla/cpu/dnnl_rnn.h>
 

@@ -176,20 +176,25 @@ TEST(RnnLayer, NoGradRunsWithoutReserve) {
   EXPECT_TRUE(near(b.y, a.y.to_vector<double>(), a.y.shape(), 0, 0));
 }
 
-// ---- float32 LSTM on oneDNN (cpu/dnnl_rnn.cpp) against nabla's own kernels -------------------
+// ---- float32 LSTM and GRU on oneDNN (cpu/dnnl_rnn.cpp) against nabla's own kernels ----------
 
-// Every output and gradient of one LSTM layer: y, h, c, then the gradients of x, h0, c0 and of
-// every weight, of the loss sum(r * [y, h, c]) with fixed random r.
-std::vector<std::vector<double>> lstm_everything(const Tensors& inputs, const Tensor& r, int64_t D, DType dtype) {
+const char* cell_name(RnnCell cell) { return cell == RnnCell::lstm ? "lstm" : "gru"; }
+
+// Every output and gradient of one layer: y, h, (LSTM) c, then the gradients of x, h0, (LSTM) c0
+// and of every weight, of the loss sum(r * [y, h, c]) with fixed random r. inputs: x, h0, (LSTM)
+// c0, then 4 weights per direction.
+std::vector<std::vector<double>> rnn_everything(RnnCell cell, const Tensors& inputs, const Tensor& r, int64_t D,
+                                                DType dtype) {
   Tensors x;
   for (const Tensor& t : inputs) x.push_back(t.detach().to(dtype).requires_grad_(true));
+  const bool lstm = cell == RnnCell::lstm;
   std::vector<nb::RnnWeights> w;
-  for (int64_t d = 0; d < D; ++d) w.push_back({x[3 + 4 * d], x[4 + 4 * d], x[5 + 4 * d], x[6 + 4 * d]});
-  nb::RnnLayerResult out = nb::rnn_layer(RnnCell::lstm, x[0], x[1], x[2], w);
+  for (size_t d = 0, k = lstm ? 3 : 2; d < size_t(D); ++d, k += 4) w.push_back({x[k], x[k + 1], x[k + 2], x[k + 3]});
+  nb::RnnLayerResult out = nb::rnn_layer(cell, x[0], x[1], lstm ? x[2] : Tensor(), w);
   Tensor all = joined(out);
   nb::sum(nb::mul(all, r.to(dtype))).backward();
-  std::vector<std::vector<double>> res{out.y.to_vector<double>(), out.h.to_vector<double>(),
-                                       out.c.to_vector<double>()};
+  std::vector<std::vector<double>> res{out.y.to_vector<double>(), out.h.to_vector<double>()};
+  if (lstm) res.push_back(out.c.to_vector<double>());
   for (const Tensor& t : x) res.push_back(t.grad().to_vector<double>());
   return res;
 }
@@ -201,36 +206,46 @@ struct DnnlRnnCase {
 
 // Both float32 paths (oneDNN on and off) are held to the float64 result of nabla's own kernels,
 // element by element, to |d| <= tol (1 + |ref|) with tol = 2 gamma_{K T}, u = 2^-24: a dot product
-// of K = I + H + 2 terms per pre-activation, and an error that can travel through T steps of the
-// recurrence (sigmoid and tanh do not amplify it: their slopes are at most 1). Measured here: both
-// paths stay near 1e-7 to 1e-6, oneDNN's no worse than the own kernels'.
-TEST(RnnDnnl, Float32LstmMatchesFloat64AsOwnKernelsDo) {
+// of I + H + 2 terms per pre-activation (inputs, recurrent inputs and both biases), K = that for an
+// LSTM and one more for a GRU (its candidate's recurrent sum is multiplied by r before it joins the
+// input side's), and an error that can travel through T steps of the recurrence (sigmoid and tanh
+// do not amplify it: their slopes are at most 1). Measured here: both paths stay between 1e-8 and
+// 3e-6, oneDNN's about as close as the own kernels'.
+class RnnDnnlCells : public ::testing::TestWithParam<RnnCell> {};
+
+TEST_P(RnnDnnlCells, Float32MatchesFloat64AsOwnKernelsDo) {
   if (!nb::cpu::dnnl_conv::enabled()) GTEST_SKIP() << "built without oneDNN, or NABLA_CPU_DNNL=0";
+  const RnnCell cell = GetParam();
+  const bool lstm = cell == RnnCell::lstm;
   const std::vector<DnnlRnnCase> cases{{"len1", 1, 2, 3, 2, 1},          {"len7_odd_sizes", 7, 3, 5, 6, 1},
                                        {"bidirectional", 6, 4, 7, 5, 2}, {"wider", 12, 16, 33, 17, 1},
                                        {"batch1_bidirectional", 9, 1, 8, 16, 2}};
-  const char* names[] = {"y", "h", "c", "dx", "dh0", "dc0"};
+  using Names = std::vector<std::string>;
+  const Names names = lstm ? Names{"y", "h", "c", "dx", "dh0", "dc0"} : Names{"y", "h", "dx", "dh0"};
   int differing = 0;  // outputs where the two paths differ in some bit: the oneDNN path did run
   for (const DnnlRnnCase& k : cases) {
     SCOPED_TRACE(k.name);
     nb::manual_seed(41);
-    Tensors in{input({k.T, k.B, k.I}, -1, 1), input({k.D, k.B, k.H}, -0.8, 0.8), input({k.D, k.B, k.H}, -0.8, 0.8)};
+    Tensors in{input({k.T, k.B, k.I}, -1, 1), input({k.D, k.B, k.H}, -0.8, 0.8)};
+    if (lstm) in.push_back(input({k.D, k.B, k.H}, -0.8, 0.8));
     for (int64_t d = 0; d < k.D; ++d) {
-      nb::RnnWeights w = weights(RnnCell::lstm, k.I, k.H, 0.5);
+      nb::RnnWeights w = weights(cell, k.I, k.H, 0.5);
       in.insert(in.end(), {w.w_ih, w.w_hh, w.b_ih, w.b_hh});
     }
-    const Tensor r = input({k.T * k.B * k.D * k.H + 2 * k.D * k.B * k.H}, 0.5, 1.5);
-    const auto ref = lstm_everything(in, r, k.D, DType::float64);
-    const auto dnnl = lstm_everything(in, r, k.D, DType::float32);
+    const Tensor r = input({k.T * k.B * k.D * k.H + (lstm ? 2 : 1) * k.D * k.B * k.H}, 0.5, 1.5);
+    const auto ref = rnn_everything(cell, in, r, k.D, DType::float64);
+    const auto dnnl = rnn_everything(cell, in, r, k.D, DType::float32);
     const bool was = nb::cpu::dnnl_conv::set_enabled(false);
-    const auto own = lstm_everything(in, r, k.D, DType::float32);
+    const auto own = rnn_everything(cell, in, r, k.D, DType::float32);
     nb::cpu::dnnl_conv::set_enabled(was);
-    const double u = std::ldexp(1.0, -24), kt = double((k.I + k.H + 2) * k.T);
+    const double u = std::ldexp(1.0, -24), kt = double((k.I + k.H + (lstm ? 2 : 3)) * k.T);
     const double tol = 2 * kt * u / (1 - kt * u);
+    const size_t first_weight = names.size();
     for (size_t o = 0; o < ref.size(); ++o) {
       static const char* kWeights[] = {"dw_ih", "dw_hh", "db_ih", "db_hh"};
+      const size_t wo = o - first_weight;
       const std::string what =
-          o < 6 ? names[o] : kWeights[(o - 6) % 4] + ("[" + std::to_string((o - 6) / 4) + "]");
+          o < first_weight ? names[o] : kWeights[wo % 4] + ("[" + std::to_string(wo / 4) + "]");
       ASSERT_EQ(dnnl[o].size(), ref[o].size()) << what;
       double worst_dnnl = 0, worst_own = 0;
       for (size_t j = 0; j < ref[o].size(); ++j) {
@@ -248,16 +263,17 @@ TEST(RnnDnnl, Float32LstmMatchesFloat64AsOwnKernelsDo) {
 
 // The backward follows the path its forward took, whatever the switch says in between; inference
 // (no reserve) gives the training forward's values.
-TEST(RnnDnnl, BackwardFollowsItsForwardAndInferenceAgrees) {
+TEST_P(RnnDnnlCells, BackwardFollowsItsForwardAndInferenceAgrees) {
   if (!nb::cpu::dnnl_conv::enabled()) GTEST_SKIP() << "built without oneDNN, or NABLA_CPU_DNNL=0";
+  const RnnCell cell = GetParam();
   nb::manual_seed(43);
-  nb::RnnWeights w64 = weights(RnnCell::lstm, 6, 5, 0.5);
+  nb::RnnWeights w64 = weights(cell, 6, 5, 0.5);
   nb::RnnWeights w{w64.w_ih.to(DType::float32), w64.w_hh.to(DType::float32), w64.b_ih.to(DType::float32),
                    w64.b_hh.to(DType::float32)};
   const Tensor x0 = input({8, 3, 6}, -1, 1).to(DType::float32);
   auto gradient = [&](bool flip_between) {
     Tensor x = x0.detach().clone().requires_grad_(true);
-    Tensor y = nb::rnn_layer(RnnCell::lstm, x, {}, {}, {w}).y;
+    Tensor y = nb::rnn_layer(cell, x, {}, {}, {w}).y;
     const bool was = nb::cpu::dnnl_conv::set_enabled(!flip_between);
     nb::sum(y).backward();
     nb::cpu::dnnl_conv::set_enabled(was);
@@ -266,23 +282,24 @@ TEST(RnnDnnl, BackwardFollowsItsForwardAndInferenceAgrees) {
   const auto straight = gradient(false), flipped = gradient(true);
   EXPECT_EQ(straight.second, flipped.second);
   nb::NoGrad ng;
-  const Tensor y_inference = nb::rnn_layer(RnnCell::lstm, x0, {}, {}, {w}).y;
+  const Tensor y_inference = nb::rnn_layer(cell, x0, {}, {}, {w}).y;
   EXPECT_TRUE(near(y_inference, straight.first, y_inference.shape(), 1e-6, 1e-6));
 }
 
 // batch_first: oneDNN takes the batch-major input as it is (ntc) instead of a transposed copy;
 // values and gradients as the sequence-major layer's, float32 and float64 (which transposes).
-TEST(RnnDnnl, BatchFirstTakesTheInputAsItIs) {
+TEST_P(RnnDnnlCells, BatchFirstTakesTheInputAsItIs) {
+  const RnnCell cell = GetParam();
   for (DType dtype : {DType::float32, DType::float64}) {
     SCOPED_TRACE(nb::dtype_name(dtype));
     nb::manual_seed(47);
-    nb::RnnWeights w64 = weights(RnnCell::lstm, 6, 5, 0.5);
+    nb::RnnWeights w64 = weights(cell, 6, 5, 0.5);
     nb::RnnWeights w{w64.w_ih.to(dtype), w64.w_hh.to(dtype), w64.b_ih.to(dtype), w64.b_hh.to(dtype)};
     const Tensor x_bm = input({3, 7, 6}, -1, 1).to(dtype);  // (batch, seq, input)
     const Tensor r = input({3, 7, 5}, 0.5, 1.5).to(dtype);
     auto run = [&](bool batch_first) {
       Tensor x = (batch_first ? x_bm : x_bm.transpose(0, 1).contiguous()).detach().clone().requires_grad_(true);
-      nb::RnnLayerResult out = nb::rnn_layer(RnnCell::lstm, x, {}, {}, {w}, {}, "lstm", batch_first);
+      nb::RnnLayerResult out = nb::rnn_layer(cell, x, {}, {}, {w}, {}, cell_name(cell), batch_first);
       Tensor y = batch_first ? out.y : out.y.transpose(0, 1);
       EXPECT_EQ(y.shape(), (Shape{3, 7, 5}));
       nb::sum(nb::mul(y, r)).backward();
@@ -290,14 +307,19 @@ TEST(RnnDnnl, BatchFirstTakesTheInputAsItIs) {
       return std::make_pair(y.contiguous().to_vector<double>(), dx.contiguous().to_vector<double>());
     };
     const auto bm = run(true), sm = run(false);
-    // The two layouts may take different kernels: each within 2 gamma_{(I+H+2) T} of the exact value
-    // (as Float32LstmMatchesFloat64AsOwnKernelsDo), so they differ by at most twice that.
-    const double u = dtype == DType::float32 ? std::ldexp(1.0, -24) : std::ldexp(1.0, -53), kt = (6 + 5 + 2) * 7;
+    // The two layouts may take different kernels: each within 2 gamma_{K T} of the exact value
+    // (as Float32MatchesFloat64AsOwnKernelsDo), so they differ by at most twice that.
+    const double u = dtype == DType::float32 ? std::ldexp(1.0, -24) : std::ldexp(1.0, -53),
+                 kt = (6 + 5 + (cell == RnnCell::lstm ? 2 : 3)) * 7;
     const double tol = 4 * kt * u / (1 - kt * u);
     EXPECT_TRUE(near(nb::from_vector(bm.first), sm.first, {int64_t(sm.first.size())}, tol, tol));
     EXPECT_TRUE(near(nb::from_vector(bm.second), sm.second, {int64_t(sm.second.size())}, tol, tol));
   }
 }
+
+std::string cell_case_name(const ::testing::TestParamInfo<RnnCell>& info) { return cell_name(info.param); }
+
+INSTANTIATE_TEST_SUITE_P(RnnDnnl, RnnDnnlCells, ::testing::Values(RnnCell::lstm, RnnCell::gru), cell_case_name);
 
 // ---- embedding --------------------------------------------------------------------------------
 
