@@ -7,7 +7,10 @@
 # maximum RSS), with the date and the CPU model: the README's table comes from this output.
 #
 #   scripts/bench-cpu.sh [--workloads mlp,mlp_wide,cnn,cnn_fmnist,lstm] [--threads 2] [--steps 50]
-#                        [--warmup 10] [--rounds 3] [--busy N]
+#                        [--warmup 10] [--wide-steps 10] [--wide-warmup 2] [--rounds 3] [--busy N]
+#
+# mlp_wide takes --wide-steps and --wide-warmup instead: its step takes seconds on 2 cores and each
+# program times 5 repetitions of the steps, so 50 steps would make one round pair last 20 minutes.
 #
 # --busy N runs N busy loops beside both programs while they are measured: a shared machine whose
 # other users want the cores (README, "Threads on a busy machine").
@@ -17,13 +20,15 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 source scripts/common.sh
 
-workloads=mlp,mlp_wide,cnn,cnn_fmnist,lstm threads=2 steps=50 warmup=10 rounds=3 busy=0
+workloads=mlp,mlp_wide,cnn,cnn_fmnist,lstm threads=2 steps=50 warmup=10 wide_steps=10 wide_warmup=2 rounds=3 busy=0
 while (( $# )); do
   case $1 in
     --workloads) workloads=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
+    --wide-steps) wide_steps=$2; shift 2 ;;
+    --wide-warmup) wide_warmup=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --busy) busy=$2; shift 2 ;;
     *) die "unknown argument $1 (see the header of $0)" ;;
@@ -63,12 +68,14 @@ run_one() {
 }
 IFS=, read -ra wl <<<"$workloads"
 for w in "${wl[@]}"; do
-  say "$w"
+  s=$steps u=$warmup
+  [[ $w == mlp_wide ]] && s=$wide_steps u=$wide_warmup
+  say "$w ($s steps after $u warm-up steps, 5 repetitions per program run)"
   for (( r = 1; r <= rounds; ++r )); do
     run_one nabla "$r" "$NABLA_BUILD_DIR/bench/nabla-bench" --workload "$w" --device cpu --threads "$threads" \
-      --steps "$steps" --warmup "$warmup"
+      --steps "$s" --warmup "$u"
     run_one torch "$r" /usr/bin/python3 "$reference" --device cpu --modes fp32 --threads "$threads" --workloads "$w" \
-      --steps "$steps" --warmup "$warmup"
+      --steps "$s" --warmup "$u"
   done
 done
 stop_busy
