@@ -336,7 +336,8 @@ Attempt attempt(CudaBackend& be, const Ready& r, const Algo& a, const Call& call
   std::optional<ScratchLease> ws;
   try {
     if (take_fault(g_fail_workspaces))
-      fail("out of memory allocating {} bytes (injected by test_hooks::inject_conv_failures)", a.workspace);
+      fail<OutOfMemoryError>("out of memory allocating {} bytes (injected by test_hooks::inject_conv_failures)",
+                             a.workspace);
     ws.emplace(be, a.workspace);
   } catch (const Error& e) {
     return {false, fmt::format("algorithm {} (math {}): workspace of {} bytes: {}", a.algo, static_cast<int>(a.math),

@@ -513,12 +513,12 @@ struct TrainingState {
                                      const char* expected) {
   std::string text = v.dump();
   if (text.size() > 80) text = text.substr(0, 72) + fmt::format("... ({} bytes)", text.size());
-  fail("{}: '{}' {} is {}, expected {}", where, kTrainingKey, key, text, expected);
+  fail<IOError>("{}: '{}' {} is {}, expected {}", where, kTrainingKey, key, text, expected);
 }
 
 const json& training_field(const std::string& where, const json& obj, const std::string& prefix, const char* key) {
   auto it = obj.find(key);
-  if (it == obj.end()) fail("{}: '{}' has no {}{}", where, kTrainingKey, prefix, key);
+  if (it == obj.end()) fail<IOError>("{}: '{}' has no {}{}", where, kTrainingKey, prefix, key);
   return *it;
 }
 
@@ -545,9 +545,9 @@ TrainingState parse_training(const std::string& where, const std::string& text, 
   try {
     j = json::parse(text);
   } catch (const json::exception& e) {
-    fail("{}: '{}' is not JSON: {}", where, kTrainingKey, e.what());
+    fail<IOError>("{}: '{}' is not JSON: {}", where, kTrainingKey, e.what());
   }
-  if (!j.is_object()) fail("{}: '{}' is {}, expected a JSON object", where, kTrainingKey, j.type_name());
+  if (!j.is_object()) fail<IOError>("{}: '{}' is {}, expected a JSON object", where, kTrainingKey, j.type_name());
   TrainingState s;
   s.epoch = training_count(where, j, "epoch");
   s.global_step = training_count(where, j, "global_step");
@@ -585,7 +585,7 @@ void Model::load_file(const std::string& path, bool with_optimizer) {
     // Every error names the file: those of the optimizer's checks do not by themselves.
     const std::string msg = e.what();
     if (msg.rfind(where + ":", 0) == 0 || msg.rfind("safetensors " + path + ":", 0) == 0) throw;
-    throw Error(fmt::format("{}: {}", where, msg));
+    e.rethrow_with(fmt::format("{}: {}", where, msg));
   }
 }
 
