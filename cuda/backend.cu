@@ -1,5 +1,6 @@
 // CudaBackend: construction, stream-ordered memory, copies, synchronization, registration.
 #include <nabla/core/error.h>
+#include <nabla/core/log.h>
 #include <nabla/cuda/compat.cuh>
 #include <nabla/cuda/cuda_backend.h>
 #include <nabla/cuda/device.h>
@@ -33,7 +34,8 @@ void throw_cudnn_error(cudnnStatus_t status, const char* call, const char* file,
 CudnnHandle::~CudnnHandle() {
   if (!h_) return;
   const cudnnStatus_t st = cudnnDestroy(h_);
-  if (st != CUDNN_STATUS_SUCCESS) std::fprintf(stderr, "nabla: cudnnDestroy failed: %s\n", cudnnGetErrorString(st));
+  if (st != CUDNN_STATUS_SUCCESS)
+    log_message(LogLevel::error, std::string("nabla: cudnnDestroy failed: ") + cudnnGetErrorString(st));
 }
 
 CudnnHandle& CudnnHandle::operator=(CudnnHandle&& o) noexcept {
@@ -84,7 +86,7 @@ void check_cudnn_version() {
   static std::once_flag once;
   std::call_once(once, [] {
     const std::string warning = compat::cudnn_version_warning(CUDNN_VERSION, cudnnGetVersion());
-    if (!warning.empty()) std::fprintf(stderr, "%s\n", warning.c_str());
+    if (!warning.empty()) log_message(LogLevel::warning, warning);
   });
 }
 }  // namespace
@@ -187,7 +189,7 @@ void CudaBackend::deallocate(void* p, size_t) noexcept {
   if (!p) return;
   cudaError_t err = cudaFreeAsync(p, stream_);
   if (err != cudaSuccess && err != cudaErrorCudartUnloading) {
-    std::fprintf(stderr, "nabla: cudaFreeAsync failed: %s\n", cudaGetErrorString(err));
+    log_message(LogLevel::error, std::string("nabla: cudaFreeAsync failed: ") + cudaGetErrorString(err));
     cudaGetLastError();
   }
 }
