@@ -1,6 +1,6 @@
 // nabla: deep learning in C++ on CPUs and NVIDIA GPUs. This header brings in the whole
-// public API: tensors, ops and autograd (core), devices, safetensors checkpoints, datasets, layers,
-// optimizers, and the Keras-style training API (train/).
+// public API: tensors, ops and autograd (core), devices, errors and logging, safetensors
+// checkpoints, datasets, layers, optimizers, and the Keras-style training API (train/).
 #pragma once
 
 #include <nabla/core/anomaly.h>
@@ -9,6 +9,7 @@
 #include <nabla/core/device.h>
 #include <nabla/core/error.h>
 #include <nabla/core/io/safetensors.h>
+#include <nabla/core/log.h>
 #include <nabla/core/ops.h>
 #include <nabla/core/tensor.h>
 #include <nabla/layers/layers.h>

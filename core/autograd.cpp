@@ -199,14 +199,14 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
                 shape_str(root.shape()));
     Tensor g = grads[i];
     if (!g.defined()) {
-      NABLA_CHECK(root.numel() == 1,
-                  "backward: a gradient can be implied only for a scalar; tensor has shape {}, pass "
-                  "backward(gradient) with that shape",
-                  shape_str(root.shape()));
+      NABLA_CHECK_SHAPE(root.numel() == 1,
+                        "backward: a gradient can be implied only for a scalar; tensor has shape {}, pass "
+                        "backward(gradient) with that shape",
+                        shape_str(root.shape()));
       g = ones(root.shape(), root.options());
     } else {
-      NABLA_CHECK(g.shape() == root.shape(), "backward: gradient has shape {}, tensor has shape {}",
-                  shape_str(g.shape()), shape_str(root.shape()));
+      NABLA_CHECK_SHAPE(g.shape() == root.shape(), "backward: gradient has shape {}, tensor has shape {}",
+                        shape_str(g.shape()), shape_str(root.shape()));
       detail::check_same(root, g, "backward", "tensor", "gradient");
     }
     send(root, g);

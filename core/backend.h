@@ -129,7 +129,7 @@ class Backend {
   virtual int device_count() const = 0;
 
   // ---- memory -------------------------------------------------------------------------------
-  virtual void* allocate(size_t nbytes) = 0;  // throws nabla::Error on out of memory
+  virtual void* allocate(size_t nbytes) = 0;  // throws nabla::OutOfMemoryError on out of memory
   virtual void deallocate(void* p, size_t nbytes) noexcept = 0;
   virtual void copy(void* dst, const void* src, size_t nbytes) = 0;            // same device
   virtual void copy_from_host(void* dst, const void* host_src, size_t nbytes) = 0;

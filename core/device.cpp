@@ -10,8 +10,8 @@ namespace {
 Backend& existing(Device d, const char* what) {
   const int n = device_count(d.kind);
   // "cpu:1", not d.str(), which writes the one CPU device as "cpu".
-  NABLA_CHECK(d.index >= 0 && d.index < n, "{}: device {}:{} does not exist: {} {} device{} present",
-              what, d.is_cpu() ? "cpu" : "cuda", d.index, n, d.is_cpu() ? "CPU" : "CUDA", n == 1 ? " is" : "s are");
+  NABLA_CHECK_INDEX(d.index >= 0 && d.index < n, "{}: device {}:{} does not exist: {} {} device{} present", what,
+                    d.is_cpu() ? "cpu" : "cuda", d.index, n, d.is_cpu() ? "CPU" : "CUDA", n == 1 ? " is" : "s are");
   return backend(d);
 }
 }  // namespace

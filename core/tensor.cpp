@@ -36,8 +36,8 @@ Tensor Tensor::empty(const Shape& shape, TensorOptions opts, const char* op) {
   try {
     impl->storage = std::make_shared<Storage>(opts.device, static_cast<size_t>(nbytes));
   } catch (const Error& e) {
-    fail("{}: cannot allocate {} {} on {} ({} bytes): {}", op, dtype_name(opts.dtype), shape_str(shape), opts.device,
-         nbytes, e.what());
+    e.rethrow_with(fmt::format("{}: cannot allocate {} {} on {} ({} bytes): {}", op, dtype_name(opts.dtype),
+                               shape_str(shape), opts.device, nbytes, e.what()));
   }
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
@@ -83,8 +83,8 @@ void* Tensor::data_ptr() const {
 
 template <typename T>
 T* Tensor::data() const {
-  NABLA_CHECK(dtype() == dtype_of<T>(), "Tensor::data<{}>(): tensor {} has dtype {}",
-              dtype_name(dtype_of<T>()), shape_str(shape()), dtype());
+  NABLA_CHECK_DTYPE(dtype() == dtype_of<T>(), "Tensor::data<{}>(): tensor {} has dtype {}",
+                    dtype_name(dtype_of<T>()), shape_str(shape()), dtype());
   return static_cast<T*>(data_ptr());
 }
 template float* Tensor::data<float>() const;
@@ -102,9 +102,9 @@ Tensor& Tensor::requires_grad_(bool on) {
               "requires_grad_: tensor {} was computed by '{}'; only leaf tensors can change "
               "requires_grad (use detach() first)",
               shape_str(t.shape), t.grad_fn->op);
-  NABLA_CHECK(!on || is_floating(t.dtype),
-              "requires_grad_: tensor {} has dtype {}; only float32/float64 tensors have gradients",
-              shape_str(t.shape), t.dtype);
+  NABLA_CHECK_DTYPE(!on || is_floating(t.dtype),
+                    "requires_grad_: tensor {} has dtype {}; only float32/float64 tensors have gradients",
+                    shape_str(t.shape), t.dtype);
   t.requires_grad = on;
   return *this;
 }
@@ -178,13 +178,13 @@ Shape infer_shape(const Shape& shape, int64_t numel, const Shape& from, const ch
     Shape rest = out;
     rest[infer] = 1;
     const int64_t known = numel_of(rest, op);
-    NABLA_CHECK(known > 0 && numel % known == 0, "{}: cannot reshape {} ({} elements) to {}", op,
-                shape_str(from), numel, shape_str(shape));
+    NABLA_CHECK_SHAPE(known > 0 && numel % known == 0, "{}: cannot reshape {} ({} elements) to {}", op,
+                      shape_str(from), numel, shape_str(shape));
     out[infer] = numel / known;
   }
   const int64_t out_numel = numel_of(out, op);
-  NABLA_CHECK(out_numel == numel, "{}: cannot reshape {} ({} elements) to {} ({} elements)", op, shape_str(from),
-              numel, shape_str(out), out_numel);
+  NABLA_CHECK_SHAPE(out_numel == numel, "{}: cannot reshape {} ({} elements) to {} ({} elements)", op, shape_str(from),
+                    numel, shape_str(out), out_numel);
   return out;
 }
 
@@ -307,8 +307,8 @@ Tensor Tensor::unsqueeze(int64_t axis) const {
 
 Tensor Tensor::squeeze(int64_t axis) const {
   axis = normalize_axis(axis, dim(), "squeeze");
-  NABLA_CHECK(shape()[axis] == 1, "squeeze: axis {} of tensor {} has size {}, expected 1", axis,
-              shape_str(shape()), shape()[axis]);
+  NABLA_CHECK_SHAPE(shape()[axis] == 1, "squeeze: axis {} of tensor {} has size {}, expected 1", axis,
+                    shape_str(shape()), shape()[axis]);
   Shape s = shape(), st = strides();
   s.erase(s.begin() + axis);
   st.erase(st.begin() + axis);
@@ -322,11 +322,11 @@ Tensor Tensor::squeeze(int64_t axis) const {
 }
 
 Tensor Tensor::expand(const Shape& shape) const {
-  NABLA_CHECK(shape.size() >= this->shape().size(), "expand: cannot expand {} to {} (fewer dimensions)",
-              shape_str(this->shape()), shape_str(shape));
+  NABLA_CHECK_SHAPE(shape.size() >= this->shape().size(), "expand: cannot expand {} to {} (fewer dimensions)",
+                    shape_str(this->shape()), shape_str(shape));
   Shape target = broadcast_shapes(this->shape(), shape, "expand");
-  NABLA_CHECK(target == shape, "expand: cannot expand {} to {}", shape_str(this->shape()),
-              shape_str(shape));
+  NABLA_CHECK_SHAPE(target == shape, "expand: cannot expand {} to {}", shape_str(this->shape()),
+                    shape_str(shape));
   Tensor out = make_view(*this, shape, detail::broadcast_strides(*this, shape), offset());
   if (needs_grad({this})) {
     Shape in_shape = this->shape();
@@ -358,7 +358,7 @@ Tensor Tensor::to(Device device) const {
   try {
     (void)backend(device);
   } catch (const Error& e) {
-    fail("to: {}", e.what());
+    e.rethrow_with(fmt::format("to: {}", e.what()));
   }
   Tensor src = contiguous();
   Tensor out = Tensor::empty(shape(), {dtype(), device});
@@ -397,8 +397,8 @@ template std::vector<int32_t> Tensor::to_vector<int32_t>() const;
 template std::vector<int64_t> Tensor::to_vector<int64_t>() const;
 
 double Tensor::item() const {
-  NABLA_CHECK(numel() == 1, "item(): tensor has shape {} ({} elements), expected exactly one element",
-              shape_str(shape()), numel());
+  NABLA_CHECK_SHAPE(numel() == 1, "item(): tensor has shape {} ({} elements), expected exactly one element",
+                    shape_str(shape()), numel());
   return detach().to_vector<double>()[0];
 }
 
@@ -458,8 +458,8 @@ Tensor& Tensor::fill_(double value) {
 Tensor& Tensor::copy_(const Tensor& src) {
   detail::check_defined(src, "copy_", "src");
   Shape target = broadcast_shapes(src.shape(), shape(), "copy_");
-  NABLA_CHECK(target == shape(), "copy_: source {} does not broadcast to destination {}",
-              shape_str(src.shape()), shape_str(shape()));
+  NABLA_CHECK_SHAPE(target == shape(), "copy_: source {} does not broadcast to destination {}",
+                    shape_str(src.shape()), shape_str(shape()));
   if (numel() == 0) return *this;
   Tensor s = src.detach().to(device()).to(dtype());
   bump_version();
@@ -508,7 +508,7 @@ static void check_factory(const Shape& shape, Device device, const char* op) {
   try {
     (void)backend(device);
   } catch (const Error& e) {
-    fail("{}: {}", op, e.what());
+    e.rethrow_with(fmt::format("{}: {}", op, e.what()));
   }
 }
 
@@ -586,7 +586,7 @@ RngState rng_take(uint64_t n, const char* op) {
 
 static Tensor random_tensor(const Shape& shape, TensorOptions opts, bool normal, double p0, double p1,
                             const char* op) {
-  NABLA_CHECK(is_floating(opts.dtype), "{}: dtype {} is not a floating type", op, opts.dtype);
+  NABLA_CHECK_DTYPE(is_floating(opts.dtype), "{}: dtype {} is not a floating type", op, opts.dtype);
   check_factory(shape, opts.device, op);
   bool rg = opts.requires_grad;
   opts.requires_grad = false;
@@ -621,9 +621,9 @@ template <typename T>
 Tensor from_vector(const std::vector<T>& values, const Shape& shape, TensorOptions opts) {
   Shape s = shape.empty() ? Shape{static_cast<int64_t>(values.size())} : shape;
   check_factory(s, opts.device, "from_vector");
-  NABLA_CHECK(numel_of(s) == static_cast<int64_t>(values.size()),
-              "from_vector: {} values do not fill shape {} ({} elements)", values.size(), shape_str(s),
-              numel_of(s));
+  NABLA_CHECK_SHAPE(numel_of(s) == static_cast<int64_t>(values.size()),
+                    "from_vector: {} values do not fill shape {} ({} elements)", values.size(), shape_str(s),
+                    numel_of(s));
   Tensor host = Tensor::empty(s, {dtype_of<T>(), Device::cpu()});
   if (!values.empty()) std::memcpy(host.data_ptr(), values.data(), values.size() * sizeof(T));
   Tensor t = host.to(opts.dtype).to(opts.device);

@@ -18,4 +18,9 @@ void release_cpu_block_cache();
 // The bytes that cache holds now.
 size_t cpu_block_cache_bytes();
 
+// CPU allocations of more than `bytes` fail as if the system had refused them (an
+// OutOfMemoryError), so that a test can run out of memory at a size it chooses, on any machine.
+// SIZE_MAX (the default) clears it.
+void set_cpu_allocation_limit(size_t bytes);
+
 }  // namespace nabla::test_hooks

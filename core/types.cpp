@@ -101,8 +101,8 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
     int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
     int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
     if (da != db && da != 1 && db != 1)
-      fail("{}: shapes {} and {} do not broadcast (dimension {}: {} vs {})", op, shape_str(a),
-           shape_str(b), i, da, db);
+      fail<ShapeError>("{}: shapes {} and {} do not broadcast (dimension {}: {} vs {})", op, shape_str(a),
+                       shape_str(b), i, da, db);
     out[i] = da == 1 ? db : da;
   }
   (void)numel_of(out, op);  // [2^32, 1] with [1, 2^32] broadcasts to more than int64 counts
@@ -112,7 +112,7 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
 int64_t normalize_axis(int64_t axis, int64_t ndim, const char* op) {
   int64_t a = axis < 0 ? axis + ndim : axis;
   // Strict for 0-d tensors too: they have no axis, and callers index the shape with the result.
-  NABLA_CHECK(a >= 0 && a < ndim, "{}: axis {} out of range for a tensor of {} dimensions", op, axis, ndim);
+  NABLA_CHECK_INDEX(a >= 0 && a < ndim, "{}: axis {} out of range for a tensor of {} dimensions", op, axis, ndim);
   return a;
 }
 

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <deque>
 #include <iterator>
@@ -117,7 +118,14 @@ size_t rounded_size(size_t nbytes) { return std::max(kAlignment, (nbytes + kAlig
 
 }  // namespace nabla::cpu
 
+namespace nabla::cpu {
+namespace {
+std::atomic<size_t> g_allocation_limit{std::numeric_limits<size_t>::max()};  // test_hooks
+}  // namespace
+}  // namespace nabla::cpu
+
 void nabla::test_hooks::release_cpu_block_cache() { nabla::cpu::block_cache().release(); }
+void nabla::test_hooks::set_cpu_allocation_limit(size_t bytes) { nabla::cpu::g_allocation_limit.store(bytes); }
 size_t nabla::test_hooks::cpu_block_cache_bytes() { return nabla::cpu::block_cache().bytes(); }
 
 namespace nabla::cpu {
@@ -126,7 +134,10 @@ void* CpuBackend::allocate(size_t nbytes) {
   // aligned_alloc wants a multiple of the alignment, and a zero-byte tensor still needs a
   // pointer of its own.
   if (nbytes > std::numeric_limits<size_t>::max() - kAlignment)
-    fail("cpu: cannot allocate {} bytes: the size is out of range", nbytes);
+    fail<OutOfMemoryError>("cpu: cannot allocate {} bytes: the size is out of range", nbytes);
+  if (const size_t limit = g_allocation_limit.load(std::memory_order_relaxed); nbytes > limit)
+    fail<OutOfMemoryError>("cpu: out of memory allocating {} bytes (test_hooks::set_cpu_allocation_limit: {} bytes)",
+                           nbytes, limit);
   const size_t rounded = rounded_size(nbytes);
   if (void* cached = block_cache().take(rounded)) return cached;
   void* p = std::aligned_alloc(kAlignment, rounded);
@@ -136,8 +147,8 @@ void* CpuBackend::allocate(size_t nbytes) {
   }
   if (p == nullptr) {
     const long pages = sysconf(_SC_AVPHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
-    fail("cpu: out of memory allocating {} bytes ({} bytes of physical memory free)", nbytes,
-         pages > 0 && page_size > 0 ? uint64_t(pages) * uint64_t(page_size) : 0);
+    fail<OutOfMemoryError>("cpu: out of memory allocating {} bytes ({} bytes of physical memory free)", nbytes,
+                           pages > 0 && page_size > 0 ? uint64_t(pages) * uint64_t(page_size) : 0);
   }
   return p;
 }
@@ -204,8 +215,8 @@ namespace {
 struct Registration {
   Registration() {
     register_backend(Device::Kind::CPU, [](int index) -> Backend& {
-      NABLA_CHECK(index == 0, "device cpu:{} does not exist: there is one CPU device, cpu:0",
-                  index);
+      NABLA_CHECK_INDEX(index == 0, "device cpu:{} does not exist: there is one CPU device, cpu:0",
+                        index);
       static CpuBackend backend;
       return backend;
     }, [] { return 1; });

@@ -79,16 +79,17 @@ void execute(Planned<Prim>& p, std::unordered_map<int, dnnl::memory> args, int o
   stream().wait();
 }
 
-// Runs `body`; a oneDNN error becomes a nabla::Error "<op> (oneDNN): <message> (status <s>) for
-// <describe()>; NABLA_CPU_DNNL=0 uses nabla's own kernels".
+// Runs `body`; a oneDNN error becomes a nabla::Error (an OutOfMemoryError for dnnl_out_of_memory)
+// "<op> (oneDNN): <message> (status <s>) for <describe()>; NABLA_CPU_DNNL=0 uses nabla's own kernels".
 template <typename Body, typename Describe>
 void guarded(const char* op, Body&& body, Describe&& describe) {
   try {
     body();
   } catch (const dnnl::error& e) {
-    const std::string shapes = describe();
-    fail("{} (oneDNN): {} (status {}) for {}; NABLA_CPU_DNNL=0 uses nabla's own kernels", op, e.what(),
-         static_cast<int>(e.status), shapes);
+    const std::string msg = fmt::format("{} (oneDNN): {} (status {}) for {}; NABLA_CPU_DNNL=0 uses nabla's own kernels",
+                                        op, e.what(), static_cast<int>(e.status), describe());
+    if (e.status == dnnl_out_of_memory) throw OutOfMemoryError(msg);
+    throw Error(msg);
   }
 }
 

@@ -186,10 +186,12 @@ void CpuBackend::check_indices(const int64_t* indices, int64_t n, int64_t limit,
       int64_t bad = 0;
       for (int64_t j = i; j < n; ++j) bad += indices[j] < 0 || indices[j] >= limit;
       if (kind == IndexKind::label)
-        fail("{}: label {} at index {} is out of range for {} classes (expected 0..{}); {} bad labels in all", op,
-             indices[i], i, limit, limit - 1, bad);
-      fail("{}: index {} at position {} is out of range for {} rows (expected 0..{}); {} bad indices in all", op,
-           indices[i], i, limit, limit - 1, bad);
+        fail<IndexError>(
+            "{}: label {} at index {} is out of range for {} classes (expected 0..{}); {} bad labels in all", op,
+            indices[i], i, limit, limit - 1, bad);
+      fail<IndexError>(
+          "{}: index {} at position {} is out of range for {} rows (expected 0..{}); {} bad indices in all", op,
+          indices[i], i, limit, limit - 1, bad);
     }
   }
 }

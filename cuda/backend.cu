@@ -1,5 +1,6 @@
 // CudaBackend: construction, stream-ordered memory, copies, synchronization, registration.
 #include <nabla/core/error.h>
+#include <nabla/core/log.h>
 #include <nabla/cuda/compat.cuh>
 #include <nabla/cuda/cuda_backend.h>
 #include <nabla/cuda/device.h>
@@ -33,7 +34,8 @@ void throw_cudnn_error(cudnnStatus_t status, const char* call, const char* file,
 CudnnHandle::~CudnnHandle() {
   if (!h_) return;
   const cudnnStatus_t st = cudnnDestroy(h_);
-  if (st != CUDNN_STATUS_SUCCESS) std::fprintf(stderr, "nabla: cudnnDestroy failed: %s\n", cudnnGetErrorString(st));
+  if (st != CUDNN_STATUS_SUCCESS)
+    log_message(LogLevel::error, std::string("nabla: cudnnDestroy failed: ") + cudnnGetErrorString(st));
 }
 
 CudnnHandle& CudnnHandle::operator=(CudnnHandle&& o) noexcept {
@@ -84,7 +86,7 @@ void check_cudnn_version() {
   static std::once_flag once;
   std::call_once(once, [] {
     const std::string warning = compat::cudnn_version_warning(CUDNN_VERSION, cudnnGetVersion());
-    if (!warning.empty()) std::fprintf(stderr, "%s\n", warning.c_str());
+    if (!warning.empty()) log_message(LogLevel::warning, warning);
   });
 }
 }  // namespace
@@ -173,8 +175,9 @@ void* CudaBackend::allocate(size_t nbytes) {
       cudaGetLastError();
       size_t free_bytes = 0, total = 0;
       NABLA_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
-      fail("cuda:{}: out of memory allocating {} bytes ({:.1f} MiB); {} bytes ({:.1f} MiB) free of {:.1f} GiB",
-           device_, nbytes, nbytes / 1048576.0, free_bytes, free_bytes / 1048576.0, total / 1073741824.0);
+      fail<OutOfMemoryError>(
+          "cuda:{}: out of memory allocating {} bytes ({:.1f} MiB); {} bytes ({:.1f} MiB) free of {:.1f} GiB", device_,
+          nbytes, nbytes / 1048576.0, free_bytes, free_bytes / 1048576.0, total / 1073741824.0);
     }
   }
   check(err, "cudaMallocAsync(&p, nbytes, stream_)", __FILE__, __LINE__);
@@ -186,7 +189,7 @@ void CudaBackend::deallocate(void* p, size_t) noexcept {
   if (!p) return;
   cudaError_t err = cudaFreeAsync(p, stream_);
   if (err != cudaSuccess && err != cudaErrorCudartUnloading) {
-    std::fprintf(stderr, "nabla: cudaFreeAsync failed: %s\n", cudaGetErrorString(err));
+    log_message(LogLevel::error, std::string("nabla: cudaFreeAsync failed: ") + cudaGetErrorString(err));
     cudaGetLastError();
   }
 }
@@ -311,12 +314,14 @@ void CudaBackend::throw_pending_check_failure() {
   reset_flags();
   const char* op = reinterpret_cast<const char*>(static_cast<intptr_t>(f[kFlagOp]));
   if (static_cast<IndexKind>(f[kFlagKind]) == IndexKind::label)
-    fail("{}: label {} at index {} is out of range for {} classes (expected 0..{}); {} bad labels in that batch "
-         "(found on cuda:{}, reported at the next synchronization)",
-         op, f[kFlagValue], f[kFlagIndex], f[kFlagLimit], f[kFlagLimit] - 1, f[kFlagCount], device_);
-  fail("{}: index {} at position {} is out of range for {} rows (expected 0..{}); {} bad indices in that batch "
-       "(found on cuda:{}, reported at the next synchronization)",
-       op, f[kFlagValue], f[kFlagIndex], f[kFlagLimit], f[kFlagLimit] - 1, f[kFlagCount], device_);
+    fail<IndexError>(
+        "{}: label {} at index {} is out of range for {} classes (expected 0..{}); {} bad labels in that batch "
+        "(found on cuda:{}, reported at the next synchronization)",
+        op, f[kFlagValue], f[kFlagIndex], f[kFlagLimit], f[kFlagLimit] - 1, f[kFlagCount], device_);
+  fail<IndexError>(
+      "{}: index {} at position {} is out of range for {} rows (expected 0..{}); {} bad indices in that batch "
+      "(found on cuda:{}, reported at the next synchronization)",
+      op, f[kFlagValue], f[kFlagIndex], f[kFlagLimit], f[kFlagLimit] - 1, f[kFlagCount], device_);
 }
 
 namespace {
@@ -342,8 +347,8 @@ CudaBackend& backend_of(int index) {
   static std::vector<CudaBackend*> backends;  // never freed: see ~CudaBackend
   std::lock_guard<std::mutex> lock(mu);
   const int n = nabla::cuda::device_count();
-  NABLA_CHECK(index >= 0 && index < n, "cuda:{} requested, but {} CUDA device{} present", index, n,
-              n == 1 ? " is" : "s are");
+  NABLA_CHECK_INDEX(index >= 0 && index < n, "cuda:{} requested, but {} CUDA device{} present", index, n,
+                    n == 1 ? " is" : "s are");
   if (backends.size() < static_cast<size_t>(n)) backends.resize(n, nullptr);
   if (!backends[index]) backends[index] = new CudaBackend(index);
   return *backends[index];

@@ -39,6 +39,7 @@
 // (beta = 0), per the Backend contract. The bias is added by our own kernel and its gradient is
 // channel_sum (norm.cu) over dy viewed as (n, k, oh * ow): deterministic, float64 too.
 #include <nabla/core/config.h>
+#include <nabla/core/log.h>
 #include <nabla/cuda/cuda_backend.h>
 #include <nabla/cuda/conv_fallback.cuh>
 #include <nabla/cuda/cudnn_descriptor.cuh>
@@ -336,7 +337,8 @@ Attempt attempt(CudaBackend& be, const Ready& r, const Algo& a, const Call& call
   std::optional<ScratchLease> ws;
   try {
     if (take_fault(g_fail_workspaces))
-      fail("out of memory allocating {} bytes (injected by test_hooks::inject_conv_failures)", a.workspace);
+      fail<OutOfMemoryError>("out of memory allocating {} bytes (injected by test_hooks::inject_conv_failures)",
+                             a.workspace);
     ws.emplace(be, a.workspace);
   } catch (const Error& e) {
     return {false, fmt::format("algorithm {} (math {}): workspace of {} bytes: {}", a.algo, static_cast<int>(a.math),
@@ -376,8 +378,9 @@ void run_conv(CudaBackend& be, DType dtype, const Conv2dShape& s, Direction d, c
         },
         what, earlier);
     ch.current = used;
-    std::fprintf(stderr, "nabla: %s: algorithm %d failed (%s); using algorithm %d from now on\n", what.c_str(),
-                 r.algo.algo, first.why.c_str(), ch.ranked[used].algo);
+    log_message(LogLevel::warning, "nabla: " + what + ": algorithm " + std::to_string(r.algo.algo) + " failed (" +
+                                       first.why + "); using algorithm " + std::to_string(ch.ranked[used].algo) +
+                                       " from now on");
   } catch (...) {
     cudnnSetConvolutionMathType(conv, ch.ranked[ch.current].math);  // as the plan says
     throw;

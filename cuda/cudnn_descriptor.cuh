@@ -2,15 +2,17 @@
 // Internal to cuda/.
 #pragma once
 
+#include <nabla/core/log.h>
 #include <nabla/cuda/cuda_backend.h>
 
-#include <cstdio>
+#include <string>
 #include <utility>
 
 namespace nabla::cuda {
 
 inline void log_cudnn_failure(cudnnStatus_t st, const char* what) noexcept {
-  if (st != CUDNN_STATUS_SUCCESS) std::fprintf(stderr, "nabla: %s failed: %s\n", what, cudnnGetErrorString(st));
+  if (st != CUDNN_STATUS_SUCCESS)
+    log_message(LogLevel::error, std::string("nabla: ") + what + " failed: " + cudnnGetErrorString(st));
 }
 
 // Owner of one cuDNN descriptor: non-copyable, movable; created at construction, destroyed

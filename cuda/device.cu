@@ -31,8 +31,8 @@ bool available() { return device_count() > 0; }
 DeviceInfo device_info(int index) {
   const int n = device_count();
   if (index < 0 || index >= n) {
-    fail("cuda::device_info: device index {} is out of range: {} CUDA device{} present", index, n,
-         n == 1 ? " is" : "s are");
+    fail<IndexError>("cuda::device_info: device index {} is out of range: {} CUDA device{} present", index, n,
+                     n == 1 ? " is" : "s are");
   }
   cudaDeviceProp prop{};
   NABLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, index));

@@ -47,7 +47,7 @@ Tensor initialize(const Shape& shape, Init kind, int64_t fan_in, int64_t fan_out
   try {
     return initialize_unnamed(shape, kind, fan_in, fan_out, opts);
   } catch (const Error& e) {
-    fail("{}: {}", who, e.what());
+    e.rethrow_with(fmt::format("{}: {}", who, e.what()));
   }
 }
 

@@ -83,7 +83,7 @@ Module& Module::to(Device device) {
 }
 
 Module& Module::to(DType dtype) {
-  NABLA_CHECK(is_floating(dtype), "{}: parameters must be float32 or float64, asked for {}", type_name(), dtype);
+  NABLA_CHECK_DTYPE(is_floating(dtype), "{}: parameters must be float32 or float64, asked for {}", type_name(), dtype);
   for (Tensor& p : parameters()) p.set_data(p.detach().to(dtype));
   for (Tensor& b : buffers())
     if (is_floating(b.dtype())) b.set_data(b.to(dtype));

@@ -12,7 +12,7 @@ BatchNorm::BatchNorm(const char* type, int64_t num_features, BatchNormOptions op
   check_number(opts.momentum, type, "momentum");
   NABLA_CHECK(opts.eps > 0, "{}: eps must be positive, got {}", type, opts.eps);
   NABLA_CHECK(opts.momentum >= 0 && opts.momentum <= 1, "{}: momentum {} is outside [0, 1]", type, opts.momentum);
-  NABLA_CHECK(is_floating(opts.dtype), "{}: dtype must be float32 or float64, got {}", type, opts.dtype);
+  NABLA_CHECK_DTYPE(is_floating(opts.dtype), "{}: dtype must be float32 or float64, got {}", type, opts.dtype);
   label_ = fmt::format("{}({})", type, num_features);
   const TensorOptions to{opts.dtype, opts.device};
   if (opts.affine) {
@@ -27,9 +27,9 @@ BatchNorm::BatchNorm(const char* type, int64_t num_features, BatchNormOptions op
 }
 
 Tensor BatchNorm::forward(const Tensor& x) {
-  NABLA_CHECK(x.defined() && x.dim() >= min_dim_ && x.dim() <= max_dim_ && x.shape()[1] == features_,
-              "{}: input has shape {}, expected {}", label_, x.defined() ? shape_str(x.shape()) : "undefined",
-              min_dim_ == max_dim_ ? fmt::format("[N, {}, H, W]", features_)
+  NABLA_CHECK_SHAPE(x.defined() && x.dim() >= min_dim_ && x.dim() <= max_dim_ && x.shape()[1] == features_,
+                    "{}: input has shape {}, expected {}", label_, x.defined() ? shape_str(x.shape()) : "undefined",
+                    min_dim_ == max_dim_ ? fmt::format("[N, {}, H, W]", features_)
                                    : fmt::format("[N, {}] or [N, {}, L]", features_, features_));
   const bool use_batch_stats = is_training() || !running_mean_.defined();
   if (is_training() && num_batches_.defined()) {

@@ -16,7 +16,7 @@ RnnBase::RnnBase(RnnCell cell, int64_t input_size, int64_t hidden_size, RnnOptio
   NABLA_CHECK(opts.num_layers >= 1, "{}: num_layers must be at least 1, got {}", type, opts.num_layers);
   check_number(opts.dropout, type, "dropout");
   NABLA_CHECK(opts.dropout >= 0 && opts.dropout < 1, "{}: dropout {} is outside [0, 1)", type, opts.dropout);
-  NABLA_CHECK(is_floating(opts.dtype), "{}: dtype must be float32 or float64, got {}", type, opts.dtype);
+  NABLA_CHECK_DTYPE(is_floating(opts.dtype), "{}: dtype must be float32 or float64, got {}", type, opts.dtype);
   label_ = fmt::format("{}({}->{})", type, input_size, hidden_size);
   const int64_t G = cell == RnnCell::lstm ? 4 : 3, D = directions();
   const double bound = 1.0 / std::sqrt(static_cast<double>(hidden_size));
@@ -28,7 +28,7 @@ RnnBase::RnnBase(RnnCell cell, int64_t input_size, int64_t hidden_size, RnnOptio
     try {
       return register_parameter(name, rand(shape, to, -bound, bound));
     } catch (const Error& e) {
-      fail("{} {}: {}", label_, name, e.what());
+      e.rethrow_with(fmt::format("{} {}: {}", label_, name, e.what()));
     }
   };
   for (int64_t l = 0; l < opts.num_layers; ++l) {
@@ -80,9 +80,10 @@ void RnnBase::pack() {
 Tensor RnnBase::forward(const Tensor& x) { return forward_state(x, {}).output; }
 
 RnnOutput RnnBase::forward_state(const Tensor& x, const RnnState& state) {
-  NABLA_CHECK(x.defined() && x.dim() == 3 && x.shape()[2] == input_,
-              "{}: input has shape {}, expected {}", label_, x.defined() ? shape_str(x.shape()) : "undefined",
-              opts_.batch_first ? fmt::format("[batch, seq, {}]", input_) : fmt::format("[seq, batch, {}]", input_));
+  NABLA_CHECK_SHAPE(
+      x.defined() && x.dim() == 3 && x.shape()[2] == input_, "{}: input has shape {}, expected {}", label_,
+      x.defined() ? shape_str(x.shape()) : "undefined",
+      opts_.batch_first ? fmt::format("[batch, seq, {}]", input_) : fmt::format("[seq, batch, {}]", input_));
   const bool lstm = cell_ == RnnCell::lstm;
   NABLA_CHECK(lstm || !state.c.defined(), "{}: a GRU has no cell state, but state.c was given", label_);
   pack();
@@ -90,9 +91,9 @@ RnnOutput RnnBase::forward_state(const Tensor& x, const RnnState& state) {
   const int64_t batch = x.shape()[opts_.batch_first ? 0 : 1];
   const Shape state_shape{L * D, batch, hidden_};
   for (const Tensor* s : {&state.h, &state.c})
-    NABLA_CHECK(!s->defined() || s->shape() == state_shape,
-                "{}: initial state has shape {}, expected {} (num_layers * directions, batch, hidden)", label_,
-                shape_str(s->shape()), shape_str(state_shape));
+    NABLA_CHECK_SHAPE(!s->defined() || s->shape() == state_shape,
+                      "{}: initial state has shape {}, expected {} (num_layers * directions, batch, hidden)", label_,
+                      shape_str(s->shape()), shape_str(state_shape));
   Tensor seq = x;  // batch-major when batch_first: rnn_layer takes it so
   std::vector<Tensor> hs, cs;
   for (int64_t l = 0; l < L; ++l) {

@@ -48,7 +48,7 @@ Tensor Sequential::forward(const Tensor& x) {
       // anomaly-mode message already names this layer (the AnomalyLayer above).
       std::string where = fmt::format("Sequential layer {} ({})", i, layers[i].second->to_string());
       if (std::string_view(e.what()).find(where) != std::string_view::npos) throw;
-      throw Error(fmt::format("{}: {}", where, e.what()));
+      e.rethrow_with(fmt::format("{}: {}", where, e.what()));
     }
   }
   return h;
@@ -62,7 +62,7 @@ std::string Sequential::to_string() const {
 }
 
 Module& Sequential::operator[](size_t i) const {
-  NABLA_CHECK(i < size(), "Sequential: index {} out of range for {} layers", i, size());
+  NABLA_CHECK_INDEX(i < size(), "Sequential: index {} out of range for {} layers", i, size());
   return *children()[i].second;
 }
 

@@ -60,10 +60,10 @@ Optimizer::Batch Optimizer::gather(const std::vector<bool>& used) {
   const std::vector<const char*> names = buffer_names();
   // Everything is checked before anything changes.
   auto check_like = [&](const Tensor& p, const Tensor& t, size_t i, const std::string& what) {
-    NABLA_CHECK(t.shape() == p.shape(), "{}: parameter {} {}: {} has shape {}, expected the parameter's {}", name_, i,
-                shape_str(p.shape()), what, shape_str(t.shape()), shape_str(p.shape()));
-    NABLA_CHECK(t.dtype() == p.dtype(), "{}: parameter {} {}: {} is {}, expected the parameter's {}", name_, i,
-                shape_str(p.shape()), what, t.dtype(), p.dtype());
+    NABLA_CHECK_SHAPE(t.shape() == p.shape(), "{}: parameter {} {}: {} has shape {}, expected the parameter's {}",
+                      name_, i, shape_str(p.shape()), what, shape_str(t.shape()), shape_str(p.shape()));
+    NABLA_CHECK_DTYPE(t.dtype() == p.dtype(), "{}: parameter {} {}: {} is {}, expected the parameter's {}", name_, i,
+                      shape_str(p.shape()), what, t.dtype(), p.dtype());
     NABLA_CHECK(t.device() == p.device(), "{}: parameter {} {}: {} is on {}, expected the parameter's {}", name_, i,
                 shape_str(p.shape()), what, t.device(), p.device());
     NABLA_CHECK(t.is_contiguous(), "{}: parameter {} {}: {} is not contiguous", name_, i, shape_str(p.shape()), what);
@@ -72,8 +72,8 @@ Optimizer::Batch Optimizer::gather(const std::vector<bool>& used) {
     const Tensor& p = params_[i];
     const Tensor grad = p.grad();
     if (!grad.defined()) continue;
-    NABLA_CHECK(is_floating(p.dtype()), "{}: parameter {} {} is {}, expected float32 or float64", name_, i,
-                shape_str(p.shape()), p.dtype());
+    NABLA_CHECK_DTYPE(is_floating(p.dtype()), "{}: parameter {} {} is {}, expected float32 or float64", name_, i,
+                      shape_str(p.shape()), p.dtype());
     NABLA_CHECK(p.is_contiguous(), "{}: parameter {} {} is not contiguous", name_, i, shape_str(p.shape()));
     check_like(p, grad, i, "gradient");
     const Slot& s = slots_[i];
@@ -133,7 +133,8 @@ void Optimizer::load_state(const std::vector<std::pair<std::string, Tensor>>& st
                 params_.size());
     NABLA_CHECK(t.defined(), "{}: state entry '{}' is an undefined tensor", name_, key);
     if (what == "step") {
-      NABLA_CHECK(t.numel() == 1, "{}: state entry '{}' has shape {}, expected a scalar", name_, key, shape_str(t.shape()));
+      NABLA_CHECK_SHAPE(t.numel() == 1, "{}: state entry '{}' has shape {}, expected a scalar", name_, key,
+                        shape_str(t.shape()));
       const double v = t.item();
       NABLA_CHECK(v >= 1 && v == std::floor(v), "{}: state entry '{}' is {}, expected a count >= 1", name_, key, v);
       slots[i].step = static_cast<int64_t>(v);
@@ -143,8 +144,8 @@ void Optimizer::load_state(const std::vector<std::pair<std::string, Tensor>>& st
     size_t b = 0;
     while (b < names.size() && what != names[b]) ++b;
     NABLA_CHECK(b < names.size(), "{}: state entry '{}': {} has no state named '{}'", name_, key, name_, what);
-    NABLA_CHECK(t.shape() == params_[i].shape(), "{}: state entry '{}' has shape {}, parameter {} has {}", name_, key,
-                shape_str(t.shape()), i, shape_str(params_[i].shape()));
+    NABLA_CHECK_SHAPE(t.shape() == params_[i].shape(), "{}: state entry '{}' has shape {}, parameter {} has {}", name_,
+                      key, shape_str(t.shape()), i, shape_str(params_[i].shape()));
     if (slots[i].buffers.size() < names.size()) slots[i].buffers.resize(names.size());
     slots[i].buffers[b] = t.detach().to(params_[i].device()).to(params_[i].dtype()).clone();
   }

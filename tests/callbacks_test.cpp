@@ -301,12 +301,13 @@ TEST(TerminateOnNaN, StopsWithinLogEverySteps) {
   model.compile(nb::SGD({.lr = 0.01}), nb::MSELoss());
   auto t = std::make_shared<nb::TerminateOnNaN>();
   auto rec = std::make_shared<Recorder>();
-  testing::internal::CaptureStdout();
+  // A warning (stderr with the default sink), so verbose 0 keeps it.
+  testing::internal::CaptureStderr();
   auto h = model.fit(data, {.epochs = 5, .batch_size = 10, .shuffle = false, .callbacks = {t, rec}, .verbose = 0,
                             .log_every = 1, .allow_nonfinite_loss = true});
-  const std::string out = testing::internal::GetCapturedStdout();
+  const std::string err = testing::internal::GetCapturedStderr();
   EXPECT_TRUE(t->terminated());
-  EXPECT_THAT(out, HasSubstr("TerminateOnNaN: epoch 1 batch 3"));
+  EXPECT_THAT(err, HasSubstr("TerminateOnNaN: epoch 1 batch 3"));
   EXPECT_EQ(model.global_step(), 3) << "stopped right after the batch with the NaN";
   EXPECT_EQ(h.size(), 1u);
 }

@@ -231,15 +231,17 @@ TEST(FitGuard, ProgressBarEndsItsOpenLineWhenAnErrorUnwindsIt) {
   std::FILE* f = std::fopen(path.c_str(), "w");
   ASSERT_NE(f, nullptr);
   {
-    nb::ProgressBar bar(10, f);
-    bar.set_interactive(true);
-    bar.update(3, {{"loss", 1.0}});
-  }  // as when fit throws: no finish()
-  {
-    nb::ProgressBar bar(10, f);
-    bar.set_interactive(true);
-    bar.update(10);
-    bar.finish();
+    // The default sink's drawing, redrawing in place into the file as on a terminal.
+    const nb::ScopedLogSink sink(nb::stream_log_sink(f, f, /*redraw=*/true));
+    {
+      nb::ProgressBar bar(10);
+      bar.update(3, {{"loss", 1.0}});
+    }  // as when fit throws: no finish()
+    {
+      nb::ProgressBar bar(10);
+      bar.update(10);
+      bar.finish();
+    }
   }
   std::fclose(f);
   const std::string text = file_bytes(path);

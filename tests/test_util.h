@@ -4,6 +4,7 @@
 #pragma once
 
 #include <nabla/core/backend.h>
+#include <nabla/core/log.h>
 #include <nabla/core/ops.h>
 
 #include <gmock/gmock.h>
@@ -15,9 +16,12 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include <unistd.h>
@@ -253,6 +257,21 @@ inline std::string error_of(const std::function<void()>& f) {
   }
   return "(no error)";
 }
+
+// Records the messages logged while it lives (core/log.h), in place of the sink there was.
+struct LogCapture {
+  using Message = std::pair<LogLevel, std::string>;
+  std::shared_ptr<std::vector<Message>> messages = std::make_shared<std::vector<Message>>();
+  ScopedLogSink sink{[m = messages](LogLevel level, std::string_view text) { m->emplace_back(level, text); }};
+
+  // The texts logged at `level`.
+  std::vector<std::string> at(LogLevel level) const {
+    std::vector<std::string> out;
+    for (const auto& [l, text] : *messages)
+      if (l == level) out.push_back(text);
+    return out;
+  }
+};
 
 // `name` in a scratch folder of this test binary and process (<tmp>/<suite>_<pid>/), created.
 inline std::string temp_path(const std::string& suite, const std::string& name) {

@@ -3,6 +3,7 @@
 #include <nabla/core/anomaly.h>
 #include <nabla/core/autograd.h>
 #include <nabla/core/error.h>
+#include <nabla/core/log.h>
 #include <nabla/train/model.h>
 
 #include <algorithm>
@@ -97,10 +98,10 @@ void EarlyStopping::on_epoch_end(Model& model, int64_t epoch, Logs& logs) {
 
 void EarlyStopping::on_train_end(Model& model) {
   if (stopped_epoch_ >= 0 && opts_.verbose)
-    fmt::print("EarlyStopping: stopped after epoch {} ({} {} at epoch {})\n", stopped_epoch_ + 1, opts_.monitor,
-               best_, best_epoch_ + 1);
+    log_at(LogLevel::info, "EarlyStopping: stopped after epoch {} ({} {} at epoch {})", stopped_epoch_ + 1,
+           opts_.monitor, best_, best_epoch_ + 1);
   if (opts_.restore_best_weights && !best_weights_.empty()) {
-    if (opts_.verbose) fmt::print("EarlyStopping: restoring the weights of epoch {}\n", best_epoch_ + 1);
+    if (opts_.verbose) log_at(LogLevel::info, "EarlyStopping: restoring the weights of epoch {}", best_epoch_ + 1);
     restore(model, best_weights_);
   }
 }
@@ -140,9 +141,8 @@ void ModelCheckpoint::on_epoch_end(Model& model, int64_t epoch, Logs& logs) {
   for (size_t at; (at = path.find("{epoch}")) != std::string::npos;)
     path.replace(at, 7, std::to_string(epoch + 1));
   if (const std::string why = nonfinite_reason(model, logs, opts_.monitor); !why.empty()) {
-    std::fflush(stdout);
-    fmt::print(stderr, "ModelCheckpoint: epoch {}: not saving {}: {}{}\n", epoch + 1, path, why,
-               last_saved_.empty() ? "" : fmt::format(" ({} keeps the last finite weights)", last_saved_));
+    log_at(LogLevel::warning, "ModelCheckpoint: epoch {}: not saving {}: {}{}", epoch + 1, path, why,
+           last_saved_.empty() ? "" : fmt::format(" ({} keeps the last finite weights)", last_saved_));
     ++refused_;
     return;
   }
@@ -152,7 +152,7 @@ void ModelCheckpoint::on_epoch_end(Model& model, int64_t epoch, Logs& logs) {
   else
     model.save_checkpoint(path);
   last_saved_ = path;
-  if (opts_.verbose) fmt::print("ModelCheckpoint: saved {}\n", path);
+  if (opts_.verbose) log_at(LogLevel::info, "ModelCheckpoint: saved {}", path);
 }
 
 // ---- learning rate ----------------------------------------------------------------------------
@@ -201,7 +201,8 @@ void ReduceLROnPlateau::on_epoch_end(Model& model, int64_t epoch, Logs& logs) {
     if (old_lr > opts_.min_lr) {
       const double new_lr = std::max(old_lr * opts_.factor, opts_.min_lr);
       opt.set_lr(new_lr);
-      if (opts_.verbose) fmt::print("ReduceLROnPlateau: epoch {}: learning rate {} -> {}\n", epoch + 1, old_lr, new_lr);
+      if (opts_.verbose)
+        log_at(LogLevel::info, "ReduceLROnPlateau: epoch {}: learning rate {} -> {}", epoch + 1, old_lr, new_lr);
       cooldown_left_ = opts_.cooldown;
       wait_ = 0;
     }
@@ -227,7 +228,7 @@ void CSVLogger::on_train_begin(Model&) {
     }
   }
   file_.reset(std::fopen(path_.c_str(), opts_.append ? "a" : "w"));
-  NABLA_CHECK(file_ != nullptr, "CSVLogger: cannot open {}: {}", path_, std::strerror(errno));
+  NABLA_CHECK_IO(file_ != nullptr, "CSVLogger: cannot open {}: {}", path_, std::strerror(errno));
   keys_.clear();
   if (has_header) keys_.push_back("");  // header already there: written below only when empty
 }
@@ -262,8 +263,8 @@ void TerminateOnNaN::on_batch_end(Model& model, const BatchInfo& info) {
   if (!info.logs) return;
   auto it = info.logs->find("loss");
   if (it != info.logs->end() && !std::isfinite(it->second)) {
-    fmt::print("TerminateOnNaN: epoch {} batch {}: the loss is {}, stopping\n", info.epoch + 1, info.batch + 1,
-               it->second);
+    log_at(LogLevel::warning, "TerminateOnNaN: epoch {} batch {}: the loss is {}, stopping", info.epoch + 1,
+           info.batch + 1, it->second);
     terminated_ = true;
     model.stop_training();
   }
@@ -272,7 +273,7 @@ void TerminateOnNaN::on_batch_end(Model& model, const BatchInfo& info) {
 void TerminateOnNaN::on_epoch_end(Model& model, int64_t epoch, Logs& logs) {
   auto it = logs.find("loss");
   if (it != logs.end() && !std::isfinite(it->second) && !terminated_) {
-    fmt::print("TerminateOnNaN: epoch {}: the loss is {}, stopping\n", epoch + 1, it->second);
+    log_at(LogLevel::warning, "TerminateOnNaN: epoch {}: the loss is {}, stopping", epoch + 1, it->second);
     terminated_ = true;
     model.stop_training();
   }

@@ -3,7 +3,7 @@
 //
 //   struct PrintLr : nabla::Callback {
 //     void on_epoch_end(nabla::Model& m, int64_t epoch, nabla::Logs& logs) override {
-//       fmt::print("epoch {}: lr {}\n", epoch, logs.at("lr"));
+//       nabla::log_at(nabla::LogLevel::info, "epoch {}: lr {}", epoch, logs.at("lr"));
 //     }
 //   };
 //   model.fit(train, {.epochs = 10, .callbacks = {PrintLr(), nabla::EarlyStopping({.patience = 3})}});
@@ -13,8 +13,13 @@
 // metrics, "val_*" with validation data, and "lr"; a callback may add to them (they reach
 // History after every callback has run). A batch's loss is a device tensor: reading it is a
 // synchronization, so the built-in callbacks only look at values when fit has read them.
+//
+// The built-in callbacks report through the log (core/log.h): what their `verbose` option asks
+// for at info level, which FitOptions::verbose = 0 silences; a checkpoint not saved and
+// TerminateOnNaN's stop at warning level (stderr with the default sink), which it does not.
 #pragma once
 
+#include <nabla/core/log.h>
 #include <nabla/core/tensor.h>
 #include <nabla/train/history.h>
 
@@ -118,7 +123,8 @@ struct ModelCheckpointOptions {
 // Saves at the end of each epoch to `path`, where "{epoch}" is replaced by the epoch number
 // counted from 1 (Keras' convention in file names). Never saves non-finite weights: when the
 // epoch's loss or monitored value is NaN or infinite, or a parameter or buffer holds one, it
-// skips the save with a warning on stderr, so the file of the last good epoch stays as it was.
+// skips the save with a warning (logged, core/log.h: stderr with the default sink), so the file of
+// the last good epoch stays as it was.
 class ModelCheckpoint : public Callback {
  public:
   explicit ModelCheckpoint(std::string path, ModelCheckpointOptions opts = {});

@@ -39,7 +39,7 @@ const std::vector<double>& History::at(const std::string& key) const {
 }
 
 Logs History::row(size_t i) const {
-  NABLA_CHECK(i < size(), "History::row: index {} out of range for {} epochs", i, size());
+  NABLA_CHECK_INDEX(i < size(), "History::row: index {} out of range for {} epochs", i, size());
   Logs out;
   for (const auto& [k, vs] : values_) out[k] = vs[i];
   return out;
@@ -47,7 +47,7 @@ Logs History::row(size_t i) const {
 
 void History::save_csv(const std::string& path) const {
   std::ofstream f(path, std::ios::trunc);
-  NABLA_CHECK(f.good(), "History::save_csv: cannot open {}: {}", path, std::strerror(errno));
+  NABLA_CHECK_IO(f.good(), "History::save_csv: cannot open {}: {}", path, std::strerror(errno));
   f << "epoch";
   for (const auto& k : keys_) f << ',' << k;
   f << '\n';
@@ -57,12 +57,12 @@ void History::save_csv(const std::string& path) const {
     f << '\n';
   }
   f.flush();
-  NABLA_CHECK(f.good(), "History::save_csv: writing {} failed: {}", path, std::strerror(errno));
+  NABLA_CHECK_IO(f.good(), "History::save_csv: writing {} failed: {}", path, std::strerror(errno));
 }
 
 History History::load_csv(const std::string& path) {
   std::ifstream f(path);
-  NABLA_CHECK(f.good(), "History::load_csv: cannot open {}: {}", path, std::strerror(errno));
+  NABLA_CHECK_IO(f.good(), "History::load_csv: cannot open {}: {}", path, std::strerror(errno));
   auto split = [](const std::string& line) {
     std::vector<std::string> out;
     std::stringstream ss(line);
@@ -71,21 +71,21 @@ History History::load_csv(const std::string& path) {
     return out;
   };
   std::string line;
-  NABLA_CHECK(std::getline(f, line), "History::load_csv: {} is empty", path);
+  NABLA_CHECK_IO(std::getline(f, line), "History::load_csv: {} is empty", path);
   const std::vector<std::string> head = split(line);
-  NABLA_CHECK(!head.empty() && head[0] == "epoch", "History::load_csv: {}: the first column must be 'epoch'", path);
+  NABLA_CHECK_IO(!head.empty() && head[0] == "epoch", "History::load_csv: {}: the first column must be 'epoch'", path);
   History h;
   for (int lineno = 2; std::getline(f, line); ++lineno) {
     if (line.empty()) continue;
     const std::vector<std::string> cells = split(line);
-    NABLA_CHECK(cells.size() == head.size(), "History::load_csv: {} line {}: {} values, the header has {}", path, lineno,
-                cells.size(), head.size());
+    NABLA_CHECK_IO(cells.size() == head.size(), "History::load_csv: {} line {}: {} values, the header has {}", path,
+                   lineno, cells.size(), head.size());
     Logs logs;
     try {
       for (size_t c = 1; c < cells.size(); ++c) logs[head[c]] = std::stod(cells[c]);
       h.append(std::stoll(cells[0]), logs);
     } catch (const std::logic_error&) {
-      fail("History::load_csv: {} line {}: not a number", path, lineno);
+      fail<IOError>("History::load_csv: {} line {}: not a number", path, lineno);
     }
   }
   // The header's order, not the ranking of append().

@@ -12,9 +12,9 @@ namespace {
 
 void check_pair(const Tensor& output, const Tensor& target, const std::string& name) {
   NABLA_CHECK(output.defined() && target.defined(), "{}: output or target is undefined", name);
-  NABLA_CHECK(output.dim() >= 1 && output.size(0) == target.size(0) && target.dim() >= 1,
-              "{}: output {} and target {} differ in the number of samples", name, shape_str(output.shape()),
-              shape_str(target.shape()));
+  NABLA_CHECK_SHAPE(output.dim() >= 1 && output.size(0) == target.size(0) && target.dim() >= 1,
+                    "{}: output {} and target {} differ in the number of samples", name, shape_str(output.shape()),
+                    shape_str(target.shape()));
   NABLA_CHECK(output.device() == target.device(), "{}: output on {}, target on {}", name, output.device(),
               target.device());
 }
@@ -33,14 +33,15 @@ Tensor predicted_class(const Tensor& output, double threshold, bool from_logits)
 Tensor true_class(const Tensor& output, const Tensor& target, const std::string& name) {
   const int64_t n = output.size(0);
   if (one_score_per_sample(output)) {
-    NABLA_CHECK(target.numel() == n, "{}: one score per sample {} needs one 0/1 target per sample, got {}", name,
-                shape_str(output.shape()), shape_str(target.shape()));
+    NABLA_CHECK_SHAPE(target.numel() == n, "{}: one score per sample {} needs one 0/1 target per sample, got {}", name,
+                      shape_str(output.shape()), shape_str(target.shape()));
     Tensor t = target.reshape({-1}).to(DType::float32);
     return gt(t, scalar(0.5, {.device = t.device()}));
   }
   if (target.dim() == 1) return target.to(DType::float32);
-  NABLA_CHECK(target.shape() == output.shape(), "{}: target {} is neither (N) class indices nor of the output's shape {}",
-              name, shape_str(target.shape()), shape_str(output.shape()));
+  NABLA_CHECK_SHAPE(target.shape() == output.shape(),
+                    "{}: target {} is neither (N) class indices nor of the output's shape {}", name,
+                    shape_str(target.shape()), shape_str(output.shape()));
   return argmax(target.reshape({n, -1}), 1).to(DType::float32);
 }
 
@@ -64,8 +65,8 @@ void BinaryAccuracy::reset() {
 void BinaryAccuracy::update(const Tensor& output, const Tensor& target) {
   NoGrad no_grad;
   check_pair(output, target, name_);
-  NABLA_CHECK(one_score_per_sample(output), "{}: expected one score per sample, (N) or (N, 1), got {}", name_,
-              shape_str(output.shape()));
+  NABLA_CHECK_SHAPE(one_score_per_sample(output), "{}: expected one score per sample, (N) or (N, 1), got {}", name_,
+                    shape_str(output.shape()));
   Tensor pred = predicted_class(output, opts_.threshold, opts_.from_logits);
   correct_ = accumulate(correct_, sum(eq(pred, true_class(output, target, name_))));
   count_ += output.size(0);
@@ -83,8 +84,8 @@ void CategoricalAccuracy::reset() {
 void CategoricalAccuracy::update(const Tensor& output, const Tensor& target) {
   NoGrad no_grad;
   check_pair(output, target, name_);
-  NABLA_CHECK(!one_score_per_sample(output), "{}: expected (N, C) class scores with C > 1, got {}", name_,
-              shape_str(output.shape()));
+  NABLA_CHECK_SHAPE(!one_score_per_sample(output), "{}: expected (N, C) class scores with C > 1, got {}", name_,
+                    shape_str(output.shape()));
   Tensor pred = predicted_class(output, 0, false);
   correct_ = accumulate(correct_, sum(eq(pred, true_class(output, target, name_))));
   count_ += output.size(0);
@@ -120,9 +121,9 @@ void ConfusionMatrix::reset() {
 void ConfusionMatrix::update(const Tensor& output, const Tensor& target) {
   Tensor batch = confusion_matrix(output, target, opts_);
   const int64_t c = batch.size(0);
-  NABLA_CHECK(classes_ == 0 || classes_ == c, "{}: {} classes in this batch, {} before", name_, c, classes_);
-  NABLA_CHECK(opts_.average != Average::binary || c == 2, "{}: the binary average needs 2 classes, output {} has {}",
-              name_, shape_str(output.shape()), c);
+  NABLA_CHECK_SHAPE(classes_ == 0 || classes_ == c, "{}: {} classes in this batch, {} before", name_, c, classes_);
+  NABLA_CHECK_SHAPE(opts_.average != Average::binary || c == 2,
+                    "{}: the binary average needs 2 classes, output {} has {}", name_, shape_str(output.shape()), c);
   classes_ = c;
   NoGrad no_grad;
   counts_ = accumulate(counts_, batch);
@@ -205,8 +206,8 @@ Tensor MeanSquaredError::error(const Tensor& diff) const { return mul(diff, diff
 void MeanAbsoluteError::update(const Tensor& output, const Tensor& target) {
   NoGrad no_grad;
   check_pair(output, target, name_);
-  NABLA_CHECK(output.numel() == target.numel(), "{}: output {} and target {} differ in size", name_,
-              shape_str(output.shape()), shape_str(target.shape()));
+  NABLA_CHECK_SHAPE(output.numel() == target.numel(), "{}: output {} and target {} differ in size", name_,
+                    shape_str(output.shape()), shape_str(target.shape()));
   Tensor diff = sub(output.reshape({-1}), target.reshape({-1}).to(output.dtype()));
   total_ = accumulate(total_, sum(error(diff)));
   count_ += output.numel();

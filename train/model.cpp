@@ -4,6 +4,7 @@
 #include <nabla/core/data/dataloader.h>
 #include <nabla/core/error.h>
 #include <nabla/core/io/safetensors.h>
+#include <nabla/core/log.h>
 #include <nabla/core/ops/elementwise.h>
 #include <nabla/core/ops/shape.h>
 #include <nabla/optim/clip.h>
@@ -218,7 +219,7 @@ Logs Model::evaluate(const data::Dataset& data, EvaluateOptions opts) {
   if (opts.verbose > 0) {
     std::string line = fmt::format("evaluate: {} samples", data.size());
     for (const auto& [k, v] : logs) line += fmt::format(" - {}: {:.4f}", k, v);
-    fmt::print(opts.out, "{}\n", line);
+    log_message(LogLevel::info, line);
   }
   return logs;
 }
@@ -252,7 +253,6 @@ Model::FitData Model::fit_data(const data::Dataset& train_in, const FitOptions& 
   NABLA_CHECK(o.initial_epoch >= 0 && o.epochs >= o.initial_epoch,
               "fit: needs 0 <= initial_epoch <= epochs, got initial_epoch {}, epochs {}", o.initial_epoch, o.epochs);
   NABLA_CHECK(o.verbose >= 0 && o.verbose <= 2, "fit: verbose must be 0, 1 or 2, got {}", o.verbose);
-  NABLA_CHECK(o.out != nullptr || o.verbose == 0, "fit: out is null with verbose {}", o.verbose);
   NABLA_CHECK(!std::isnan(o.validation_split), "fit: validation_split is not a number (nan); give a fraction in [0, 1)");
   NABLA_CHECK(o.validation_split >= 0 && o.validation_split < 1, "fit: validation_split {} is outside [0, 1)",
               o.validation_split);
@@ -361,6 +361,9 @@ History Model::fit(const data::Dataset& train_in, FitOptions o) {
   UseGuard use(*this, "fit");
   loss();  // compiled?
   const FitData d = fit_data(train_in, o);
+  // verbose 0: nothing below a warning from this thread while fit runs, the callbacks' reports
+  // included (debug raises nothing).
+  const ScopedLogLevel quiet(o.verbose == 0 ? LogLevel::warning : LogLevel::debug);
   std::vector<std::shared_ptr<Callback>> callbacks;
   for (auto& c : o.callbacks) {
     NABLA_CHECK(c.ptr != nullptr, "fit: a callback is null");
@@ -381,8 +384,8 @@ History Model::fit(const data::Dataset& train_in, FitOptions o) {
     if (o.epoch_data) loader.emplace(make_loader(o.epoch_data(d.train, epoch)));
     loader->set_epoch(epoch);
     NABLA_ASSERT(loader->size() > 0);
-    if (o.verbose == 1) fmt::print(o.out, "Epoch {}/{}\n", epoch + 1, o.epochs);
-    ProgressBar bar(loader->size(), o.out);
+    if (o.verbose == 1) log_at(LogLevel::info, "Epoch {}/{}", epoch + 1, o.epochs);
+    ProgressBar bar(loader->size());
     if (o.verbose == 2) bar.set_interactive(false);
 
     Logs logs = train_epoch(*loader, epoch, o, callbacks, bar);
@@ -391,7 +394,7 @@ History Model::fit(const data::Dataset& train_in, FitOptions o) {
     if (d.validation) shown_after = validate(*d.validation, epoch, o, logs);
     logs["lr"] = optimizer().lr();
     epoch_ = epoch + 1;
-    if (o.verbose == 2) fmt::print(o.out, "Epoch {}/{}\n", epoch + 1, o.epochs);
+    if (o.verbose == 2) log_at(LogLevel::info, "Epoch {}/{}", epoch + 1, o.epochs);
     if (o.verbose > 0) bar.finish(shown_after);
     for (auto& c : callbacks) c->on_epoch_end(*this, epoch, logs);
     history_.append(epoch, logs);
@@ -513,12 +516,12 @@ struct TrainingState {
                                      const char* expected) {
   std::string text = v.dump();
   if (text.size() > 80) text = text.substr(0, 72) + fmt::format("... ({} bytes)", text.size());
-  fail("{}: '{}' {} is {}, expected {}", where, kTrainingKey, key, text, expected);
+  fail<IOError>("{}: '{}' {} is {}, expected {}", where, kTrainingKey, key, text, expected);
 }
 
 const json& training_field(const std::string& where, const json& obj, const std::string& prefix, const char* key) {
   auto it = obj.find(key);
-  if (it == obj.end()) fail("{}: '{}' has no {}{}", where, kTrainingKey, prefix, key);
+  if (it == obj.end()) fail<IOError>("{}: '{}' has no {}{}", where, kTrainingKey, prefix, key);
   return *it;
 }
 
@@ -545,9 +548,9 @@ TrainingState parse_training(const std::string& where, const std::string& text, 
   try {
     j = json::parse(text);
   } catch (const json::exception& e) {
-    fail("{}: '{}' is not JSON: {}", where, kTrainingKey, e.what());
+    fail<IOError>("{}: '{}' is not JSON: {}", where, kTrainingKey, e.what());
   }
-  if (!j.is_object()) fail("{}: '{}' is {}, expected a JSON object", where, kTrainingKey, j.type_name());
+  if (!j.is_object()) fail<IOError>("{}: '{}' is {}, expected a JSON object", where, kTrainingKey, j.type_name());
   TrainingState s;
   s.epoch = training_count(where, j, "epoch");
   s.global_step = training_count(where, j, "global_step");
@@ -585,7 +588,7 @@ void Model::load_file(const std::string& path, bool with_optimizer) {
     // Every error names the file: those of the optimizer's checks do not by themselves.
     const std::string msg = e.what();
     if (msg.rfind(where + ":", 0) == 0 || msg.rfind("safetensors " + path + ":", 0) == 0) throw;
-    throw Error(fmt::format("{}: {}", where, msg));
+    e.rethrow_with(fmt::format("{}: {}", where, msg));
   }
 }
 

@@ -86,14 +86,16 @@ struct FitOptions {
   bool shuffle = true;                      // each epoch in the order DataLoader gives (seed, epoch)
   uint64_t seed = 0;
   std::vector<CallbackRef> callbacks{};
-  int verbose = 1;  // 0: silent, 1: a progress bar per epoch, 2: one line per epoch
+  // What fit logs (core/log.h, stdout with the default sink): 0: nothing below a warning, the
+  // callbacks' reports included (ScopedLogLevel(LogLevel::warning) for fit's duration); 1: a
+  // progress bar per epoch; 2: one line per epoch.
+  int verbose = 1;
   int64_t initial_epoch = 0;  // to resume: model.epoch() after load_checkpoint
   int64_t log_every = 50;     // steps between reads of the running loss and metrics (> 0)
   // The training data of each epoch, made from `train` (after the validation split): e.g.
   // augmentation on the host. Called at the start of every epoch, after on_epoch_begin.
   std::function<data::Dataset(const data::Dataset& train, int64_t epoch)> epoch_data{};
   bool drop_last = false;
-  std::FILE* out = stdout;  // where progress goes
   // false: a training loss that is NaN or infinite when fit reads it (every log_every steps and
   // at the epoch's end), or such a validation loss, stops training with a nabla::Error naming
   // the epoch and step, before any callback sees it (so ModelCheckpoint saves nothing after
@@ -103,8 +105,7 @@ struct FitOptions {
 
 struct EvaluateOptions {
   int64_t batch_size = 256;
-  int verbose = 0;  // 1: one line with the results
-  std::FILE* out = stdout;
+  int verbose = 0;  // 1: one line with the results, logged at info level (core/log.h)
 };
 
 class Model {

@@ -1,25 +1,20 @@
 #include <nabla/train/progress.h>
 
+#include <nabla/core/log.h>
+
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
 
-#include <unistd.h>
-
 namespace nabla {
 
-ProgressBar::ProgressBar(int64_t total, std::FILE* out, int width)
-    : total_(total), out_(out), width_(width), tty_(is_terminal(out)), start_(std::chrono::steady_clock::now()) {}
+ProgressBar::ProgressBar(int64_t total, int width)
+    : total_(total), width_(width), start_(std::chrono::steady_clock::now()) {}
 
 ProgressBar::~ProgressBar() {
-  if (line_open_) {
-    std::fputc('\n', out_);
-    std::fflush(out_);
-  }
+  if (line_open_) log_message(LogLevel::progress, "");
 }
-
-bool ProgressBar::is_terminal(std::FILE* f) { return f && isatty(fileno(f)) != 0; }
 
 void ProgressBar::stop_clock() {
   stop_ = std::chrono::steady_clock::now();
@@ -57,21 +52,19 @@ std::string ProgressBar::render(bool final_line) const {
 void ProgressBar::update(int64_t done, const std::vector<std::pair<std::string, double>>& values) {
   done_ = done;
   values_ = values;
-  if (!tty_) return;
+  if (!interactive_ || !log_enabled(LogLevel::progress)) return;
   auto now = std::chrono::steady_clock::now();
   // Redraw at most ~20 times a second: drawing must not cost training time.
   if (done_ < total_ && now - last_draw_ < std::chrono::milliseconds(50)) return;
   last_draw_ = now;
-  fmt::print(out_, "\r{}\033[K", render(false));
-  std::fflush(out_);
+  log_message(LogLevel::progress, render(false));
   line_open_ = true;
 }
 
 void ProgressBar::finish(const std::vector<std::pair<std::string, double>>& extra) {
   for (const auto& kv : extra) values_.push_back(kv);
   line_open_ = false;
-  fmt::print(out_, "{}{}{}\n", tty_ ? "\r" : "", render(true), tty_ ? "\033[K" : "");
-  std::fflush(out_);
+  log_message(LogLevel::info, render(true));
 }
 
 }  // namespace nabla

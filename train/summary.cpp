@@ -58,7 +58,7 @@ void Model::shape_pass(const Shape& sample_shape, DType dtype, const char* who) 
       try {
         h = layers[i].second->forward(h);
       } catch (const Error& e) {
-        throw Error(fmt::format("{}: layer {} ({}): {}", who, i, layers[i].second->to_string(), e.what()));
+        e.rethrow_with(fmt::format("{}: layer {} ({}): {}", who, i, layers[i].second->to_string(), e.what()));
       }
       shapes.push_back({layers[i].first, h.shape()});
     }
@@ -66,7 +66,7 @@ void Model::shape_pass(const Shape& sample_shape, DType dtype, const char* who) 
     try {
       h = module_->forward(h);
     } catch (const Error& e) {
-      throw Error(fmt::format("{}: {}: {}", who, module_->to_string(), e.what()));
+      e.rethrow_with(fmt::format("{}: {}: {}", who, module_->to_string(), e.what()));
     }
     shapes.push_back({"", h.shape()});
   }

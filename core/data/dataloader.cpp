@@ -102,7 +102,7 @@ DataLoader::Iterator DataLoader::begin() {
 
 Batch DataLoader::batch(int64_t i) const {
   NABLA_CHECK(!order_.empty(), "DataLoader::batch: no epoch started yet; call begin() first");
-  NABLA_CHECK(0 <= i && i < size(), "DataLoader::batch: index {} out of range [0, {})", i, size());
+  NABLA_CHECK_INDEX(0 <= i && i < size(), "DataLoader::batch: index {} out of range [0, {})", i, size());
   const int64_t first = i * opts_.batch_size;
   const int64_t count = std::min(opts_.batch_size, n_ - first);
   const int64_t* idx = order_.data() + first;

@@ -47,8 +47,8 @@ std::string find_file(const SplitFiles& s, const std::string& dir, const std::st
   std::error_code ec;
   if (fs::exists(gz, ec)) return gz;
   if (fs::exists(raw, ec)) return raw;
-  fail("{}: cannot find {} in {} ({}): tried {} and {}; {}", s.what, name, dir, dir_from, gz, raw,
-       s.hint);
+  fail<IOError>("{}: cannot find {} in {} ({}): tried {} and {}; {}", s.what, name, dir, dir_from, gz, raw,
+                s.hint);
 }
 
 Split load_split(const SplitFiles& s, const std::string& dir_arg) {
@@ -69,8 +69,8 @@ Split load_split(const SplitFiles& s, const std::string& dir_arg) {
     std::string labels = find_file(s, dir, dir_from, fmt::format("{}-labels-idx1-ubyte", prefix));
     Dataset d = idx_dataset(images, labels, 10);
     const Shape& shape = d.x.shape();
-    NABLA_CHECK(shape[2] == 28 && shape[3] == 28, "{}: {} holds {}x{} images, expected 28x28",
-                s.what, images, shape[2], shape[3]);
+    NABLA_CHECK_IO(shape[2] == 28 && shape[3] == 28, "{}: {} holds {}x{} images, expected 28x28",
+                   s.what, images, shape[2], shape[3]);
     return d;
   };
   Split split;
@@ -83,11 +83,11 @@ Split load_split(const SplitFiles& s, const std::string& dir_arg) {
 
 int64_t Dataset::size() const {
   NABLA_CHECK(x.defined() && y.defined(), "Dataset: x or y is undefined");
-  NABLA_CHECK(x.dim() >= 1 && y.dim() >= 1,
-              "Dataset: x {} and y {} need a sample axis (at least 1 dimension)",
-              shape_str(x.shape()), shape_str(y.shape()));
-  NABLA_CHECK(x.size(0) == y.size(0), "Dataset: x has {} samples {} but y has {} {}", x.size(0),
-              shape_str(x.shape()), y.size(0), shape_str(y.shape()));
+  NABLA_CHECK_SHAPE(x.dim() >= 1 && y.dim() >= 1,
+                    "Dataset: x {} and y {} need a sample axis (at least 1 dimension)",
+                    shape_str(x.shape()), shape_str(y.shape()));
+  NABLA_CHECK_SHAPE(x.size(0) == y.size(0), "Dataset: x has {} samples {} but y has {} {}", x.size(0),
+                    shape_str(x.shape()), y.size(0), shape_str(y.shape()));
   return x.size(0);
 }
 
@@ -96,8 +96,8 @@ Dataset Dataset::normalize(double mean, double std) const {
   NABLA_CHECK(std::isfinite(mean) && std::isfinite(std) && std > 0,
               "Dataset::normalize: need a finite mean and std > 0, got mean {} std {}", mean, std);
   NABLA_CHECK(x.device().is_cpu(), "Dataset::normalize: x is on {}, expected the CPU", x.device());
-  NABLA_CHECK(is_floating(x.dtype()), "Dataset::normalize: x is {}, expected float32 or float64",
-              x.dtype());
+  NABLA_CHECK_DTYPE(is_floating(x.dtype()), "Dataset::normalize: x is {}, expected float32 or float64",
+                    x.dtype());
   Tensor src = x.is_contiguous() ? x : x.contiguous();
   Tensor out = Tensor::empty(src.shape(), {.dtype = src.dtype()});
   // In the data's own precision, as torchvision's Normalize does.
@@ -111,8 +111,8 @@ Dataset Dataset::normalize(double mean, double std) const {
 
 Dataset Dataset::subset(int64_t begin, int64_t end) const {
   const int64_t n = size();
-  NABLA_CHECK(0 <= begin && begin <= end && end <= n,
-              "Dataset::subset: range [{}, {}) is not within [0, {}]", begin, end, n);
+  NABLA_CHECK_INDEX(0 <= begin && begin <= end && end <= n,
+                    "Dataset::subset: range [{}, {}) is not within [0, {}]", begin, end, n);
   if (x.device().is_cpu() && y.device().is_cpu())
     return Dataset{copy_rows(x, begin, end), copy_rows(y, begin, end)};
   return Dataset{x.slice(0, begin, end), y.slice(0, begin, end)};
@@ -127,9 +127,9 @@ Dataset idx_dataset(const std::string& images_path, const std::string& labels_pa
                     int64_t num_classes, const IdxOptions& opts) {
   Tensor y = read_idx_labels(labels_path, num_classes, opts);
   Tensor x = read_idx_images(images_path, opts);
-  NABLA_CHECK(x.size(0) == y.size(0),
-              "IDX count mismatch: {} has {} images but {} has {} labels", images_path, x.size(0),
-              labels_path, y.size(0));
+  NABLA_CHECK_IO(x.size(0) == y.size(0),
+                 "IDX count mismatch: {} has {} images but {} has {} labels", images_path, x.size(0),
+                 labels_path, y.size(0));
   return Dataset{x, y};
 }
 

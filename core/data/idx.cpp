@@ -31,10 +31,11 @@ bool valid_type(uint8_t code) {
   }
 }
 
-// "IDX <path>: <message>"
-template <typename... Args>
+// "IDX <path>: <message>", an IOError (the file cannot be read, or is malformed) unless given
+// another class.
+template <typename E = IOError, typename... Args>
 [[noreturn]] void idx_fail(const std::string& path, fmt::format_string<Args...> f, Args&&... args) {
-  throw Error(fmt::format("IDX {}: {}", path, fmt::format(f, std::forward<Args>(args)...)));
+  throw E(fmt::format("IDX {}: {}", path, fmt::format(f, std::forward<Args>(args)...)));
 }
 
 struct FileCloser {
@@ -101,7 +102,7 @@ class GzipSource final : public Source {
         case Z_BUF_ERROR:  // no progress possible: handled below
           break;
         case Z_MEM_ERROR:
-          idx_fail(path_, "out of memory while inflating the gzip stream");
+          idx_fail<OutOfMemoryError>(path_, "out of memory while inflating the gzip stream");
         default:  // Z_DATA_ERROR, Z_NEED_DICT, Z_STREAM_ERROR
           idx_fail(path_, "gzip data corrupt at compressed byte {} (uncompressed byte {}{}): {}",
                    zs_.total_in, zs_.total_out, context_, zs_.msg ? zs_.msg : "invalid data");

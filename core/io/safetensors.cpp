@@ -53,10 +53,11 @@ uint32_t load_le32(const uint8_t* p) {
 
 // ---- messages -----------------------------------------------------------------------------------
 
-// "safetensors <path>: <message>"
-template <typename... Args>
+// "safetensors <path>: <message>", an IOError (the file cannot be read or written, or is malformed)
+// unless given another class (a bad argument to save_safetensors is a plain Error).
+template <typename E = IOError, typename... Args>
 [[noreturn]] void st_fail(const std::string& path, fmt::format_string<Args...> f, Args&&... args) {
-  throw Error(fmt::format("safetensors {}: {}", path, fmt::format(f, std::forward<Args>(args)...)));
+  throw E(fmt::format("safetensors {}: {}", path, fmt::format(f, std::forward<Args>(args)...)));
 }
 
 std::string errno_text() { return std::strerror(errno); }
@@ -832,7 +833,9 @@ SafetensorsFile SafetensorsReader::read(Device device) const {
       try {
         t = t.to(device);
       } catch (const Error& e) {
-        st_fail(path, "tensor '{}': cannot move it to {}: {}", name, device, e.what());
+        // Out of device memory stays an OutOfMemoryError.
+        e.rethrow_with(
+            fmt::format("safetensors {}: tensor '{}': cannot move it to {}: {}", path, name, device, e.what()));
       }
     }
   }
@@ -855,11 +858,11 @@ void save_safetensors(const std::string& path,
   std::set<std::string> names;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const auto& [name, t] = tensors[i];
-    if (name.empty()) st_fail(path, "tensor {} has an empty name", i);
-    if (name == "__metadata__") st_fail(path, "tensor {}: the name '__metadata__' is reserved", i);
-    if (!names.insert(name).second)
-      st_fail(path, "duplicate tensor name '{}' (tensor {})", name, i);
-    if (!t.defined()) st_fail(path, "tensor '{}' is undefined", name);
+    // Bad arguments, not I/O: plain Errors.
+    if (name.empty()) st_fail<Error>(path, "tensor {} has an empty name", i);
+    if (name == "__metadata__") st_fail<Error>(path, "tensor {}: the name '__metadata__' is reserved", i);
+    if (!names.insert(name).second) st_fail<Error>(path, "duplicate tensor name '{}' (tensor {})", name, i);
+    if (!t.defined()) st_fail<Error>(path, "tensor '{}' is undefined", name);
   }
   const std::vector<SafetensorsEntry> entries = entries_of(tensors);
   std::map<std::string, std::string> meta = metadata;
@@ -869,7 +872,7 @@ void save_safetensors(const std::string& path,
   try {
     header = header_text(entries, meta);
   } catch (const nlohmann::json::exception& e) {
-    st_fail(path, "a tensor name or metadata string is not valid UTF-8: {}", e.what());
+    st_fail<Error>(path, "a tensor name or metadata string is not valid UTF-8: {}", e.what());
   }
 
   const SaveTarget target = resolve_target(path);

@@ -71,27 +71,29 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias, cons
   detail::check_float(x_in, name, "input");
   detail::check_float(weight, name, "weight");
   detail::check_same(x_in, weight, name, "input", "weight");
-  NABLA_CHECK(x_in.dim() == 4, "{}: input has shape {}, expected 4 axes [N, C, H, W]", name, shape_str(x_in.shape()));
-  NABLA_CHECK(weight.dim() == 4, "{}: weight has shape {}, expected [out_channels, in_channels / groups, kh, kw]",
-              name, shape_str(weight.shape()));
+  NABLA_CHECK_SHAPE(x_in.dim() == 4, "{}: input has shape {}, expected 4 axes [N, C, H, W]", name,
+                    shape_str(x_in.shape()));
+  NABLA_CHECK_SHAPE(weight.dim() == 4, "{}: weight has shape {}, expected [out_channels, in_channels / groups, kh, kw]",
+                    name, shape_str(weight.shape()));
   const int64_t groups = p.groups;
   const int64_t c = x_in.shape()[1], k = weight.shape()[0], kh = weight.shape()[2], kw = weight.shape()[3];
   NABLA_CHECK(groups >= 1, "{}: groups must be at least 1, got {}", name, groups);
-  NABLA_CHECK(c % groups == 0, "{}: groups={} does not divide the input's {} channels (input {})", name, groups, c,
-              shape_str(x_in.shape()));
-  NABLA_CHECK(k % groups == 0 && k > 0, "{}: groups={} does not divide the weight's {} output channels", name,
-              groups, k);
-  NABLA_CHECK(weight.shape()[1] * groups == c,
-              "{}: input has {} channels (shape {}), expected {} for weight {} with groups={}", name, c,
-              shape_str(x_in.shape()), weight.shape()[1] * groups, shape_str(weight.shape()), groups);
-  NABLA_CHECK(kh >= 1 && kw >= 1, "{}: weight {} has an empty kernel", name, shape_str(weight.shape()));
+  NABLA_CHECK_SHAPE(c % groups == 0, "{}: groups={} does not divide the input's {} channels (input {})", name, groups,
+                    c, shape_str(x_in.shape()));
+  NABLA_CHECK_SHAPE(k % groups == 0 && k > 0, "{}: groups={} does not divide the weight's {} output channels", name,
+                    groups, k);
+  NABLA_CHECK_SHAPE(weight.shape()[1] * groups == c,
+                    "{}: input has {} channels (shape {}), expected {} for weight {} with groups={}", name, c,
+                    shape_str(x_in.shape()), weight.shape()[1] * groups, shape_str(weight.shape()), groups);
+  NABLA_CHECK_SHAPE(kh >= 1 && kw >= 1, "{}: weight {} has an empty kernel", name, shape_str(weight.shape()));
   NABLA_CHECK(p.stride.h >= 1 && p.stride.w >= 1, "{}: stride must be at least 1, got ({}, {})", name, p.stride.h,
               p.stride.w);
   NABLA_CHECK(p.dilation.h >= 1 && p.dilation.w >= 1, "{}: dilation must be at least 1, got ({}, {})", name,
               p.dilation.h, p.dilation.w);
   if (bias.defined()) {
     detail::check_same(x_in, bias, name, "input", "bias");
-    NABLA_CHECK(bias.shape() == Shape{k}, "{}: bias has shape {}, expected [{}]", name, shape_str(bias.shape()), k);
+    NABLA_CHECK_SHAPE(bias.shape() == Shape{k}, "{}: bias has shape {}, expected [{}]", name, shape_str(bias.shape()),
+                      k);
   }
   const int64_t h = x_in.shape()[2], w = x_in.shape()[3];
   const int64_t ekh = checked_mul(p.dilation.h, kh - 1, name, "the dilated kernel height") + 1;
@@ -112,9 +114,10 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias, cons
   }
   const int64_t hp = checked_add(h, checked_mul(2, ph.before, name, "the padding") + ph.extra, name, "the padded height");
   const int64_t wp = checked_add(w, checked_mul(2, pw.before, name, "the padding") + pw.extra, name, "the padded width");
-  NABLA_CHECK(hp >= ekh && wp >= ekw,
-              "{}: kernel {}x{} (dilated {}x{}) is larger than the input {}x{} padded to {}x{} (input {}, padding {})",
-              name, kh, kw, ekh, ekw, h, w, hp, wp, shape_str(x_in.shape()), p.padding.str());
+  NABLA_CHECK_SHAPE(
+      hp >= ekh && wp >= ekw,
+      "{}: kernel {}x{} (dilated {}x{}) is larger than the input {}x{} padded to {}x{} (input {}, padding {})", name,
+      kh, kw, ekh, ekw, h, w, hp, wp, shape_str(x_in.shape()), p.padding.str());
 
   Tensor x = pad_end(x_in, ph.extra, pw.extra).contiguous();
   Conv2dShape s;
@@ -169,20 +172,21 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias, cons
 Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv1dParams& p, const char* name) {
   detail::check_float(x, name, "input");
   detail::check_float(weight, name, "weight");
-  NABLA_CHECK(x.dim() == 3, "{}: input has shape {}, expected 3 axes [N, C, L]", name, shape_str(x.shape()));
-  NABLA_CHECK(weight.dim() == 3, "{}: weight has shape {}, expected [out_channels, in_channels / groups, kernel]",
-              name, shape_str(weight.shape()));
-  NABLA_CHECK(p.groups >= 1 && x.shape()[1] % p.groups == 0 && weight.shape()[1] * p.groups == x.shape()[1],
-              "{}: input has {} channels (shape {}), expected {} for weight {} with groups={}", name, x.shape()[1],
-              shape_str(x.shape()), weight.shape()[1] * std::max<int64_t>(p.groups, 1), shape_str(weight.shape()),
-              p.groups);
+  NABLA_CHECK_SHAPE(x.dim() == 3, "{}: input has shape {}, expected 3 axes [N, C, L]", name, shape_str(x.shape()));
+  NABLA_CHECK_SHAPE(weight.dim() == 3, "{}: weight has shape {}, expected [out_channels, in_channels / groups, kernel]",
+                    name, shape_str(weight.shape()));
+  NABLA_CHECK_SHAPE(p.groups >= 1 && x.shape()[1] % p.groups == 0 && weight.shape()[1] * p.groups == x.shape()[1],
+                    "{}: input has {} channels (shape {}), expected {} for weight {} with groups={}", name,
+                    x.shape()[1], shape_str(x.shape()), weight.shape()[1] * std::max<int64_t>(p.groups, 1),
+                    shape_str(weight.shape()), p.groups);
   if (p.padding.mode != Padding::Mode::same) {
     const int64_t pad = p.padding.mode == Padding::Mode::valid ? 0 : p.padding.w;
     const int64_t l = x.shape()[2];
     const int64_t ek = checked_mul(std::max<int64_t>(p.dilation, 1), weight.shape()[2] - 1, name, "the dilated kernel") + 1;
-    NABLA_CHECK(pad >= 0 && checked_add(l, checked_mul(2, pad, name, "the padding"), name, "the padded length") >= ek,
-                "{}: kernel {} (dilated {}) is larger than the input length {} padded by {} (input {})", name,
-                weight.shape()[2], ek, l, pad, shape_str(x.shape()));
+    NABLA_CHECK_SHAPE(
+        pad >= 0 && checked_add(l, checked_mul(2, pad, name, "the padding"), name, "the padded length") >= ek,
+        "{}: kernel {} (dilated {}) is larger than the input length {} padded by {} (input {})", name,
+        weight.shape()[2], ek, l, pad, shape_str(x.shape()));
   }
   Conv2dParams q;
   q.stride = Size2(1, p.stride);

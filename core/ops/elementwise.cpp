@@ -119,7 +119,7 @@ Tensor unary(UnaryOp op, const Tensor& x_in, double a = 0, double b = 0) {
 Tensor softmax_impl(const Tensor& x_in, int64_t axis, bool log) {
   const char* name = log ? "log_softmax" : "softmax";
   detail::check_float(x_in, name, "x");
-  NABLA_CHECK(x_in.dim() > 0, "{}: input is 0-dimensional; expected at least one axis", name);
+  NABLA_CHECK_SHAPE(x_in.dim() > 0, "{}: input is 0-dimensional; expected at least one axis", name);
   axis = normalize_axis(axis, x_in.dim(), name);
   Tensor x = x_in.contiguous();
   int64_t outer = 1, inner = 1;

@@ -10,15 +10,15 @@ using detail::be;
 Tensor embedding(const Tensor& indices_in, const Tensor& weight, int64_t padding_idx, const char* name) {
   detail::check_defined(indices_in, name, "indices");
   detail::check_float(weight, name, "weight");
-  NABLA_CHECK(indices_in.dtype() == DType::int64, "{}: indices have dtype {}, expected int64 (token ids)", name,
-              indices_in.dtype());
+  NABLA_CHECK_DTYPE(indices_in.dtype() == DType::int64, "{}: indices have dtype {}, expected int64 (token ids)", name,
+                    indices_in.dtype());
   NABLA_CHECK(indices_in.device() == weight.device(), "{}: indices are on {} but the weight is on {}", name,
               indices_in.device(), weight.device());
-  NABLA_CHECK(weight.dim() == 2, "{}: weight has shape {}, expected [num_embeddings, dim]", name,
-              shape_str(weight.shape()));
+  NABLA_CHECK_SHAPE(weight.dim() == 2, "{}: weight has shape {}, expected [num_embeddings, dim]", name,
+                    shape_str(weight.shape()));
   const int64_t num = weight.shape()[0], dim = weight.shape()[1];
-  NABLA_CHECK(padding_idx < num && padding_idx >= -1, "{}: padding_idx {} is out of range for {} embeddings", name,
-              padding_idx, num);
+  NABLA_CHECK_INDEX(padding_idx < num && padding_idx >= -1, "{}: padding_idx {} is out of range for {} embeddings",
+                    name, padding_idx, num);
   const Tensor idx = indices_in.contiguous();
   const Tensor w = weight.contiguous();
   const int64_t n = idx.numel();

@@ -31,17 +31,17 @@ void check(const char* op, const TensorList& x, std::initializer_list<Input> inp
   for (size_t i = 0; i < n; ++i) {
     const Tensor& t = x[i];
     NABLA_CHECK(t.defined(), "{}: tensor {} of '{}' is undefined", op, i, xname);
-    NABLA_CHECK(is_floating(t.dtype()), "{}: tensor {} of '{}' has dtype {}, expected float32 or float64", op, i,
-                xname, t.dtype());
+    NABLA_CHECK_DTYPE(is_floating(t.dtype()), "{}: tensor {} of '{}' has dtype {}, expected float32 or float64", op, i,
+                      xname, t.dtype());
     NABLA_CHECK(t.is_contiguous(), "{}: tensor {} of '{}' ({}) is not contiguous", op, i, xname,
                 shape_str(t.shape()));
     for (const Input& in : inputs) {
       const Tensor& u = (*in.list)[i];
       NABLA_CHECK(u.defined(), "{}: tensor {} of '{}' is undefined", op, i, in.name);
-      NABLA_CHECK(u.shape() == t.shape(), "{}: tensor {} of '{}' has shape {}, expected {} (that of 'x')", op, i,
-                  in.name, shape_str(u.shape()), shape_str(t.shape()));
-      NABLA_CHECK(u.dtype() == t.dtype(), "{}: tensor {} of '{}' has dtype {}, expected {} (that of 'x')", op, i,
-                  in.name, u.dtype(), t.dtype());
+      NABLA_CHECK_SHAPE(u.shape() == t.shape(), "{}: tensor {} of '{}' has shape {}, expected {} (that of 'x')", op, i,
+                        in.name, shape_str(u.shape()), shape_str(t.shape()));
+      NABLA_CHECK_DTYPE(u.dtype() == t.dtype(), "{}: tensor {} of '{}' has dtype {}, expected {} (that of 'x')", op, i,
+                        in.name, u.dtype(), t.dtype());
       NABLA_CHECK(u.device() == t.device(), "{}: tensor {} of '{}' is on {}, expected {} (that of 'x')", op, i,
                   in.name, u.device(), t.device());
       NABLA_CHECK(u.is_contiguous(), "{}: tensor {} of '{}' ({}) is not contiguous", op, i, in.name,

@@ -86,9 +86,9 @@ void gemm_into(Tensor& out, const Tensor& a, const Tensor& b, double beta) {
 // Both operands at least 2-D.
 Tensor matmul_nd(const Tensor& a, const Tensor& b) {
   const int64_t k = a.shape().back();
-  NABLA_CHECK(k == b.shape()[b.dim() - 2],
-              "matmul: inner dimensions differ: a {} has {} columns, b {} has {} rows", shape_str(a.shape()), k,
-              shape_str(b.shape()), b.shape()[b.dim() - 2]);
+  NABLA_CHECK_SHAPE(k == b.shape()[b.dim() - 2],
+                    "matmul: inner dimensions differ: a {} has {} columns, b {} has {} rows", shape_str(a.shape()), k,
+                    shape_str(b.shape()), b.shape()[b.dim() - 2]);
   // A stack of matrices times one matrix is one tall product.
   if (b.dim() == 2 && a.dim() > 2) {
     Shape out_shape(a.shape().begin(), a.shape().end() - 1);
@@ -124,19 +124,20 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   detail::check_float(a, "matmul", "a");
   detail::check_float(b, "matmul", "b");
   detail::check_same(a, b, "matmul");
-  NABLA_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: operands must have at least one axis, got a {} and b {}",
-              shape_str(a.shape()), shape_str(b.shape()));
+  NABLA_CHECK_SHAPE(a.dim() >= 1 && b.dim() >= 1, "matmul: operands must have at least one axis, got a {} and b {}",
+                    shape_str(a.shape()), shape_str(b.shape()));
   // Checked here, on the shapes the user passed (not the unsqueezed or reshaped ones below).
   const int64_t ka = a.shape().back(), kb = b.dim() == 1 ? b.shape()[0] : b.shape()[b.dim() - 2];
-  NABLA_CHECK(ka == kb, "matmul: inner dimensions differ: a {} has {} columns, b {} has {} rows",
-              shape_str(a.shape()), ka, shape_str(b.shape()), kb);
+  NABLA_CHECK_SHAPE(ka == kb, "matmul: inner dimensions differ: a {} has {} columns, b {} has {} rows",
+                    shape_str(a.shape()), ka, shape_str(b.shape()), kb);
   const int64_t na = std::max<int64_t>(a.dim() - 2, 0), nbat = std::max<int64_t>(b.dim() - 2, 0);
   for (int64_t i = 1; i <= std::min(na, nbat); ++i) {
     const int64_t da = a.shape()[na - i], db = b.shape()[nbat - i];
-    NABLA_CHECK(da == db || da == 1 || db == 1,
-                "matmul (batch axes): a {} and b {} have batch shapes {} and {}, which do not broadcast",
-                shape_str(a.shape()), shape_str(b.shape()), shape_str(Shape(a.shape().begin(), a.shape().begin() + na)),
-                shape_str(Shape(b.shape().begin(), b.shape().begin() + nbat)));
+    NABLA_CHECK_SHAPE(da == db || da == 1 || db == 1,
+                      "matmul (batch axes): a {} and b {} have batch shapes {} and {}, which do not broadcast",
+                      shape_str(a.shape()), shape_str(b.shape()),
+                      shape_str(Shape(a.shape().begin(), a.shape().begin() + na)),
+                      shape_str(Shape(b.shape().begin(), b.shape().begin() + nbat)));
   }
   // A 1-D a is a row, dropped from the result: axis -2, or the only axis left when b is 1-D too
   // (vector . vector gives a 0-d tensor).
@@ -149,15 +150,15 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const c
   detail::check_float(x, name, "input");
   detail::check_float(weight, name, "weight");
   detail::check_same(x, weight, name, "input", "weight");
-  NABLA_CHECK(weight.dim() == 2, "{}: weight has shape {}, expected [out_features, in_features]", name,
-              shape_str(weight.shape()));
+  NABLA_CHECK_SHAPE(weight.dim() == 2, "{}: weight has shape {}, expected [out_features, in_features]", name,
+                    shape_str(weight.shape()));
   const int64_t in = weight.shape()[1], outf = weight.shape()[0];
-  NABLA_CHECK(x.dim() >= 1 && x.shape().back() == in, "{}: input has shape {}, expected [*, {}] for weight {}", name,
-              shape_str(x.shape()), in, shape_str(weight.shape()));
+  NABLA_CHECK_SHAPE(x.dim() >= 1 && x.shape().back() == in, "{}: input has shape {}, expected [*, {}] for weight {}",
+                    name, shape_str(x.shape()), in, shape_str(weight.shape()));
   if (bias.defined()) {
     detail::check_same(x, bias, name, "input", "bias");
-    NABLA_CHECK(bias.shape() == Shape{outf}, "{}: bias has shape {}, expected [{}]", name, shape_str(bias.shape()),
-                outf);
+    NABLA_CHECK_SHAPE(bias.shape() == Shape{outf}, "{}: bias has shape {}, expected [{}]", name,
+                      shape_str(bias.shape()), outf);
   }
   if (x.dim() != 2) {
     Shape out_shape(x.shape().begin(), x.shape().end() - 1);

@@ -27,18 +27,18 @@ void check_pair(const Tensor& input, const Tensor& target, const char* op) {
   detail::check_float(input, op, "input");
   detail::check_float(target, op, "target");
   detail::check_same(input, target, op, "input", "target");
-  NABLA_CHECK(input.shape() == target.shape(), "{}: input has shape {} but target has shape {}", op,
-              shape_str(input.shape()), shape_str(target.shape()));
+  NABLA_CHECK_SHAPE(input.shape() == target.shape(), "{}: input has shape {} but target has shape {}", op,
+                    shape_str(input.shape()), shape_str(target.shape()));
 }
 
 // Class indices of the rows of `input` (n, c) as contiguous int64, checked against [0, c). `op` is a
 // string literal (a device check may report it later).
 Tensor checked_labels(const Tensor& labels, const Tensor& input, const char* op) {
   const int64_t n = input.shape()[0], c = input.shape()[1];
-  NABLA_CHECK(labels.dtype() == DType::int64 || labels.dtype() == DType::int32,
-              "{}: class labels have dtype {}, expected int64 or int32", op, labels.dtype());
-  NABLA_CHECK(labels.shape() == Shape{n}, "{}: labels have shape {}, expected [{}] (one per row of the input {})", op,
-              shape_str(labels.shape()), n, shape_str(input.shape()));
+  NABLA_CHECK_DTYPE(labels.dtype() == DType::int64 || labels.dtype() == DType::int32,
+                    "{}: class labels have dtype {}, expected int64 or int32", op, labels.dtype());
+  NABLA_CHECK_SHAPE(labels.shape() == Shape{n}, "{}: labels have shape {}, expected [{}] (one per row of the input {})",
+                    op, shape_str(labels.shape()), n, shape_str(input.shape()));
   Tensor l = labels.detach().to(DType::int64).contiguous();
   if (n > 0) be(l).check_labels(l.data<int64_t>(), n, c, op);
   return l;
@@ -85,7 +85,7 @@ namespace {
 Tensor nll_impl(const Tensor& logp, const Tensor& labels, Reduction r, const char* op) {
   detail::check_float(logp, op, "input");
   detail::check_defined(labels, op, "target");
-  NABLA_CHECK(logp.dim() == 2, "{}: input has shape {}, expected [batch, classes]", op, shape_str(logp.shape()));
+  NABLA_CHECK_SHAPE(logp.dim() == 2, "{}: input has shape {}, expected [batch, classes]", op, shape_str(logp.shape()));
   NABLA_CHECK(labels.device() == logp.device(), "{}: input is on {} but target is on {}", op, logp.device(),
               labels.device());
   const int64_t n = logp.shape()[0], c = logp.shape()[1];
@@ -110,14 +110,14 @@ Tensor nll_loss(const Tensor& logp, const Tensor& labels, Reduction r) { return 
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction r) {
   detail::check_float(logits, "cross_entropy", "input");
   detail::check_defined(target, "cross_entropy", "target");
-  NABLA_CHECK(logits.dim() == 2, "cross_entropy: input has shape {}, expected [batch, classes]",
-              shape_str(logits.shape()));
+  NABLA_CHECK_SHAPE(logits.dim() == 2, "cross_entropy: input has shape {}, expected [batch, classes]",
+                    shape_str(logits.shape()));
   if (!is_floating(target.dtype())) return nll_impl(log_softmax(logits, 1), target, r, "cross_entropy");
   // Probability targets: -sum_c t[i, c] log softmax(x)[i, c].
   detail::check_same(logits, target, "cross_entropy", "input", "target");
-  NABLA_CHECK(target.shape() == logits.shape(),
-              "cross_entropy: probability target has shape {}, expected the input's shape {}",
-              shape_str(target.shape()), shape_str(logits.shape()));
+  NABLA_CHECK_SHAPE(target.shape() == logits.shape(),
+                    "cross_entropy: probability target has shape {}, expected the input's shape {}",
+                    shape_str(target.shape()), shape_str(logits.shape()));
   return reduce(neg(sum(mul(target, log_softmax(logits, 1)), {1})), r);
 }
 

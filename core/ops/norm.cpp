@@ -15,8 +15,8 @@ namespace {
 void check_channel_vector(const Tensor& x, const Tensor& t, int64_t c, const char* name, const char* arg) {
   if (!t.defined()) return;
   detail::check_same(x, t, name, "input", arg);
-  NABLA_CHECK(t.shape() == Shape{c}, "{}: {} has shape {}, expected [{}] (one per channel of input {})", name, arg,
-              shape_str(t.shape()), c, shape_str(x.shape()));
+  NABLA_CHECK_SHAPE(t.shape() == Shape{c}, "{}: {} has shape {}, expected [{}] (one per channel of input {})", name,
+                    arg, shape_str(t.shape()), c, shape_str(x.shape()));
   NABLA_CHECK(t.is_contiguous(), "{}: {} must be contiguous", name, arg);
 }
 
@@ -27,7 +27,7 @@ void* ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr
 Tensor batch_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, const Tensor& running_mean,
                   const Tensor& running_var, bool training, double momentum, double eps, const char* name) {
   detail::check_float(x_in, name, "input");
-  NABLA_CHECK(x_in.dim() >= 2, "{}: input has shape {}, expected [N, C, *]", name, shape_str(x_in.shape()));
+  NABLA_CHECK_SHAPE(x_in.dim() >= 2, "{}: input has shape {}, expected [N, C, *]", name, shape_str(x_in.shape()));
   const int64_t n = x_in.shape()[0], c = x_in.shape()[1];
   const int64_t m = c == 0 || n == 0 ? 0 : x_in.numel() / (n * c);
   Tensor weight = weight_in.defined() ? weight_in.contiguous() : Tensor();

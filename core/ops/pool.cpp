@@ -13,7 +13,7 @@ namespace {
 
 Pool2dShape pool_shape(const Tensor& x, Size2 kernel, const Pool2dParams& p, const char* name) {
   detail::check_float(x, name, "input");
-  NABLA_CHECK(x.dim() == 4, "{}: input has shape {}, expected 4 axes [N, C, H, W]", name, shape_str(x.shape()));
+  NABLA_CHECK_SHAPE(x.dim() == 4, "{}: input has shape {}, expected 4 axes [N, C, H, W]", name, shape_str(x.shape()));
   NABLA_CHECK(kernel.h >= 1 && kernel.w >= 1, "{}: kernel size must be at least 1, got ({}, {})", name, kernel.h,
               kernel.w);
   const Size2 stride = p.stride.h == 0 && p.stride.w == 0 ? kernel : p.stride;
@@ -37,10 +37,10 @@ Pool2dShape pool_shape(const Tensor& x, Size2 kernel, const Pool2dParams& p, con
   s.stride_w = stride.w;
   s.pad_h = ph;
   s.pad_w = pw;
-  NABLA_CHECK(checked_add(s.h, 2 * ph, name, "the padded height") >= s.kh &&
-                  checked_add(s.w, 2 * pw, name, "the padded width") >= s.kw,
-              "{}: kernel {}x{} is larger than the input {}x{} padded by ({}, {}) (input {})", name, s.kh, s.kw, s.h,
-              s.w, ph, pw, shape_str(x.shape()));
+  NABLA_CHECK_SHAPE(checked_add(s.h, 2 * ph, name, "the padded height") >= s.kh &&
+                        checked_add(s.w, 2 * pw, name, "the padded width") >= s.kw,
+                    "{}: kernel {}x{} is larger than the input {}x{} padded by ({}, {}) (input {})", name, s.kh, s.kw,
+                    s.h, s.w, ph, pw, shape_str(x.shape()));
   s.oh = (s.h + 2 * ph - s.kh) / s.stride_h + 1;
   s.ow = (s.w + 2 * pw - s.kw) / s.stride_w + 1;
   return s;
@@ -86,8 +86,9 @@ Tensor avg_pool2d(const Tensor& x_in, Size2 kernel, const Pool2dParams& p, const
 
 Tensor global_avg_pool2d(const Tensor& x, const char* name) {
   detail::check_float(x, name, "input");
-  NABLA_CHECK(x.dim() == 4, "{}: input has shape {}, expected 4 axes [N, C, H, W]", name, shape_str(x.shape()));
-  NABLA_CHECK(x.shape()[2] > 0 && x.shape()[3] > 0, "{}: input {} has an empty plane", name, shape_str(x.shape()));
+  NABLA_CHECK_SHAPE(x.dim() == 4, "{}: input has shape {}, expected 4 axes [N, C, H, W]", name, shape_str(x.shape()));
+  NABLA_CHECK_SHAPE(x.shape()[2] > 0 && x.shape()[3] > 0, "{}: input {} has an empty plane", name,
+                    shape_str(x.shape()));
   return mean(x, {2, 3});
 }
 

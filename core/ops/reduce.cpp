@@ -48,7 +48,7 @@ Tensor reduce_raw(ReduceOp op, const Tensor& x_in, const std::vector<int64_t>& a
   // never aliases the input's storage.
   Tensor cur = axes.empty() ? x_in.detach().clone() : x_in.detach().contiguous();
   if (op != ReduceOp::sum)
-    NABLA_CHECK(cur.numel() > 0, "{}: cannot reduce an empty tensor {}", name, shape_str(cur.shape()));
+    NABLA_CHECK_SHAPE(cur.numel() > 0, "{}: cannot reduce an empty tensor {}", name, shape_str(cur.shape()));
   size_t i = axes.size();
   while (i > 0) {
     size_t j = i - 1;
@@ -110,8 +110,8 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) {
   std::vector<int64_t> ax = normalize_axes(axes, x.dim(), "mean");
   int64_t count = 1;
   for (int64_t a : ax) count *= x.shape()[a];
-  NABLA_CHECK(count > 0, "mean: reducing {} over axes [{}] averages zero elements", shape_str(x.shape()),
-              fmt::join(ax, ", "));
+  NABLA_CHECK_SHAPE(count > 0, "mean: reducing {} over axes [{}] averages zero elements", shape_str(x.shape()),
+                    fmt::join(ax, ", "));
   return affine(sum(x, ax, keepdim), 1.0 / static_cast<double>(count), 0);
 }
 
@@ -125,10 +125,10 @@ Tensor min(const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) {
 
 Tensor argmax(const Tensor& x_in, int64_t axis, bool keepdim) {
   detail::check_float(x_in, "argmax", "x");
-  NABLA_CHECK(x_in.dim() > 0, "argmax: input is 0-dimensional");
+  NABLA_CHECK_SHAPE(x_in.dim() > 0, "argmax: input is 0-dimensional");
   axis = normalize_axis(axis, x_in.dim(), "argmax");
   Tensor x = x_in.detach().contiguous();
-  NABLA_CHECK(x.shape()[axis] > 0, "argmax: axis {} of {} is empty", axis, shape_str(x.shape()));
+  NABLA_CHECK_SHAPE(x.shape()[axis] > 0, "argmax: axis {} of {} is empty", axis, shape_str(x.shape()));
   int64_t outer = 1, inner = 1;
   for (int64_t i = 0; i < axis; ++i) outer *= x.shape()[i];
   for (int64_t i = axis + 1; i < x.dim(); ++i) inner *= x.shape()[i];
@@ -142,8 +142,8 @@ Tensor argmax(const Tensor& x_in, int64_t axis, bool keepdim) {
 
 Tensor sum_to(const Tensor& x, const Shape& shape) {
   if (x.shape() == shape) return x;
-  NABLA_CHECK(shape.size() <= x.shape().size() && broadcast_shapes(shape, x.shape(), "sum_to") == x.shape(),
-              "sum_to: {} is not a broadcast of {}", shape_str(x.shape()), shape_str(shape));
+  NABLA_CHECK_SHAPE(shape.size() <= x.shape().size() && broadcast_shapes(shape, x.shape(), "sum_to") == x.shape(),
+                    "sum_to: {} is not a broadcast of {}", shape_str(x.shape()), shape_str(shape));
   const size_t lead = x.shape().size() - shape.size();
   std::vector<int64_t> axes;
   for (size_t i = 0; i < x.shape().size(); ++i)

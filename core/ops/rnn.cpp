@@ -17,15 +17,15 @@ void* ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr
 void check_weight(const Tensor& x, const Tensor& t, const Shape& expect, const char* name, const char* what, int64_t d) {
   NABLA_CHECK(t.defined(), "{}: {} of direction {} is undefined", name, what, d);
   detail::check_same(x, t, name, "input", what);
-  NABLA_CHECK(t.shape() == expect, "{}: {} of direction {} has shape {}, expected {}", name, what, d,
-              shape_str(t.shape()), shape_str(expect));
+  NABLA_CHECK_SHAPE(t.shape() == expect, "{}: {} of direction {} has shape {}, expected {}", name, what, d,
+                    shape_str(t.shape()), shape_str(expect));
 }
 
 void check_state(const Tensor& x, const Tensor& t, const Shape& expect, const char* name, const char* what) {
   if (!t.defined()) return;
   detail::check_same(x, t, name, "input", what);
-  NABLA_CHECK(t.shape() == expect, "{}: initial state {} has shape {}, expected {} (directions, batch, hidden)",
-              name, what, shape_str(t.shape()), shape_str(expect));
+  NABLA_CHECK_SHAPE(t.shape() == expect, "{}: initial state {} has shape {}, expected {} (directions, batch, hidden)",
+                    name, what, shape_str(t.shape()), shape_str(expect));
 }
 
 bool is_view_at(const Tensor& t, const Tensor& packed, int64_t offset) {
@@ -47,8 +47,8 @@ int64_t rnn_packed_layout(RnnCell cell, int64_t input, int64_t hidden, int64_t d
 RnnLayerResult rnn_layer(RnnCell cell, const Tensor& x_given, const Tensor& h0_in, const Tensor& c0_in,
                          const std::vector<RnnWeights>& w, const Tensor& packed, const char* name, bool batch_first) {
   detail::check_float(x_given, name, "input");
-  NABLA_CHECK(x_given.dim() == 3, "{}: input has shape {}, expected {}", name, shape_str(x_given.shape()),
-              batch_first ? "[batch, seq, input] (batch-major)" : "[seq, batch, input] (sequence-major)");
+  NABLA_CHECK_SHAPE(x_given.dim() == 3, "{}: input has shape {}, expected {}", name, shape_str(x_given.shape()),
+                    batch_first ? "[batch, seq, input] (batch-major)" : "[seq, batch, input] (sequence-major)");
   // Batch-major input goes to the backend as it is when the backend takes it so, else transposed.
   RnnShape probe{cell, x_given.shape()[batch_first ? 1 : 0], x_given.shape()[batch_first ? 0 : 1], x_given.shape()[2],
                  1, int64_t(w.size())};
@@ -60,17 +60,17 @@ RnnLayerResult rnn_layer(RnnCell cell, const Tensor& x_given, const Tensor& h0_i
   NABLA_CHECK(lstm || !c0_in.defined(), "{}: a GRU has no cell state, but c0 was given", name);
   const int64_t T = x_in.shape()[batch_major ? 1 : 0], B = x_in.shape()[batch_major ? 0 : 1], I = x_in.shape()[2];
   const int64_t D = int64_t(w.size());
-  NABLA_CHECK(w[0].w_hh.defined() && w[0].w_hh.dim() == 2, "{}: w_hh of direction 0 must be a matrix", name);
+  NABLA_CHECK_SHAPE(w[0].w_hh.defined() && w[0].w_hh.dim() == 2, "{}: w_hh of direction 0 must be a matrix", name);
   const int64_t H = w[0].w_hh.shape()[1];
   RnnShape s{cell, T, B, I, H, D, batch_major};
   const int64_t GH = s.gates() * H;
-  NABLA_CHECK(T >= 1 && B >= 1, "{}: input {} has an empty sequence or batch", name, shape_str(x_in.shape()));
+  NABLA_CHECK_SHAPE(T >= 1 && B >= 1, "{}: input {} has an empty sequence or batch", name, shape_str(x_in.shape()));
   NABLA_CHECK(H >= 1, "{}: hidden size must be positive", name);
   for (int64_t d = 0; d < D; ++d) {
     const RnnWeights& wd = w[size_t(d)];
     if (wd.w_ih.defined() && wd.w_ih.dim() == 2 && wd.w_ih.shape()[0] == GH)
-      NABLA_CHECK(wd.w_ih.shape()[1] == I, "{}: input has {} features (shape {}), expected {}", name, I,
-                  shape_str(x_in.shape()), wd.w_ih.shape()[1]);
+      NABLA_CHECK_SHAPE(wd.w_ih.shape()[1] == I, "{}: input has {} features (shape {}), expected {}", name, I,
+                        shape_str(x_in.shape()), wd.w_ih.shape()[1]);
     check_weight(x_in, wd.w_ih, {GH, I}, name, "w_ih", d);
     check_weight(x_in, wd.w_hh, {GH, H}, name, "w_hh", d);
     check_weight(x_in, wd.b_ih, {GH}, name, "b_ih", d);
@@ -152,10 +152,10 @@ RnnLayerResult rnn_layer(RnnCell cell, const Tensor& x_given, const Tensor& h0_i
 
 Tensor last_step(const Tensor& x, bool batch_first) {
   detail::check_defined(x, "last_step", "x");
-  NABLA_CHECK(x.dim() >= 2, "last_step: input has shape {}, expected {}", shape_str(x.shape()),
-              batch_first ? "[batch, seq, ...]" : "[seq, batch, ...]");
+  NABLA_CHECK_SHAPE(x.dim() >= 2, "last_step: input has shape {}, expected {}", shape_str(x.shape()),
+                    batch_first ? "[batch, seq, ...]" : "[seq, batch, ...]");
   const int64_t axis = batch_first ? 1 : 0, n = x.shape()[axis];
-  NABLA_CHECK(n >= 1, "last_step: input {} has an empty sequence", shape_str(x.shape()));
+  NABLA_CHECK_SHAPE(n >= 1, "last_step: input {} has an empty sequence", shape_str(x.shape()));
   return x.slice(axis, n - 1, n).squeeze(axis);
 }
 

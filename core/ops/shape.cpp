@@ -11,7 +11,7 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t axis) {
   NABLA_CHECK(!tensors.empty(), "concat: no tensors given");
   const Tensor& first = tensors[0];
   detail::check_defined(first, "concat", "tensors[0]");
-  NABLA_CHECK(first.dim() > 0, "concat: tensors are 0-dimensional; expected at least one axis");
+  NABLA_CHECK_SHAPE(first.dim() > 0, "concat: tensors are 0-dimensional; expected at least one axis");
   axis = normalize_axis(axis, first.dim(), "concat");
   Shape out_shape = first.shape();
   out_shape[axis] = 0;
@@ -21,8 +21,8 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t axis) {
     detail::check_same(first, t, "concat", "tensors[0]", fmt::format("tensors[{}]", i).c_str());
     bool ok = t.dim() == first.dim();
     for (int64_t d = 0; ok && d < t.dim(); ++d) ok = d == axis || t.shape()[d] == first.shape()[d];
-    NABLA_CHECK(ok, "concat: tensors[{}] has shape {}, expected {} except along axis {}", i, shape_str(t.shape()),
-                shape_str(first.shape()), axis);
+    NABLA_CHECK_SHAPE(ok, "concat: tensors[{}] has shape {}, expected {} except along axis {}", i, shape_str(t.shape()),
+                      shape_str(first.shape()), axis);
     out_shape[axis] = checked_add(out_shape[axis], t.shape()[axis], "concat", "the length along the axis");
   }
   Tensor out = Tensor::empty(out_shape, first.options(), "concat");

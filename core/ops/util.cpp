@@ -8,8 +8,8 @@ void check_defined(const Tensor& t, const char* op, const char* arg) {
 
 void check_float(const Tensor& t, const char* op, const char* arg) {
   check_defined(t, op, arg);
-  NABLA_CHECK(is_floating(t.dtype()), "{}: argument '{}' has dtype {}, expected float32 or float64",
-              op, arg, t.dtype());
+  NABLA_CHECK_DTYPE(is_floating(t.dtype()), "{}: argument '{}' has dtype {}, expected float32 or float64",
+                    op, arg, t.dtype());
 }
 
 void check_same(const Tensor& a, const Tensor& b, const char* op, const char* an, const char* bn) {
@@ -17,8 +17,8 @@ void check_same(const Tensor& a, const Tensor& b, const char* op, const char* an
   check_defined(b, op, bn);
   NABLA_CHECK(a.device() == b.device(), "{}: '{}' {} is on {} but '{}' {} is on {}", op, an,
               shape_str(a.shape()), a.device(), bn, shape_str(b.shape()), b.device());
-  NABLA_CHECK(a.dtype() == b.dtype(), "{}: '{}' {} is {} but '{}' {} is {}", op, an,
-              shape_str(a.shape()), a.dtype(), bn, shape_str(b.shape()), b.dtype());
+  NABLA_CHECK_DTYPE(a.dtype() == b.dtype(), "{}: '{}' {} is {} but '{}' {} is {}", op, an,
+                    shape_str(a.shape()), a.dtype(), bn, shape_str(b.shape()), b.dtype());
 }
 
 StridedLayout make_layout(const Shape& shape, const Shape& out, const Shape& a, const Shape& b) {
