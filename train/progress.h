@@ -5,6 +5,8 @@
 // line of each epoch, so logs stay readable.
 #pragma once
 
+#include <nabla/export.h>
+
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -14,7 +16,7 @@
 
 namespace nabla {
 
-class ProgressBar {
+class NABLA_API ProgressBar {
  public:
   // total: steps in the epoch. out: where to draw (stdout by default).
   explicit ProgressBar(int64_t total, std::FILE* out = stdout, int width = 30);
