@@ -15,3 +15,4 @@
 #include <nabla/layers/layers.h>
 #include <nabla/optim/optim.h>
 #include <nabla/train/train.h>
+#include <nabla/version.h>

@@ -25,6 +25,8 @@
 // recorded (under NoGrad, or with no input that requires a gradient) are not checked.
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/tensor.h>
 
 #include <cstdint>
@@ -33,15 +35,15 @@
 namespace nabla {
 
 // Process-wide switch (all threads): off by default.
-void detect_anomaly(bool on);
-bool anomaly_enabled();
+NABLA_API void detect_anomaly(bool on);
+NABLA_API bool anomaly_enabled();
 
 // The step that anomaly messages name, per thread: the number of backward() calls completed on
 // the calling thread (so during the forward and backward of the k-th training step, counted
 // from 0, it is k), unless set. set_anomaly_step(n) sets it (e.g. to a global step of your own,
 // or to resume counting after a checkpoint); it still advances by one after each backward().
-int64_t anomaly_step();
-void set_anomaly_step(int64_t step);
+NABLA_API int64_t anomaly_step();
+NABLA_API void set_anomaly_step(int64_t step);
 
 // Turns anomaly mode on (or off) for its lifetime, then restores the previous setting.
 class DetectAnomaly {
@@ -58,7 +60,7 @@ class DetectAnomaly {
 // Names the layer that ops recorded on this thread during its lifetime belong to (innermost
 // wins). Module::operator() and Sequential open one when anomaly mode is on; so can user code
 // around a block of ops.
-class AnomalyLayer {
+class NABLA_API AnomalyLayer {
  public:
   explicit AnomalyLayer(std::string name);
   ~AnomalyLayer();
@@ -66,26 +68,26 @@ class AnomalyLayer {
   AnomalyLayer& operator=(const AnomalyLayer&) = delete;
 };
 // The innermost open AnomalyLayer's name on this thread, or "" when none.
-const std::string& anomaly_layer();
+NABLA_API const std::string& anomaly_layer();
 
 // True when a floating-point tensor holds a NaN or an infinity (false for integer dtypes and
 // empty tensors). Two passes and one read of a scalar: sum(x - x) is NaN exactly when x has a
 // NaN or an Inf. Any device; synchronizes like item(). Not recorded on the tape. Meant for a
 // once-per-step check such as TerminateOnNaN on the loss.
-bool has_nonfinite(const Tensor& x);
+NABLA_API bool has_nonfinite(const Tensor& x);
 
 // The number of NaN and Inf values of a floating-point tensor (0 for integer dtypes). Exact up
 // to 2^24 bad values in float32. Not recorded on the tape.
-int64_t count_nonfinite(const Tensor& x);
+NABLA_API int64_t count_nonfinite(const Tensor& x);
 
 namespace detail {
 // Called by record() and run_backward() when anomaly mode is on; throw on a bad value.
-void anomaly_check_forward(const std::string& op, const std::string& layer,
+NABLA_API void anomaly_check_forward(const std::string& op, const std::string& layer,
                            const std::vector<Tensor>& inputs, const std::vector<Tensor*>& outputs);
-void anomaly_check_backward(const std::string& op, const std::string& layer,
+NABLA_API void anomaly_check_backward(const std::string& op, const std::string& layer,
                             const std::vector<Tensor>& inputs, const std::vector<Tensor>& grad_outputs,
                             const std::vector<Tensor>& grad_inputs);
-void anomaly_step_done();
+NABLA_API void anomaly_step_done();
 }  // namespace detail
 
 }  // namespace nabla

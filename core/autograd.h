@@ -13,6 +13,8 @@
 // runs, and a second backward through it is an error.
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/tensor.h>
 
 #include <functional>
@@ -45,8 +47,8 @@ struct Node {
 };
 
 // Grad mode of the calling thread: on by default.
-bool grad_enabled();
-void set_grad_enabled(bool on);
+NABLA_API bool grad_enabled();
+NABLA_API void set_grad_enabled(bool on);
 
 // Turns recording off for its lifetime (evaluation, optimizer updates).
 class NoGrad {
@@ -61,8 +63,8 @@ class NoGrad {
 };
 
 // True when an op over these inputs must be recorded.
-bool needs_grad(std::initializer_list<const Tensor*> inputs);
-bool needs_grad(const std::vector<Tensor>& inputs);
+NABLA_API bool needs_grad(std::initializer_list<const Tensor*> inputs);
+NABLA_API bool needs_grad(const std::vector<Tensor>& inputs);
 
 // Whether an op's backward reads its inputs' values (mul, matmul, exp...) or only their shapes
 // (add, views, concat, sum...): only values read are checked for in-place changes, as PyTorch
@@ -75,14 +77,14 @@ enum class Saved { inputs, none };
 // The inputs' storage versions are saved with them (so are those of `saved_outputs`: outputs,
 // detached, that the backward reads); if any has changed when backward reaches this entry (an
 // in-place write: fill_, copy_, an optimizer step...), backward throws naming the op and tensor.
-void record(const char* op, std::vector<Tensor> inputs, std::vector<Tensor*> outputs,
+NABLA_API void record(const char* op, std::vector<Tensor> inputs, std::vector<Tensor*> outputs,
             BackwardFn backward, std::vector<Tensor> saved_outputs = {}, Saved saved = Saved::inputs);
 
 // Number of live entries on the calling thread's tape (for tests and diagnostics).
-size_t tape_size();
+NABLA_API size_t tape_size();
 
 // Runs backward from `roots` with gradients `grads` (see Tensor::backward).
-void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+NABLA_API void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
                   bool retain_graph);
 
 }  // namespace nabla

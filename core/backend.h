@@ -10,6 +10,8 @@
 // wait for it.
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/device.h>
 #include <nabla/core/types.h>
 #include <nabla/core/unary_ops.h>  // UnaryOp: the table of unary ops and their formulas
@@ -122,7 +124,7 @@ struct RnnShape {
   int64_t gates() const { return cell == RnnCell::lstm ? 4 : 3; }
 };
 
-class Backend {
+class NABLA_API Backend {
  public:
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
@@ -306,10 +308,10 @@ class Backend {
 // Backends register themselves when the library loads (cpu/ always, cuda/ when built), with a
 // factory for device `index` and a count of the devices present (which must not throw).
 using BackendFactory = std::function<Backend&(int index)>;
-void register_backend(Device::Kind kind, BackendFactory factory, std::function<int()> device_count);
-bool has_backend(Device::Kind kind);
+NABLA_API void register_backend(Device::Kind kind, BackendFactory factory, std::function<int()> device_count);
+NABLA_API bool has_backend(Device::Kind kind);
 // device_count(kind) is in core/device.h: 0 when no backend is registered for the kind.
-Backend& backend_for(Device::Kind kind, int index = 0);
+NABLA_API Backend& backend_for(Device::Kind kind, int index = 0);
 inline Backend& backend(Device d) { return backend_for(d.kind, d.index); }
 
 }  // namespace nabla

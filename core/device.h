@@ -7,6 +7,8 @@
 //   }
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/types.h>
 
 #include <cstddef>
@@ -17,10 +19,10 @@ namespace nabla {
 
 // Devices of this kind present: 1 for the CPU; for CUDA 0 when nabla was built without it, or
 // when there is no GPU or no usable driver (not an error).
-int device_count(Device::Kind kind);
+NABLA_API int device_count(Device::Kind kind);
 
 // Every device present: cpu:0 first, then cuda:0, cuda:1, ...
-std::vector<Device> devices();
+NABLA_API std::vector<Device> devices();
 
 struct DeviceProperties {
   Device device;
@@ -33,12 +35,12 @@ struct DeviceProperties {
 
 // What device `d` is. Throws nabla::Error naming the device and how many of its kind are
 // present when it does not exist. On a GPU this creates the device's context, as any work would.
-DeviceProperties device_properties(Device d);
+NABLA_API DeviceProperties device_properties(Device d);
 
 // Waits until the work queued on `d` is done, and reports the errors a device found since the
 // last synchronization (e.g. out-of-range labels) as nabla::Error. The CPU has nothing to wait for.
-void synchronize(Device d);
+NABLA_API void synchronize(Device d);
 // The same for every device present.
-void synchronize();
+NABLA_API void synchronize();
 
 }  // namespace nabla

@@ -24,6 +24,8 @@
 // that says so, with file and line.
 #pragma once
 
+#include <nabla/export.h>
+
 #include <fmt/format.h>
 
 #include <stdexcept>
@@ -33,7 +35,7 @@
 
 namespace nabla {
 
-class Error : public std::runtime_error {
+class NABLA_API Error : public std::runtime_error {
  public:
   explicit Error(const std::string& what) : std::runtime_error(what) {}
   ~Error() override;
@@ -100,12 +102,12 @@ template <typename E = Error, typename... Args>
   throw E(fmt::format(f, std::forward<Args>(args)...));
 }
 
-[[noreturn]] void internal_error(const char* file, int line, const std::string& what);
+[[noreturn]] NABLA_API void internal_error(const char* file, int line, const std::string& what);
 
 // Call before a range check on a double: `x >= 0` is false for a NaN too, and the range check's
 // "is negative" would then be wrong. Throws "<who>: <what> is not a number (nan)" for a NaN.
 // (Out of line: nvcc rejects fmt's compile-time format check in an inline header function.)
-void check_number(double x, std::string_view who, std::string_view what);
+NABLA_API void check_number(double x, std::string_view who, std::string_view what);
 
 }  // namespace nabla
 

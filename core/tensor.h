@@ -6,6 +6,8 @@
 // are shape queries, views, conversions and shorthands for those ops.
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/error.h>
 #include <nabla/core/types.h>
 
@@ -23,7 +25,7 @@ struct Node;
 class Tensor;
 
 // Bytes on one device, freed through its backend when the last tensor using them goes.
-class Storage {
+class NABLA_API Storage {
  public:
   Storage(Device device, size_t nbytes);
   ~Storage();
@@ -65,7 +67,7 @@ struct TensorOptions {
   bool requires_grad = false;
 };
 
-class Tensor {
+class NABLA_API Tensor {
  public:
   Tensor() = default;  // undefined: holds nothing
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
@@ -157,40 +159,40 @@ class Tensor {
   std::shared_ptr<TensorImpl> impl_;
 };
 
-std::ostream& operator<<(std::ostream& os, const Tensor& t);
+NABLA_API std::ostream& operator<<(std::ostream& os, const Tensor& t);
 
 // ---- factories ---------------------------------------------------------------------------------
-Tensor zeros(const Shape& shape, TensorOptions opts = {});
-Tensor ones(const Shape& shape, TensorOptions opts = {});
-Tensor full(const Shape& shape, double value, TensorOptions opts = {});
-Tensor zeros_like(const Tensor& t);
-Tensor ones_like(const Tensor& t);
-Tensor scalar(double value, TensorOptions opts = {});  // 0-dimensional
+NABLA_API Tensor zeros(const Shape& shape, TensorOptions opts = {});
+NABLA_API Tensor ones(const Shape& shape, TensorOptions opts = {});
+NABLA_API Tensor full(const Shape& shape, double value, TensorOptions opts = {});
+NABLA_API Tensor zeros_like(const Tensor& t);
+NABLA_API Tensor ones_like(const Tensor& t);
+NABLA_API Tensor scalar(double value, TensorOptions opts = {});  // 0-dimensional
 // [start, end) by step; float or integer dtype.
-Tensor arange(double start, double end, double step = 1, TensorOptions opts = {});
-Tensor arange(int64_t n, TensorOptions opts = {.dtype = DType::int64});
+NABLA_API Tensor arange(double start, double end, double step = 1, TensorOptions opts = {});
+NABLA_API Tensor arange(int64_t n, TensorOptions opts = {.dtype = DType::int64});
 // Uniform in [lo, hi) and normal(mean, std), from the device's default generator (manual_seed).
-Tensor rand(const Shape& shape, TensorOptions opts = {}, double lo = 0, double hi = 1);
-Tensor randn(const Shape& shape, TensorOptions opts = {}, double mean = 0, double stddev = 1);
+NABLA_API Tensor rand(const Shape& shape, TensorOptions opts = {}, double lo = 0, double hi = 1);
+NABLA_API Tensor randn(const Shape& shape, TensorOptions opts = {}, double mean = 0, double stddev = 1);
 // Copies `values` (converted to opts.dtype) into a tensor of `shape` (default: 1-D).
 template <typename T>
-Tensor from_vector(const std::vector<T>& values, const Shape& shape = {}, TensorOptions opts = {
+NABLA_API Tensor from_vector(const std::vector<T>& values, const Shape& shape = {}, TensorOptions opts = {
     .dtype = dtype_of<T>()});
-Tensor from_vector(std::initializer_list<double> values, const Shape& shape = {},
+NABLA_API Tensor from_vector(std::initializer_list<double> values, const Shape& shape = {},
                    TensorOptions opts = {});
 
 // ---- random numbers ------------------------------------------------------------------------------
 // One generator per process: a seed and a counter. Counter-based kernels make the numbers
 // depend only on (seed, counter), so the same seed gives the same numbers on every device.
-void manual_seed(uint64_t seed);
+NABLA_API void manual_seed(uint64_t seed);
 struct RngState {
   uint64_t seed = 0;
   uint64_t offset = 0;
 };
-RngState rng_state();
-void set_rng_state(RngState s);
+NABLA_API RngState rng_state();
+NABLA_API void set_rng_state(RngState s);
 // Reserves n counters and returns the (seed, first counter) to use. Throws naming `op` when the
 // counters would run past 2^64 (the stream is used up: manual_seed or set_rng_state restart it).
-RngState rng_take(uint64_t n, const char* op = "rng_take");
+NABLA_API RngState rng_take(uint64_t n, const char* op = "rng_take");
 
 }  // namespace nabla

@@ -2,6 +2,8 @@
 // not installed, not in nabla.h. Not thread-safe to set; set them in a test, then clear them.
 #pragma once
 
+#include <nabla/export.h>
+
 #include <cstddef>
 #include <functional>
 #include <string>
@@ -10,13 +12,13 @@ namespace nabla::test_hooks {
 
 // When set, save_safetensors calls it with the temporary file's path and the target's, just
 // before the rename (to provoke a failed rename). nullptr clears it.
-void set_save_before_rename_hook(std::function<void(const std::string& tmp, const std::string& target)> hook);
+NABLA_INTERNAL_API void set_save_before_rename_hook(std::function<void(const std::string& tmp, const std::string& target)> hook);
 
 // Gives the CPU backend's cache of freed large blocks (cpu/backend.cpp) back to the system, so
 // that the next large allocation is a fresh one that an allocation watch sees.
-void release_cpu_block_cache();
+NABLA_INTERNAL_API void release_cpu_block_cache();
 // The bytes that cache holds now.
-size_t cpu_block_cache_bytes();
+NABLA_INTERNAL_API size_t cpu_block_cache_bytes();
 
 // CPU allocations of more than `bytes` fail as if the system had refused them (an
 // OutOfMemoryError), so that a test can run out of memory at a size it chooses, on any machine.

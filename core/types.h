@@ -1,6 +1,8 @@
 // Element types, devices and shapes: the vocabulary shared by Tensor, ops and kernels.
 #pragma once
 
+#include <nabla/export.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -12,8 +14,8 @@ namespace nabla {
 
 enum class DType : uint8_t { float32, float64, int32, int64 };
 
-size_t dtype_size(DType t);
-const char* dtype_name(DType t);
+NABLA_API size_t dtype_size(DType t);
+NABLA_API const char* dtype_name(DType t);
 inline bool is_floating(DType t) { return t == DType::float32 || t == DType::float64; }
 
 template <typename T> constexpr DType dtype_of();
@@ -23,7 +25,7 @@ template <> constexpr DType dtype_of<int32_t>() { return DType::int32; }
 template <> constexpr DType dtype_of<int64_t>() { return DType::int64; }
 
 // A device: {CPU | CUDA, index}. Device::best() is CUDA 0 when a GPU is present, else the CPU.
-struct Device {
+struct NABLA_API Device {
   enum class Kind : uint8_t { CPU, CUDA };
   Kind kind = Kind::CPU;
   int index = 0;
@@ -45,19 +47,19 @@ using Shape = std::vector<int64_t>;
 
 // Product of the dimensions. Throws naming `op` and the shape when it overflows int64 (a shape
 // that no tensor can have); a shape with a 0 has 0 elements whatever the others.
-int64_t numel_of(const Shape& s, const char* op = "numel");
+NABLA_API int64_t numel_of(const Shape& s, const char* op = "numel");
 // Bytes of a contiguous `dtype` tensor of `shape`; throws naming `op`, the shape and the dtype
 // when the element count or the byte count overflows int64.
-int64_t nbytes_of(const Shape& s, DType dtype, const char* op);
+NABLA_API int64_t nbytes_of(const Shape& s, DType dtype, const char* op);
 // a * b and a + b, or an error naming `op` and `what` ("output height") when they overflow int64.
-int64_t checked_mul(int64_t a, int64_t b, const char* op, const char* what);
-int64_t checked_add(int64_t a, int64_t b, const char* op, const char* what);
-Shape contiguous_strides(const Shape& s);
-std::string shape_str(const Shape& s);
+NABLA_API int64_t checked_mul(int64_t a, int64_t b, const char* op, const char* what);
+NABLA_API int64_t checked_add(int64_t a, int64_t b, const char* op, const char* what);
+NABLA_API Shape contiguous_strides(const Shape& s);
+NABLA_API std::string shape_str(const Shape& s);
 // NumPy broadcasting of two shapes; throws naming `op` and both shapes when they do not broadcast.
-Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
+NABLA_API Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
 // Normalizes a possibly negative axis against `ndim`; throws naming `op` when out of range.
-int64_t normalize_axis(int64_t axis, int64_t ndim, const char* op);
+NABLA_API int64_t normalize_axis(int64_t axis, int64_t ndim, const char* op);
 
 }  // namespace nabla
 

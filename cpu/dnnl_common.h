@@ -5,16 +5,18 @@
 // into nabla::Error. Internal to cpu/.
 #pragma once
 
+#include <nabla/export.h>
+
 #include <cstdint>
 
 namespace nabla::cpu::dnnl_common {
 
 // Built with oneDNN, and not turned off (by NABLA_CPU_DNNL=0 in the environment, read once, or
 // by set_enabled(false)).
-bool enabled();
+NABLA_INTERNAL_API bool enabled();
 // For tests (tests compare both paths): turns the oneDNN paths on or off for the whole process.
 // Returns the previous setting. Without oneDNN it stays off.
-bool set_enabled(bool on);
+NABLA_INTERNAL_API bool set_enabled(bool on);
 
 }  // namespace nabla::cpu::dnnl_common
 

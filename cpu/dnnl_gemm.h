@@ -2,6 +2,8 @@
 // at run time), an alternative to OpenBLAS for gemm.cpp. Internal to cpu/.
 #pragma once
 
+#include <nabla/export.h>
+
 #include <cstdint>
 
 namespace nabla::cpu::dnnl_gemm {
@@ -15,11 +17,11 @@ namespace nabla::cpu::dnnl_gemm {
 // for the Dense and recurrent shapes below 2^30 multiply-adds, forward and input gradient),
 // OpenBLAS the weight gradients (op(A) = A^T: a reduction over the batch, 0.8x to 1.1x on oneDNN)
 // and the largest products (mlp_wide's 4096-wide layers: 0.95x to 1.05x).
-bool use_for(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, bool blas_generic);
+NABLA_INTERNAL_API bool use_for(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, bool blas_generic);
 
 // For tests, which compare the two: 1 sends every float32 product to oneDNN, 0 to OpenBLAS, -1
 // restores the choice above. Returns the previous setting. Not while other threads compute.
-int force(int which);
+NABLA_INTERNAL_API int force(int which);
 
 // C[m, n] = alpha op(A) op(B) + beta C, row-major, as blas_gemm (cpu_backend.h).
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,

@@ -8,6 +8,8 @@
 // norm.cpp's own kernels (which remain the float64 path and the tests' reference).
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/cpu/dnnl_common.h>
 
 #include <cstdint>
@@ -17,17 +19,17 @@ namespace nabla::cpu::dnnl_norm {
 // The oneDNN path is on (dnnl_common::enabled()) and, for this shape, faster than norm.cpp's
 // (dnnl_norm.cpp has the measurements): the training forward with m == 1 or m >= 8, the backward
 // with m == 1 or 8 <= m <= 64, evaluation with m == 1; each from 2^15 elements.
-bool use_forward_train(int64_t n, int64_t c, int64_t m);
-bool use_forward_eval(int64_t n, int64_t c, int64_t m);
-bool use_backward(int64_t n, int64_t c, int64_t m);
+NABLA_INTERNAL_API bool use_forward_train(int64_t n, int64_t c, int64_t m);
+NABLA_INTERNAL_API bool use_forward_eval(int64_t n, int64_t c, int64_t m);
+NABLA_INTERNAL_API bool use_backward(int64_t n, int64_t c, int64_t m);
 
 // As CpuBackend::batch_norm_* (core/backend.h) for float32; n * c * m >= 1.
-void forward_train(float* y, float* save_mean, float* save_invstd, float* running_mean, float* running_var,
+NABLA_INTERNAL_API void forward_train(float* y, float* save_mean, float* save_invstd, float* running_mean, float* running_var,
                    const float* x, const float* weight, const float* bias, int64_t n, int64_t c, int64_t m,
                    double momentum, double eps);
-void forward_eval(float* y, const float* x, const float* running_mean, const float* running_var, const float* weight,
+NABLA_INTERNAL_API void forward_eval(float* y, const float* x, const float* running_mean, const float* running_var, const float* weight,
                   const float* bias, int64_t n, int64_t c, int64_t m, double eps);
-void backward(float* dx, float* dweight, float* dbias, const float* dy, const float* x, const float* save_mean,
+NABLA_INTERNAL_API void backward(float* dx, float* dweight, float* dbias, const float* dy, const float* x, const float* save_mean,
               const float* save_invstd, const float* weight, int64_t n, int64_t c, int64_t m);
 
 }  // namespace nabla::cpu::dnnl_norm

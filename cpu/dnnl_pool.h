@@ -7,6 +7,8 @@
 // kernels: nabla returns int64 indices, which oneDNN's workspace does not give.
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/backend.h>
 #include <nabla/cpu/dnnl_common.h>
 
@@ -14,10 +16,10 @@ namespace nabla::cpu::dnnl_pool {
 
 // The oneDNN path is on (dnnl_common::enabled()) and, for this shape, faster than pool.cpp's
 // kernels: at least 8 channels and more than 4 outputs per plane.
-bool use(const Pool2dShape& s);
+NABLA_INTERNAL_API bool use(const Pool2dShape& s);
 
 // As CpuBackend::avg_pool2d_* (core/backend.h): the results are assigned.
-void avg_forward(float* y, const float* x, const Pool2dShape& s, bool count_include_pad);
-void avg_backward(float* dx, const float* dy, const Pool2dShape& s, bool count_include_pad);
+NABLA_INTERNAL_API void avg_forward(float* y, const float* x, const Pool2dShape& s, bool count_include_pad);
+NABLA_INTERNAL_API void avg_backward(float* dx, const float* dy, const Pool2dShape& s, bool count_include_pad);
 
 }  // namespace nabla::cpu::dnnl_pool

@@ -7,6 +7,8 @@
 // This header needs no CUDA headers.
 #pragma once
 
+#include <nabla/export.h>
+
 #include <cstddef>
 #include <string>
 
@@ -14,7 +16,7 @@ namespace nabla::cuda {
 
 // Number of usable CUDA devices; 0 when there is no device or no (sufficient) driver. Throws
 // nabla::Error only for an unexpected CUDA runtime failure.
-int device_count();
+NABLA_INTERNAL_API int device_count();
 
 struct DeviceInfo {
   int index = 0;
@@ -28,13 +30,13 @@ struct DeviceInfo {
 // Properties of device `index`. Throws nabla::Error naming the index and the device count when
 // it is out of range. Reading free memory creates the device's primary context, as any CUDA
 // work on it would; the calling thread's current device is left as it was.
-DeviceInfo device_info(int index = 0);
+NABLA_INTERNAL_API DeviceInfo device_info(int index = 0);
 
 // device_count() > 0.
-bool available();
+NABLA_INTERNAL_API bool available();
 
 // Waits until all work queued on every CUDA device is done; reports errors found on a device
 // since the last synchronization (e.g. out-of-range labels). Without devices it does nothing.
-void synchronize();
+NABLA_INTERNAL_API void synchronize();
 
 }  // namespace nabla::cuda

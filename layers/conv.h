@@ -6,6 +6,8 @@
 //   nabla::Conv2d(32, 64, {3, 5}, {.stride = 2, .padding = "same"})
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/ops/conv.h>
 #include <nabla/layers/init.h>
 #include <nabla/layers/module.h>
@@ -25,7 +27,7 @@ struct Conv2dOptions {
 };
 
 // x: (n, in, h, w) -> (n, out, oh, ow).
-class Conv2d : public Module {
+class NABLA_API Conv2d : public Module {
  public:
   Conv2d(int64_t in_channels, int64_t out_channels, Size2 kernel, Conv2dOptions opts = {});
   Tensor forward(const Tensor& x) override;
@@ -62,7 +64,7 @@ struct Conv1dOptions {
 };
 
 // x: (n, in, l) -> (n, out, ol).
-class Conv1d : public Module {
+class NABLA_API Conv1d : public Module {
  public:
   Conv1d(int64_t in_channels, int64_t out_channels, int64_t kernel, Conv1dOptions opts = {});
   Tensor forward(const Tensor& x) override;

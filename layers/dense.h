@@ -2,6 +2,8 @@
 // x: (*, in), y: (*, out); weight: (out, in), bias: (out).
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/layers/init.h>
 #include <nabla/layers/module.h>
 
@@ -15,7 +17,7 @@ struct DenseOptions {
   Device device = Device::cpu();
 };
 
-class Dense : public Module {
+class NABLA_API Dense : public Module {
  public:
   Dense(int64_t in_features, int64_t out_features, DenseOptions opts = {});
   Tensor forward(const Tensor& x) override;

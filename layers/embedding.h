@@ -3,6 +3,8 @@
 // (when given) starts at zero and is never updated by the gradient.
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/layers/module.h>
 
 namespace nabla {
@@ -13,7 +15,7 @@ struct EmbeddingOptions {
   Device device = Device::cpu();
 };
 
-class Embedding : public Module {
+class NABLA_API Embedding : public Module {
  public:
   Embedding(int64_t num_embeddings, int64_t dim, EmbeddingOptions opts = {});
   Tensor forward(const Tensor& ids) override;

@@ -1,6 +1,8 @@
 // Weight initializers. fan_in / fan_out are those of the layer (Dense: in and out features).
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/tensor.h>
 
 #include <string>
@@ -19,10 +21,10 @@ enum class Init {
   ones,
 };
 
-const char* init_name(Init kind);
+NABLA_API const char* init_name(Init kind);
 // A new tensor of `shape` drawn from `kind` (from the default generator, see manual_seed).
 // `who` ("Dense(784->256) weight") prefixes the errors, such as running out of memory.
-Tensor initialize(const Shape& shape, Init kind, int64_t fan_in, int64_t fan_out, TensorOptions opts = {},
+NABLA_API Tensor initialize(const Shape& shape, Init kind, int64_t fan_in, int64_t fan_out, TensorOptions opts = {},
                   const std::string& who = "");
 
 }  // namespace nabla

@@ -10,6 +10,8 @@
 // at to choose between binary and categorical forms (see train/metrics.h).
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/ops/loss.h>
 #include <nabla/core/tensor.h>
 
@@ -19,7 +21,7 @@
 
 namespace nabla {
 
-class Loss {
+class NABLA_API Loss {
  public:
   using Fn = std::function<Tensor(const Tensor& output, const Tensor& target)>;
 
@@ -45,25 +47,25 @@ class Loss {
 };
 
 // output (N, C) logits, target (N) class indices or (N, C) probabilities.
-struct CrossEntropyLoss : Loss {
+struct NABLA_API CrossEntropyLoss : Loss {
   CrossEntropyLoss();
 };
 // output (N, C) log-probabilities, target (N) class indices.
-struct NLLLoss : Loss {
+struct NABLA_API NLLLoss : Loss {
   NLLLoss();
 };
-struct MSELoss : Loss {
+struct NABLA_API MSELoss : Loss {
   MSELoss();
 };
-struct L1Loss : Loss {
+struct NABLA_API L1Loss : Loss {
   L1Loss();
 };
 // output: probabilities in [0, 1]; target of the same shape in [0, 1].
-struct BCELoss : Loss {
+struct NABLA_API BCELoss : Loss {
   BCELoss();
 };
 // output: logits; target of the same shape in [0, 1].
-struct BCEWithLogitsLoss : Loss {
+struct NABLA_API BCEWithLogitsLoss : Loss {
   BCEWithLogitsLoss();
 };
 

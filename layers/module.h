@@ -6,6 +6,8 @@
 // itself is a cheap value whose parameters are shared handles (see Tensor).
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/anomaly.h>
 #include <nabla/core/tensor.h>
 
@@ -16,7 +18,7 @@
 
 namespace nabla {
 
-class Module {
+class NABLA_API Module {
  public:
   virtual ~Module() = default;
 

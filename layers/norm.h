@@ -6,6 +6,8 @@
 // named as in PyTorch's state_dict.
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/layers/module.h>
 
 namespace nabla {
@@ -19,7 +21,7 @@ struct BatchNormOptions {
   Device device = Device::cpu();
 };
 
-class BatchNorm : public Module {
+class NABLA_API BatchNorm : public Module {
  public:
   Tensor forward(const Tensor& x) override;
   std::string to_string() const override;
@@ -45,7 +47,7 @@ class BatchNorm : public Module {
 };
 
 // x: (n, c) or (n, c, l).
-class BatchNorm1d : public BatchNorm {
+class NABLA_API BatchNorm1d : public BatchNorm {
  public:
   explicit BatchNorm1d(int64_t num_features, BatchNormOptions opts = {})
       : BatchNorm("BatchNorm1d", num_features, opts, 2, 3) {}
@@ -53,7 +55,7 @@ class BatchNorm1d : public BatchNorm {
 };
 
 // x: (n, c, h, w).
-class BatchNorm2d : public BatchNorm {
+class NABLA_API BatchNorm2d : public BatchNorm {
  public:
   explicit BatchNorm2d(int64_t num_features, BatchNormOptions opts = {})
       : BatchNorm("BatchNorm2d", num_features, opts, 4, 4) {}

@@ -5,13 +5,15 @@
 //   nabla::AvgPool2d(3, {.stride = 1, .padding = 1, .count_include_pad = false})
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/ops/pool.h>
 #include <nabla/layers/module.h>
 
 namespace nabla {
 
 // x: (n, c, h, w) -> (n, c, oh, ow).
-class MaxPool2d : public Module {
+class NABLA_API MaxPool2d : public Module {
  public:
   explicit MaxPool2d(Size2 kernel, Pool2dParams opts = {});
   Tensor forward(const Tensor& x) override;
@@ -24,7 +26,7 @@ class MaxPool2d : public Module {
   std::string label_;
 };
 
-class AvgPool2d : public Module {
+class NABLA_API AvgPool2d : public Module {
  public:
   explicit AvgPool2d(Size2 kernel, Pool2dParams opts = {});
   Tensor forward(const Tensor& x) override;
@@ -38,7 +40,7 @@ class AvgPool2d : public Module {
 };
 
 // x: (n, c, h, w) -> (n, c), the mean of each channel.
-class GlobalAvgPool2d : public Module {
+class NABLA_API GlobalAvgPool2d : public Module {
  public:
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "GlobalAvgPool2d"; }

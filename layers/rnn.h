@@ -13,6 +13,8 @@
 //   auto out = lstm.forward_state(x, {});   // out.output (batch, seq, 128), out.h, out.c (1, batch, 128)
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/ops/rnn.h>
 #include <nabla/layers/module.h>
 
@@ -38,7 +40,7 @@ struct RnnOutput {
   Tensor h, c;    // the states after the last step, as RnnState
 };
 
-class RnnBase : public Module {
+class NABLA_API RnnBase : public Module {
  public:
   // The output sequence, from zero initial states.
   Tensor forward(const Tensor& x) override;
@@ -70,14 +72,14 @@ class RnnBase : public Module {
   std::string label_;
 };
 
-class LSTM : public RnnBase {
+class NABLA_API LSTM : public RnnBase {
  public:
   LSTM(int64_t input_size, int64_t hidden_size, RnnOptions opts = {})
       : RnnBase(RnnCell::lstm, input_size, hidden_size, opts) {}
   std::string type_name() const override { return "LSTM"; }
 };
 
-class GRU : public RnnBase {
+class NABLA_API GRU : public RnnBase {
  public:
   GRU(int64_t input_size, int64_t hidden_size, RnnOptions opts = {})
       : RnnBase(RnnCell::gru, input_size, hidden_size, opts) {}
@@ -86,7 +88,7 @@ class GRU : public RnnBase {
 
 // The last step of a sequence: (batch, seq, f) -> (batch, f) when batch_first, else
 // (seq, batch, f) -> (batch, f). Lets a Dense read an LSTM's last output in a Sequential.
-class LastStep : public Module {
+class NABLA_API LastStep : public Module {
  public:
   explicit LastStep(bool batch_first = false) : batch_first_(batch_first) {}
   Tensor forward(const Tensor& x) override { return last_step(x, batch_first_); }

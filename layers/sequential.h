@@ -3,13 +3,15 @@
 //   nabla::Sequential model{nabla::Dense(784, 256), nabla::ReLU(), nabla::Dense(256, 10)};
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/layers/module.h>
 
 #include <concepts>
 
 namespace nabla {
 
-class Sequential : public Module {
+class NABLA_API Sequential : public Module {
  public:
   Sequential() = default;
   template <typename... Ms>

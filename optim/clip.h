@@ -7,6 +7,8 @@
 //   opt.step();
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/tensor.h>
 
 #include <vector>
@@ -18,9 +20,9 @@ namespace nabla {
 // torch.nn.utils.clip_grad_norm_. Returns the norm before clipping, a float32 scalar on the
 // gradients' device (undefined when no parameter has a gradient). max_norm > 0; every gradient
 // on one device.
-Tensor clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
+NABLA_API Tensor clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
 
 // Clamps every gradient element into [-clip_value, clip_value]; clip_value > 0.
-void clip_grad_value(const std::vector<Tensor>& params, double clip_value);
+NABLA_API void clip_grad_value(const std::vector<Tensor>& params, double clip_value);
 
 }  // namespace nabla

@@ -14,6 +14,8 @@
 // Model::compile does that (or call bind()). Optimizers move but do not copy.
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/tensor.h>
 
 #include <initializer_list>
@@ -31,7 +33,7 @@ struct ParamList {
   std::vector<Tensor> tensors;
 };
 
-class Optimizer {
+class NABLA_API Optimizer {
  public:
   Optimizer(std::vector<Tensor> params, double lr, const char* name);
   virtual ~Optimizer() = default;
@@ -110,7 +112,7 @@ struct SGDOptions {
   bool nesterov = false;
 };
 
-class SGD : public Optimizer {
+class NABLA_API SGD : public Optimizer {
  public:
   explicit SGD(ParamList params, SGDOptions opts = {});
   explicit SGD(SGDOptions opts = {});  // unbound
@@ -131,7 +133,7 @@ struct AdamOptions {
   double weight_decay = 0;  // L2, added to the gradient
 };
 
-class Adam : public Optimizer {
+class NABLA_API Adam : public Optimizer {
  public:
   explicit Adam(ParamList params, AdamOptions opts = {});
   explicit Adam(AdamOptions opts = {});  // unbound
@@ -157,7 +159,7 @@ struct AdamWOptions {
   double weight_decay = 0.01;  // decoupled: param *= 1 - lr * weight_decay
 };
 
-class AdamW : public Adam {
+class NABLA_API AdamW : public Adam {
  public:
   explicit AdamW(ParamList params, AdamWOptions opts = {});
   explicit AdamW(AdamWOptions opts = {});  // unbound
@@ -171,7 +173,7 @@ struct AdagradOptions {
   double initial_accumulator_value = 0;
 };
 
-class Adagrad : public Optimizer {
+class NABLA_API Adagrad : public Optimizer {
  public:
   explicit Adagrad(ParamList params, AdagradOptions opts = {});
   explicit Adagrad(AdagradOptions opts = {});  // unbound
@@ -193,7 +195,7 @@ struct RMSpropOptions {
   bool centered = false;
 };
 
-class RMSprop : public Optimizer {
+class NABLA_API RMSprop : public Optimizer {
  public:
   explicit RMSprop(ParamList params, RMSpropOptions opts = {});
   explicit RMSprop(RMSpropOptions opts = {});  // unbound

@@ -16,12 +16,14 @@
 // Each checks its arguments when called and throws nabla::Error naming the schedule.
 #pragma once
 
+#include <nabla/export.h>
+
 #include <cstdint>
 #include <string>
 
 namespace nabla {
 
-struct StepDecay {
+struct NABLA_API StepDecay {
   double initial_lr = 0.01;
   int64_t step_size = 10;  // > 0
   double gamma = 0.1;      // >= 0
@@ -29,7 +31,7 @@ struct StepDecay {
   std::string to_string() const;
 };
 
-struct ExponentialDecay {
+struct NABLA_API ExponentialDecay {
   double initial_lr = 0.01;
   double rate = 0.96;       // > 0
   int64_t decay_steps = 1;  // > 0
@@ -38,7 +40,7 @@ struct ExponentialDecay {
   std::string to_string() const;
 };
 
-struct InverseTimeDecay {
+struct NABLA_API InverseTimeDecay {
   double initial_lr = 0.01;
   double rate = 0.5;        // >= 0
   int64_t decay_steps = 1;  // > 0
@@ -47,7 +49,7 @@ struct InverseTimeDecay {
   std::string to_string() const;
 };
 
-struct CosineDecay {
+struct NABLA_API CosineDecay {
   double initial_lr = 0.01;
   int64_t total = 100;  // t at which the decay reaches min_lr; > warmup
   int64_t warmup = 0;   // >= 0

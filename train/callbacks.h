@@ -20,6 +20,7 @@
 #pragma once
 
 #include <nabla/core/log.h>
+#include <nabla/export.h>
 #include <nabla/core/tensor.h>
 #include <nabla/train/history.h>
 
@@ -46,7 +47,7 @@ struct BatchInfo {
   const Logs* logs = nullptr;
 };
 
-class Callback {
+class NABLA_API Callback {
  public:
   virtual ~Callback() = default;
   virtual void on_train_begin(Model&) {}
@@ -91,7 +92,7 @@ struct EarlyStoppingOptions {
 // stops after that epoch. With
 // restore_best_weights, training ends (stopped or not) with the parameters and buffers of the
 // best epoch. A log without the monitored key is an error naming the keys there are.
-class EarlyStopping : public Callback {
+class NABLA_API EarlyStopping : public Callback {
  public:
   explicit EarlyStopping(EarlyStoppingOptions opts = {});
   void on_train_begin(Model&) override;
@@ -125,7 +126,7 @@ struct ModelCheckpointOptions {
 // epoch's loss or monitored value is NaN or infinite, or a parameter or buffer holds one, it
 // skips the save with a warning (logged, core/log.h: stderr with the default sink), so the file of
 // the last good epoch stays as it was.
-class ModelCheckpoint : public Callback {
+class NABLA_API ModelCheckpoint : public Callback {
  public:
   explicit ModelCheckpoint(std::string path, ModelCheckpointOptions opts = {});
   void on_train_begin(Model&) override;
@@ -150,7 +151,7 @@ enum class ScheduleUnit { epoch, step };
 
 // Sets the optimizer's learning rate to schedule(t) before each epoch (t = the epoch) or each
 // step (t = Model::global_step()). Any of optim/schedule.h's schedules, or a lambda.
-class LearningRateScheduler : public Callback {
+class NABLA_API LearningRateScheduler : public Callback {
  public:
   explicit LearningRateScheduler(std::function<double(int64_t)> schedule, ScheduleUnit unit = ScheduleUnit::epoch);
   void on_epoch_begin(Model&, int64_t epoch) override;
@@ -174,7 +175,7 @@ struct ReduceLROnPlateauOptions {
 
 // Keras' ReduceLROnPlateau: multiplies the learning rate by `factor` when the monitored value
 // has not improved by more than min_delta for `patience` epochs.
-class ReduceLROnPlateau : public Callback {
+class NABLA_API ReduceLROnPlateau : public Callback {
  public:
   explicit ReduceLROnPlateau(ReduceLROnPlateauOptions opts = {});
   void on_train_begin(Model&) override;
@@ -196,7 +197,7 @@ struct CSVLoggerOptions {
 
 // Writes "epoch,<keys>" and one line per epoch as training goes (flushed every epoch), so a
 // crashed run keeps its curves. Keys are those of the first epoch, sorted.
-class CSVLogger : public Callback {
+class NABLA_API CSVLogger : public Callback {
  public:
   explicit CSVLogger(std::string path, CSVLoggerOptions opts = {});
   void on_train_begin(Model&) override;
@@ -217,7 +218,7 @@ class CSVLogger : public Callback {
 // FitOptions::allow_nonfinite_loss (without it, fit itself throws at that point). It looks at
 // the running loss whenever fit reads it (every FitOptions::log_every steps, the last batch, and the epoch's logs): a NaN
 // stays in the running sum, so it is caught within log_every steps with no extra read.
-class TerminateOnNaN : public Callback {
+class NABLA_API TerminateOnNaN : public Callback {
  public:
   void on_batch_end(Model&, const BatchInfo&) override;
   void on_epoch_end(Model&, int64_t epoch, Logs& logs) override;
@@ -228,8 +229,8 @@ class TerminateOnNaN : public Callback {
 };
 
 // True when `current` beats `best` by more than min_delta in the direction of `maximize`.
-bool is_improvement(double current, double best, bool maximize, double min_delta);
+NABLA_API bool is_improvement(double current, double best, bool maximize, double min_delta);
 // Resolves Mode::auto_ for a monitored name.
-bool maximizes(Mode mode, const std::string& monitor);
+NABLA_API bool maximizes(Mode mode, const std::string& monitor);
 
 }  // namespace nabla

@@ -7,6 +7,8 @@
 //   history.save_csv("mlp_history.csv");
 #pragma once
 
+#include <nabla/export.h>
+
 #include <cstdint>
 #include <map>
 #include <string>
@@ -17,7 +19,7 @@ namespace nabla {
 // Named values of one epoch (or of an evaluation).
 using Logs = std::map<std::string, double>;
 
-class History {
+class NABLA_API History {
  public:
   // Adds an epoch. A key missing in some epochs reads NaN there.
   void append(int64_t epoch, const Logs& logs);

@@ -15,6 +15,8 @@
 // shape with 0/1 labels (> 0.5 is class 1). Regression (MAE, MSE): output and target of one shape.
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/tensor.h>
 
 #include <cstdint>
@@ -25,7 +27,7 @@
 
 namespace nabla {
 
-class Metric {
+class NABLA_API Metric {
  public:
   virtual ~Metric() = default;
   // The key in logs and History ("accuracy"; per-class results add "_<class>").
@@ -45,7 +47,7 @@ struct BinaryOptions {
 };
 
 // Fraction of samples whose thresholded output equals the 0/1 target.
-class BinaryAccuracy : public Metric {
+class NABLA_API BinaryAccuracy : public Metric {
  public:
   explicit BinaryAccuracy(BinaryOptions opts = {}, std::string name = "binary_accuracy");
   std::string name() const override { return name_; }
@@ -62,7 +64,7 @@ class BinaryAccuracy : public Metric {
 
 // Fraction of samples whose argmax output is the target class; the target may be (N) indices
 // (sparse) or (N, C) one-hot/probabilities (categorical): both classes accept both.
-class CategoricalAccuracy : public Metric {
+class NABLA_API CategoricalAccuracy : public Metric {
  public:
   explicit CategoricalAccuracy(std::string name = "categorical_accuracy");
   std::string name() const override { return name_; }
@@ -76,7 +78,7 @@ class CategoricalAccuracy : public Metric {
   int64_t count_ = 0;
 };
 
-class SparseCategoricalAccuracy : public CategoricalAccuracy {
+class NABLA_API SparseCategoricalAccuracy : public CategoricalAccuracy {
  public:
   explicit SparseCategoricalAccuracy(std::string name = "sparse_categorical_accuracy")
       : CategoricalAccuracy(std::move(name)) {}
@@ -101,7 +103,7 @@ struct ClassMetricOptions {
 // counts[t][p]: samples of true class t predicted as p, accumulated on the device. Rows are
 // true classes, columns predictions (as sklearn.metrics.confusion_matrix). result() is empty:
 // read it with matrix().
-class ConfusionMatrix : public Metric {
+class NABLA_API ConfusionMatrix : public Metric {
  public:
   explicit ConfusionMatrix(ClassMetricOptions opts = {}, std::string name = "confusion_matrix");
   std::string name() const override { return name_; }
@@ -126,19 +128,19 @@ class ConfusionMatrix : public Metric {
 // Precision tp / (tp + fp), recall tp / (tp + fn), F1 2pr / (p + r) of each class from the
 // confusion matrix, 0 where the denominator is 0 (sklearn's zero_division=0), then averaged as
 // opts.average says.
-class Precision : public ConfusionMatrix {
+class NABLA_API Precision : public ConfusionMatrix {
  public:
   explicit Precision(ClassMetricOptions opts = {}, std::string name = "precision")
       : ConfusionMatrix(opts, std::move(name)) {}
   std::vector<std::pair<std::string, double>> result() const override;
 };
-class Recall : public ConfusionMatrix {
+class NABLA_API Recall : public ConfusionMatrix {
  public:
   explicit Recall(ClassMetricOptions opts = {}, std::string name = "recall")
       : ConfusionMatrix(opts, std::move(name)) {}
   std::vector<std::pair<std::string, double>> result() const override;
 };
-class F1Score : public ConfusionMatrix {
+class NABLA_API F1Score : public ConfusionMatrix {
  public:
   explicit F1Score(ClassMetricOptions opts = {}, std::string name = "f1")
       : ConfusionMatrix(opts, std::move(name)) {}
@@ -148,7 +150,7 @@ class F1Score : public ConfusionMatrix {
 // ---- regression -------------------------------------------------------------------------------
 
 // Mean over all elements of |output - target| ("mae") or (output - target)^2 ("mse").
-class MeanAbsoluteError : public Metric {
+class NABLA_API MeanAbsoluteError : public Metric {
  public:
   explicit MeanAbsoluteError(std::string name = "mae") : name_(std::move(name)) {}
   std::string name() const override { return name_; }
@@ -162,7 +164,7 @@ class MeanAbsoluteError : public Metric {
   Tensor total_;
   int64_t count_ = 0;
 };
-class MeanSquaredError : public MeanAbsoluteError {
+class NABLA_API MeanSquaredError : public MeanAbsoluteError {
  public:
   explicit MeanSquaredError(std::string name = "mse") : MeanAbsoluteError(std::move(name)) {}
 
@@ -174,11 +176,11 @@ class MeanSquaredError : public MeanAbsoluteError {
 
 // counts[t][p] of one batch, float32 (C, C) on the outputs' device (see ConfusionMatrix for the
 // shapes); predictions and targets outside [0, C) count nowhere.
-Tensor confusion_matrix(const Tensor& output, const Tensor& target, const ClassMetricOptions& opts = {});
+NABLA_API Tensor confusion_matrix(const Tensor& output, const Tensor& target, const ClassMetricOptions& opts = {});
 
 // The metric a string names (see the top of this file); `binary` / `from_logits` describe the
 // loss. Throws nabla::Error listing the known names.
-std::shared_ptr<Metric> make_metric(const std::string& name, bool binary = false, bool from_logits = false);
+NABLA_API std::shared_ptr<Metric> make_metric(const std::string& name, bool binary = false, bool from_logits = false);
 
 // A metric for Model::compile: a string, a metric value, or a shared_ptr to one (to read it
 // after training, e.g. a ConfusionMatrix).

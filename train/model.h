@@ -46,6 +46,8 @@
 // re-enter (a callback that saves or evaluates the model during fit).
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/data/dataloader.h>
 #include <nabla/core/data/dataset.h>
 #include <nabla/core/tensor.h>
@@ -108,7 +110,7 @@ struct EvaluateOptions {
   int verbose = 0;  // 1: one line with the results, logged at info level (core/log.h)
 };
 
-class Model {
+class NABLA_API Model {
  public:
   // Any Module, as a value (copied: a layer's parameters are shared handles, so the copy
   // trains the same tensors) or a shared_ptr.

@@ -6,6 +6,8 @@
 // line as an info message, so logs stay readable.
 #pragma once
 
+#include <nabla/export.h>
+
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -14,7 +16,7 @@
 
 namespace nabla {
 
-class ProgressBar {
+class NABLA_API ProgressBar {
  public:
   // total: steps in the epoch.
   explicit ProgressBar(int64_t total, int width = 30);

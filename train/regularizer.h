@@ -5,13 +5,15 @@
 //   model.regularize(dense.bias(), nabla::L1L2(1e-5, 1e-4));    // any parameter
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/tensor.h>
 
 #include <string>
 
 namespace nabla {
 
-struct Regularizer {
+struct NABLA_API Regularizer {
   double l1 = 0;
   double l2 = 0;
 

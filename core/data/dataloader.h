@@ -15,6 +15,8 @@
 // its own handles to x and y, so it may outlive the Dataset object it was built from.
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/data/dataset.h>
 #include <nabla/core/tensor.h>
 
@@ -39,7 +41,7 @@ struct Batch {
   int64_t size() const { return x.defined() ? x.size(0) : 0; }
 };
 
-class DataLoader {
+class NABLA_API DataLoader {
  public:
   // Throws nabla::Error on batch_size <= 0, an empty dataset, x/y sample counts that differ, or
   // a dataset not on the CPU.

@@ -5,6 +5,8 @@
 //   data.train.y   // int64 [N], class indices 0..9
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/data/idx.h>
 #include <nabla/core/tensor.h>
 
@@ -15,7 +17,7 @@ namespace nabla::data {
 
 // Samples along axis 0 of x and y: sample i is (x[i], y[i]). x and y are shared handles, so
 // copying a Dataset is cheap and shares the data.
-struct Dataset {
+struct NABLA_API Dataset {
   Tensor x;  // [N, ...] inputs
   Tensor y;  // [N, ...] targets (class indices: int64 [N])
 
@@ -38,15 +40,15 @@ struct Split {
 // /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist). Reads
 // {train,t10k}-{images-idx3,labels-idx1}-ubyte, with or without .gz. Images must be 28x28 and
 // labels 0..9; the image and label counts of each split must agree.
-Split fashion_mnist(const std::string& dir = "");
+NABLA_API Split fashion_mnist(const std::string& dir = "");
 
 // The original MNIST, same files and layout, from `dir`, or $NABLA_MNIST, or else
 // /usr/share/datasets/mnist.
-Split mnist(const std::string& dir = "");
+NABLA_API Split mnist(const std::string& dir = "");
 
 // One (images, labels) pair of IDX files: x float32 [N, 1, rows, cols] in [0, 1], y int64 [N]
 // in [0, num_classes). Throws naming both files when their counts differ.
-Dataset idx_dataset(const std::string& images_path, const std::string& labels_path,
+NABLA_API Dataset idx_dataset(const std::string& images_path, const std::string& labels_path,
                     int64_t num_classes, const IdxOptions& opts = {});
 
 }  // namespace nabla::data

@@ -25,6 +25,8 @@
 //    (dims [10000, 28, 28])"
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/tensor.h>
 
 #include <cstdint>
@@ -44,8 +46,8 @@ enum class IdxType : uint8_t {
   float64 = 0x0E,
 };
 
-const char* idx_type_name(IdxType t);
-size_t idx_type_size(IdxType t);
+NABLA_API const char* idx_type_name(IdxType t);
+NABLA_API size_t idx_type_size(IdxType t);
 
 struct IdxOptions {
   // Largest accepted data size in bytes (not counting the header). The MNIST training images
@@ -64,19 +66,19 @@ struct IdxArray {
 };
 
 // Reads and validates an IDX file (raw or gzip). Does not need a Tensor backend.
-IdxArray read_idx(const std::string& path, const IdxOptions& opts = {});
+NABLA_API IdxArray read_idx(const std::string& path, const IdxOptions& opts = {});
 
 // An image file: uint8, rank 3 [N, rows, cols]. Returns float32 [N, 1, rows, cols] on the CPU
 // with each pixel divided by 255, so values lie in [0, 1].
-Tensor read_idx_images(const std::string& path, const IdxOptions& opts = {});
+NABLA_API Tensor read_idx_images(const std::string& path, const IdxOptions& opts = {});
 
 // A label file: an integer type (uint8, int8, int16, int32), rank 1 [N]. Every label must lie
 // in [0, num_classes); the error names the index and value of the first that does not.
 // Returns int64 [N] on the CPU.
-Tensor read_idx_labels(const std::string& path, int64_t num_classes, const IdxOptions& opts = {});
+NABLA_API Tensor read_idx_labels(const std::string& path, int64_t num_classes, const IdxOptions& opts = {});
 
 // Checks the labels of an already-read array (same rules and messages as read_idx_labels)
 // and returns them as int64. Does not need a Tensor backend.
-std::vector<int64_t> idx_labels(const IdxArray& a, int64_t num_classes);
+NABLA_API std::vector<int64_t> idx_labels(const IdxArray& a, int64_t num_classes);
 
 }  // namespace nabla::data

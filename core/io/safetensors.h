@@ -61,6 +61,8 @@
 //    shape [2] of F32 needs 8"
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/tensor.h>
 
 #include <cstddef>
@@ -94,7 +96,7 @@ struct SafetensorsEntry {
 };
 
 // A validated header: what a caller can check against its own model before any data is read.
-struct SafetensorsHeader {
+struct NABLA_API SafetensorsHeader {
   std::string path;
   uint64_t header_bytes = 0;                    // N: the JSON and its padding
   uint64_t data_bytes = 0;                      // the data section, file size - 8 - N
@@ -118,7 +120,7 @@ struct SafetensorsFile {
 // added (values given for those keys are replaced). Throws nabla::Error naming the path (and
 // the tensor, or the errno text of a failed system call); on any failure the temporary file is
 // removed and `path` untouched.
-void save_safetensors(const std::string& path,
+NABLA_API void save_safetensors(const std::string& path,
                       const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
@@ -127,7 +129,7 @@ void save_safetensors(const std::string& path,
 // caller can therefore check the header against what it expects before any data is read, and
 // header and data always come from one version of the file, even while another process renames
 // new versions over `path` (a save never writes into an existing file, it replaces it).
-class SafetensorsReader {
+class NABLA_API SafetensorsReader {
  public:
   explicit SafetensorsReader(const std::string& path);
   ~SafetensorsReader();
@@ -149,13 +151,13 @@ class SafetensorsReader {
 // Reads and validates the header only: reads 8 + N bytes, allocates nothing in proportion to
 // the declared tensors. Checks "nabla.header_crc32c" but not the data's CRC (that needs the
 // data).
-SafetensorsHeader read_safetensors_header(const std::string& path);
+NABLA_API SafetensorsHeader read_safetensors_header(const std::string& path);
 
 // SafetensorsReader(path).read(device).
-SafetensorsFile load_safetensors(const std::string& path, Device device = Device::cpu());
+NABLA_API SafetensorsFile load_safetensors(const std::string& path, Device device = Device::cpu());
 
 // CRC-32C (Castagnoli, the iSCSI polynomial 0x1EDC6F41, reflected) of n bytes. Pass a previous
 // result as `crc` to continue over more bytes: crc32c(b, m, crc32c(a, n)) == crc32c(a+b).
-uint32_t crc32c(const void* data, size_t n, uint32_t crc = 0);
+NABLA_API uint32_t crc32c(const void* data, size_t n, uint32_t crc = 0);
 
 }  // namespace nabla

@@ -3,6 +3,8 @@
 // Differentiable in the input, the weight and the bias; float32 (CPU and CUDA) and float64 (CPU).
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/tensor.h>
 
 #include <cstddef>
@@ -24,7 +26,7 @@ struct Size2 {
 // "same" (output size = ceil(input / stride); for stride 1 the output has the input's size;
 // when the total padding is odd the extra row/column goes at the bottom/right, as in PyTorch and
 // TensorFlow) or "valid" (no padding).
-struct Padding {
+struct NABLA_API Padding {
   enum class Mode : uint8_t { explicit_amount, same, valid };
   Mode mode = Mode::explicit_amount;
   int64_t h = 0, w = 0;
@@ -55,7 +57,7 @@ struct Conv2dParams {
 
 // x: (n, c, h, w), weight: (k, c / groups, kh, kw), bias: (k) or undefined -> (n, k, oh, ow).
 // `name` names the layer in error messages ("Conv2d(1->32, 3x3)").
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = {},
+NABLA_API Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = {},
               const Conv2dParams& p = {}, const char* name = "conv2d");
 
 struct Conv1dParams {
@@ -66,7 +68,7 @@ struct Conv1dParams {
 };
 
 // x: (n, c, l), weight: (k, c / groups, kl), bias: (k) or undefined -> (n, k, ol).
-Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias = {},
+NABLA_API Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias = {},
               const Conv1dParams& p = {}, const char* name = "conv1d");
 
 }  // namespace nabla

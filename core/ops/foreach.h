@@ -17,6 +17,8 @@
 //   foreach::addcmul_(exp_avg_sq, grads, grads, 1 - beta2);  // v = beta2 v + (1 - beta2) g^2
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/tensor.h>
 
 #include <initializer_list>
@@ -42,22 +44,22 @@ class Scalars {
 };
 
 // ---- in place: x[i] is written -----------------------------------------------------------------
-void copy_(const TensorList& x, const TensorList& y);                       // x = y
-void sqrt_(const TensorList& x);                                            // x = sqrt(x)
-void mul_(const TensorList& x, const Scalars& a);                           // x = x * a
-void div_(const TensorList& x, const Scalars& a);                           // x = x / a
-void add_(const TensorList& x, const Scalars& a);                           // x = x + a
-void add_(const TensorList& x, const TensorList& y, const Scalars& a = 1);  // x = x + a * y
-void addcmul_(const TensorList& x, const TensorList& y, const TensorList& z,
+NABLA_API void copy_(const TensorList& x, const TensorList& y);                       // x = y
+NABLA_API void sqrt_(const TensorList& x);                                            // x = sqrt(x)
+NABLA_API void mul_(const TensorList& x, const Scalars& a);                           // x = x * a
+NABLA_API void div_(const TensorList& x, const Scalars& a);                           // x = x / a
+NABLA_API void add_(const TensorList& x, const Scalars& a);                           // x = x + a
+NABLA_API void add_(const TensorList& x, const TensorList& y, const Scalars& a = 1);  // x = x + a * y
+NABLA_API void addcmul_(const TensorList& x, const TensorList& y, const TensorList& z,
               const Scalars& a = 1);  // x = x + (a * y) * z
-void addcdiv_(const TensorList& x, const TensorList& y, const TensorList& z,
+NABLA_API void addcdiv_(const TensorList& x, const TensorList& y, const TensorList& z,
               const Scalars& a = 1);  // x = x + a * (y / z)
 // x = x + w * (y - x), evaluated as torch.lerp does: y - (y - x) * (1 - w) when |w| >= 0.5.
-void lerp_(const TensorList& x, const TensorList& y, const Scalars& w);
+NABLA_API void lerp_(const TensorList& x, const TensorList& y, const Scalars& w);
 
 // ---- new tensors (each like y[i]) ----------------------------------------------------------------
-TensorList clone(const TensorList& y);                                      // y
-TensorList sqrt(const TensorList& y);                                       // sqrt(y)
-TensorList add(const TensorList& x, const TensorList& y, const Scalars& a = 1);  // x + a * y
+NABLA_API TensorList clone(const TensorList& y);                                      // y
+NABLA_API TensorList sqrt(const TensorList& y);                                       // sqrt(y)
+NABLA_API TensorList add(const TensorList& x, const TensorList& y, const Scalars& a = 1);  // x + a * y
 
 }  // namespace nabla::foreach

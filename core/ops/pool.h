@@ -1,6 +1,8 @@
 // Pooling over NCHW tensors. Differentiable; float32 (CPU and CUDA) and float64 (CPU).
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/ops/conv.h>
 #include <nabla/core/tensor.h>
 
@@ -17,11 +19,11 @@ struct Pool2dParams {
 
 // x: (n, c, h, w) -> (n, c, oh, ow), oh = (h + 2 pad - kh) / stride + 1 (floor).
 // The gradient of a window goes to its (first) maximum.
-Tensor max_pool2d(const Tensor& x, Size2 kernel, const Pool2dParams& p = {},
+NABLA_API Tensor max_pool2d(const Tensor& x, Size2 kernel, const Pool2dParams& p = {},
                   const char* name = "max_pool2d");
-Tensor avg_pool2d(const Tensor& x, Size2 kernel, const Pool2dParams& p = {},
+NABLA_API Tensor avg_pool2d(const Tensor& x, Size2 kernel, const Pool2dParams& p = {},
                   const char* name = "avg_pool2d");
 // x: (n, c, h, w) -> (n, c): the mean of each channel's plane (Keras' GlobalAveragePooling2D).
-Tensor global_avg_pool2d(const Tensor& x, const char* name = "global_avg_pool2d");
+NABLA_API Tensor global_avg_pool2d(const Tensor& x, const char* name = "global_avg_pool2d");
 
 }  // namespace nabla

@@ -4,6 +4,8 @@
 // float32 (CPU and CUDA) and float64 (CPU).
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/backend.h>
 #include <nabla/core/tensor.h>
 
@@ -30,17 +32,17 @@ struct RnnLayerResult {
 // they are packed into a temporary buffer first. `name` names the layer in error messages.
 // batch_first: x is (batch, seq, input) and y (batch, seq, directions * hidden); the backend takes
 // them so where it can (Backend::rnn_batch_major), else they are transposed around it.
-RnnLayerResult rnn_layer(RnnCell cell, const Tensor& x, const Tensor& h0, const Tensor& c0,
+NABLA_API RnnLayerResult rnn_layer(RnnCell cell, const Tensor& x, const Tensor& h0, const Tensor& c0,
                          const std::vector<RnnWeights>& w, const Tensor& packed = {},
                          const char* name = "rnn", bool batch_first = false);
 
 // The packed layout of one layer's weights on `device`: element offsets of
 // (w_ih, w_hh, b_ih, b_hh) of direction d at offsets[4 d + j], and the total element count.
-int64_t rnn_packed_layout(RnnCell cell, int64_t input, int64_t hidden, int64_t directions, DType dtype,
+NABLA_API int64_t rnn_packed_layout(RnnCell cell, int64_t input, int64_t hidden, int64_t directions, DType dtype,
                           Device device, std::vector<int64_t>* offsets);
 
 // x[:, -1] when batch_first (x: (batch, seq, features)), else x[-1] (x: (seq, batch, features)):
 // the last step of a sequence, as a differentiable view.
-Tensor last_step(const Tensor& x, bool batch_first = false);
+NABLA_API Tensor last_step(const Tensor& x, bool batch_first = false);
 
 }  // namespace nabla

@@ -1,6 +1,8 @@
 // Ops that move data without arithmetic. (Views are methods of Tensor.)
 #pragma once
 
+#include <nabla/export.h>
+
 #include <nabla/core/tensor.h>
 
 #include <vector>
@@ -8,10 +10,10 @@
 namespace nabla {
 
 // Joins tensors of equal shape but along `axis`; differentiable.
-Tensor concat(const std::vector<Tensor>& tensors, int64_t axis = 0);
+NABLA_API Tensor concat(const std::vector<Tensor>& tensors, int64_t axis = 0);
 
 // Inverted dropout: in training, zeroes each element with probability p and scales the rest by
 // 1/(1-p); identity when !training or p == 0.
-Tensor dropout(const Tensor& x, double p, bool training);
+NABLA_API Tensor dropout(const Tensor& x, double p, bool training);
 
 }  // namespace nabla

@@ -1,4 +1,5 @@
-// Consumer of an installed nabla: makes a tensor, prints it, checks its values.
+// Consumer of nabla (installed, or its build tree; through CMake or pkg-config): makes a tensor,
+// prints it, checks its values; prints the library's version and the headers'.
 #if __has_include(<nabla/nabla.h>)
 #include <nabla/nabla.h>
 #else
@@ -6,6 +7,7 @@
 #endif
 #include <nabla/core/error.h>
 #include <nabla/core/device.h>
+#include <nabla/version.h>
 
 #include <cstdio>
 #include <iostream>
@@ -27,6 +29,11 @@ int main() {
       std::printf("device %s: %s, %zu bytes\n", d.str().c_str(), p.name.c_str(), p.total_memory);
     }
     std::printf("cuda devices: %d\n", nabla::device_count(nabla::Device::Kind::CUDA));
+    const nabla::BuildInfo b = nabla::build_info();
+    std::printf("nabla %s (headers %s): CUDA %s, cuDNN %s, oneDNN %s, %s\n", nabla::version(),
+                NABLA_VERSION_STRING, b.cuda ? b.cuda_version.c_str() : "no",
+                b.cuda ? b.cudnn_version.c_str() : "no", b.onednn ? b.onednn_version.c_str() : "no",
+                b.blas.c_str());
     std::printf("nabla consumer OK: sum 21\n");
     return 0;
   } catch (const nabla::Error& e) {
