@@ -51,7 +51,7 @@ class NABLA_API Error : public std::runtime_error {
 
 // An allocation failed: host or device memory is short, or the size is more than any allocator
 // can give. The message says how many bytes were asked for and, where known, how many are free.
-class OutOfMemoryError : public Error {
+class NABLA_API OutOfMemoryError : public Error {
  public:
   using Error::Error;
 
@@ -60,7 +60,7 @@ class OutOfMemoryError : public Error {
 };
 
 // A tensor's shape (rank or sizes) does not fit the op or layer, or two shapes do not agree.
-class ShapeError : public Error {
+class NABLA_API ShapeError : public Error {
  public:
   using Error::Error;
 
@@ -69,7 +69,7 @@ class ShapeError : public Error {
 };
 
 // A tensor's dtype does not fit the op, or two operands' dtypes differ.
-class DTypeError : public Error {
+class NABLA_API DTypeError : public Error {
  public:
   using Error::Error;
 
@@ -78,7 +78,7 @@ class DTypeError : public Error {
 };
 
 // An index out of range: an embedding id, a class label, an axis, a layer or row index, a device.
-class IndexError : public Error {
+class NABLA_API IndexError : public Error {
  public:
   using Error::Error;
 
@@ -87,7 +87,7 @@ class IndexError : public Error {
 };
 
 // A file cannot be opened, read or written, or its contents are malformed.
-class IOError : public Error {
+class NABLA_API IOError : public Error {
  public:
   using Error::Error;
 

@@ -29,6 +29,8 @@
 // nullptr for nowhere) and returns the text; CSVLogger and History::save_csv write their files.
 #pragma once
 
+#include <nabla/export.h>
+
 #include <fmt/format.h>
 
 #include <cstdio>
@@ -59,12 +61,12 @@ using LogSink = std::function<void(LogLevel level, std::string_view text)>;
 
 // Installs `sink` ({} for the default) and returns the one it replaces ({} for the default).
 // Thread-safe; once it returns, the old sink is not called again.
-LogSink set_log_sink(LogSink sink);
+NABLA_API LogSink set_log_sink(LogSink sink);
 
 // The threshold for all threads (LogLevel::progress unless set: everything but debug); returns
 // the previous one.
-LogLevel set_log_level(LogLevel level);
-LogLevel log_level();
+NABLA_API LogLevel set_log_level(LogLevel level);
+NABLA_API LogLevel log_level();
 
 // Installs a sink for its lifetime, then puts back the one it replaced.
 class ScopedLogSink {
@@ -84,12 +86,12 @@ class ScopedLogSink {
 // `redraw` is true, or when it is not given and `out` is a terminal; otherwise dropped. E.g.
 // set_log_sink(stream_log_sink(file, file)) sends fit's output to a file. The streams must
 // outlive the sink.
-LogSink stream_log_sink(std::FILE* out, std::FILE* err = nullptr, std::optional<bool> redraw = std::nullopt);
+NABLA_API LogSink stream_log_sink(std::FILE* out, std::FILE* err = nullptr, std::optional<bool> redraw = std::nullopt);
 
 // Raises the threshold for messages logged from this thread while it lives (the higher of this
 // and set_log_level's wins), then restores it. Model::fit with verbose 0 holds
 // ScopedLogLevel(LogLevel::warning).
-class ScopedLogLevel {
+class NABLA_API ScopedLogLevel {
  public:
   explicit ScopedLogLevel(LogLevel at_least);
   ~ScopedLogLevel();
@@ -101,10 +103,10 @@ class ScopedLogLevel {
 };
 
 // Whether a message of `level` from this thread would reach the sink.
-bool log_enabled(LogLevel level);
+NABLA_API bool log_enabled(LogLevel level);
 
 // Sends `text` to the sink when its level passes the threshold.
-void log_message(LogLevel level, std::string_view text) noexcept;
+NABLA_API void log_message(LogLevel level, std::string_view text) noexcept;
 
 // log_message with a fmt-formatted text, formatted only when the level passes:
 //   nabla::log_at(nabla::LogLevel::info, "EarlyStopping: restoring the weights of epoch {}", e);

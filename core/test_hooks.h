@@ -23,6 +23,6 @@ NABLA_INTERNAL_API size_t cpu_block_cache_bytes();
 // CPU allocations of more than `bytes` fail as if the system had refused them (an
 // OutOfMemoryError), so that a test can run out of memory at a size it chooses, on any machine.
 // SIZE_MAX (the default) clears it.
-void set_cpu_allocation_limit(size_t bytes);
+NABLA_INTERNAL_API void set_cpu_allocation_limit(size_t bytes);
 
 }  // namespace nabla::test_hooks
