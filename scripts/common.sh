@@ -132,11 +132,13 @@ setup_test_python() {
 }
 
 # configure_build [CMAKE ARGS...]: configures $NABLA_BUILD_DIR (Release, CUDA AUTO unless
-# NABLA_CUDA is set, tests on unless an argument turns them off, as scripts/demo.sh does).
-# Re-running it on a configured folder is quick and rebuilds nothing.
+# NABLA_CUDA is set, tests, examples and bench on unless an argument turns them off, as
+# scripts/demo.sh does; set explicitly, so that a run of test.sh after demo.sh in the same
+# build/ builds them all again). Re-running it on a configured folder is quick and rebuilds
+# nothing.
 configure_build() {
   local args=(-S . -B "$NABLA_BUILD_DIR" -DCMAKE_BUILD_TYPE=Release
-    -DNABLA_CUDA="${NABLA_CUDA:-AUTO}" -DNABLA_BUILD_TESTS=ON)
+    -DNABLA_CUDA="${NABLA_CUDA:-AUTO}" -DNABLA_BUILD_TESTS=ON -DNABLA_BUILD_EXAMPLES=ON -DNABLA_BUILD_BENCH=ON)
   # nvcc is commonly installed outside PATH.
   if ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then
     export PATH="/usr/local/cuda/bin:$PATH"
