@@ -120,14 +120,13 @@ Args parse(int argc, char** argv) {
   Args a;
   std::string list = "mlp,mlp_wide";
   examples::Flags flags("nabla-bench", "Measures training-step time.");
-  flags.add("--workload", &list, "mlp,...|all")
-      .add("--workloads", &list, "mlp,...|all")
-      .add("--device", &a.device, "cpu|cuda|best")
-      .add("--mode", &a.mode, "fp32|fast")
-      .add("--modes", &a.mode, "fp32|fast")
-      .add("--threads", &a.threads, "N", {.min = 0})
-      .add("--steps", &a.steps, "N", {.min = 1, .max = 1000000})
-      .add("--warmup", &a.warmup, "N", {.min = 0, .max = 1000000});
+  flags.add("--workload,--workloads", &list, "mlp,...|all",
+            "comma-separated workloads: mlp, mlp_wide, cnn, cnn_fmnist, lstm, lstm_lm, or all")
+      .add("--device", &a.device, "cpu|cuda|best", "where to run; best: CUDA when there is a GPU")
+      .add("--mode,--modes", &a.mode, "fp32|fast", "fast: TF32 tensor cores for float32 products on GPUs")
+      .add("--threads", &a.threads, "N", {.min = 0}, "OpenMP threads (0: OpenMP's default)")
+      .add("--steps", &a.steps, "N", {.min = 1, .max = 1000000}, "timed steps per repetition (5 repetitions)")
+      .add("--warmup", &a.warmup, "N", {.min = 0, .max = 1000000}, "untimed steps first");
   flags.parse(argc, argv);
   // More OpenMP threads than processors only slows a run down, and far more crash the runtime.
   if (const int procs = omp_get_num_procs(); a.threads > procs)

@@ -40,7 +40,7 @@ reference=${NABLA_TORCH_REFERENCE:-../shared/bench/torch_reference.py}
 phase packages
 install_packages python3-torch time
 phase configure
-configure_build
+configure_build -DNABLA_BUILD_TESTS=OFF  # nabla-bench only: no GoogleTest needed
 phase build
 cmake --build "$NABLA_BUILD_DIR" --parallel "$NABLA_JOBS" --target nabla-bench
 phase bench

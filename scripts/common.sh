@@ -2,12 +2,18 @@
 # configure and build of build/, and phase timing. Expects `set -euo pipefail` and the
 # repository root as the working directory.
 
-# Debian/Ubuntu packages the build uses. OpenBLAS is checked separately (either variant will do).
-NABLA_PACKAGES=(build-essential cmake ccache pkg-config libfmt-dev nlohmann-json3-dev zlib1g-dev libdnnl-dev
-  libgtest-dev libbenchmark-dev dataset-fashion-mnist fortunes python3-numpy python3-pip gnuplot-nox)
-# Python modules of the safetensors interop test (tests/safetensors_interop.py). Debian has no
-# python3-safetensors, so it comes from pip; see install_python_modules.
-NABLA_PYTHON_MODULES=(numpy safetensors)
+# Debian/Ubuntu packages that building the library and the examples and running them use
+# (OpenBLAS is checked separately: either variant will do). Each for:
+#   build-essential, cmake: the compiler and the build; ccache: cheap rebuilds (NABLA_CCACHE);
+#   libfmt-dev, nlohmann-json3-dev, zlib1g-dev: the library; libdnnl-dev: its oneDNN kernels;
+#   libcli11-dev: the command line of the examples and nabla-bench (not of the library);
+#   dataset-fashion-mnist: the examples' data; gnuplot-nox: the examples' plots of their history.
+NABLA_PACKAGES=(build-essential cmake ccache libfmt-dev nlohmann-json3-dev zlib1g-dev libdnnl-dev libcli11-dev
+  dataset-fashion-mnist gnuplot-nox)
+# What scripts/test.sh adds: GoogleTest; fortunes, the text of the char_lm CLI test; python3-venv
+# and python3-numpy for the safetensors interop test's virtual environment (setup_test_python);
+# pkg-config for the pkg-config consumer test (tests/install).
+NABLA_TEST_PACKAGES=(libgtest-dev fortunes python3-venv python3-numpy pkg-config)
 NABLA_BLAS_PACKAGES=(libopenblas-openmp-dev libopenblas-pthread-dev libopenblas-dev)
 NABLA_BUILD_DIR=${NABLA_BUILD_DIR:-build}
 NABLA_JOBS=${NABLA_JOBS:-$(nproc 2>/dev/null || echo 2)}
@@ -53,17 +59,16 @@ _installed() {
   [[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true) == installed ]]
 }
 
-# Installs the missing Debian packages, then the missing Python modules.
+# Installs the missing Debian packages of NABLA_PACKAGES and the arguments.
 install_packages() {
   install_debian_packages "$@"
-  install_python_modules
 }
 
 # Installs the missing packages with apt-get (as root, or through sudo). Runs apt-get update
 # only when something is missing, so a second run costs a few dpkg queries.
 install_debian_packages() {
   if ! command -v dpkg-query >/dev/null; then
-    warn "not a Debian/Ubuntu system: install by hand: ${NABLA_PACKAGES[*]} libopenblas-openmp-dev"
+    warn "not a Debian/Ubuntu system: install by hand: ${NABLA_PACKAGES[*]} $* libopenblas-openmp-dev"
     return 0
   fi
   local missing=() p
@@ -94,33 +99,47 @@ install_debian_packages() {
   fi
 }
 
-# Installs with pip, for the python3 on PATH (which need not be Debian's, e.g. under pyenv), each
-# module of NABLA_PYTHON_MODULES that it cannot import; nothing when all import.
-install_python_modules() {
-  if ! command -v python3 >/dev/null; then
+# The Python of the safetensors interop test (tests/safetensors_interop.py, which imports numpy
+# and safetensors): a virtual environment in $NABLA_BUILD_DIR/python-venv (the path that
+# tests/CMakeLists.txt gives the test) made from Debian's python3 with its system site packages,
+# so numpy is Debian's python3-numpy; safetensors, which Debian 12 does not package, is
+# pip-installed into the environment, never into the system's Python. Without network the test
+# skips itself. Quick when the environment already imports both.
+setup_test_python() {
+  local py=/usr/bin/python3
+  [[ -x $py ]] || py=$(command -v python3 || true)
+  if [[ -z $py ]]; then
     warn "no python3: the safetensors interop test will be skipped"
     return 0
   fi
-  local missing=() m
-  for m in "${NABLA_PYTHON_MODULES[@]}"; do
-    python3 -c "import $m" 2>/dev/null || missing+=("$m")
-  done
-  if (( ${#missing[@]} == 0 )); then
-    return 0
+  local venv=$NABLA_BUILD_DIR/python-venv
+  if [[ ! -x $venv/bin/python3 ]]; then
+    say "making the interop test's Python environment $venv (from $py)"
+    if ! "$py" -m venv --system-site-packages "$venv"; then
+      warn "could not make $venv (python3-venv missing?); the safetensors interop test will use python3 on PATH"
+      rm -rf "$venv"
+      return 0
+    fi
   fi
-  local where=(--break-system-packages)
-  if (( $(id -u) == 0 )); then where+=(--root-user-action=ignore); else where+=(--user); fi
-  say "pip installing for $(command -v python3): ${missing[*]}"
-  if ! python3 -m pip install -q --disable-pip-version-check "${where[@]}" "${missing[@]}"; then
+  local missing=() m
+  for m in numpy safetensors; do
+    "$venv/bin/python3" -c "import $m" 2>/dev/null || missing+=("$m")
+  done
+  (( ${#missing[@]} == 0 )) && return 0
+  say "pip installing into $venv: ${missing[*]}"
+  if ! "$venv/bin/python3" -m pip install -q --disable-pip-version-check "${missing[@]}"; then
     warn "could not pip install ${missing[*]}; the safetensors interop test will be skipped"
   fi
 }
 
-# configure_build: configures $NABLA_BUILD_DIR (Release, CUDA AUTO unless NABLA_CUDA is set,
-# tests on). Re-running it on a configured folder is quick and rebuilds nothing.
+# configure_build [CMAKE ARGS...]: configures $NABLA_BUILD_DIR (Release, CUDA AUTO unless
+# NABLA_CUDA is set, tests, examples and bench on unless an argument turns them off, as
+# scripts/demo.sh does; set explicitly, so that a run of test.sh after demo.sh in the same
+# build/ builds them all again). Re-running it on a configured folder is quick and rebuilds
+# nothing.
 configure_build() {
   local args=(-S . -B "$NABLA_BUILD_DIR" -DCMAKE_BUILD_TYPE=Release
-    -DNABLA_CUDA="${NABLA_CUDA:-AUTO}" -DNABLA_BUILD_TESTS=ON)
+    -DNABLA_CUDA="${NABLA_CUDA:-AUTO}" -DNABLA_BUILD_TESTS=ON -DNABLA_BUILD_EXAMPLES=ON -DNABLA_BUILD_BENCH=ON)
   # nvcc is commonly installed outside PATH.
   if ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then
     export PATH="/usr/local/cuda/bin:$PATH"

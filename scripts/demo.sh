@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# nabla demo: installs what the build needs, builds nabla and the MLP example, and trains an
-# MLP on Fashion-MNIST. Extra arguments go to the example (build/examples/mlp/nabla-mlp --help).
+# nabla demo: installs what the build needs, builds nabla and the MLP example (nothing else: no
+# tests, no benchmark), and trains an MLP on Fashion-MNIST. Extra arguments go to the example
+# (build/examples/mlp/nabla-mlp --help).
 #
 #   scripts/demo.sh [example args...]
 #
@@ -13,7 +14,8 @@ source scripts/common.sh
 phase packages
 install_packages
 phase configure
-configure_build
+# Only what the demo runs: no test suites (and so no GoogleTest), no benchmark.
+configure_build -DNABLA_BUILD_TESTS=OFF -DNABLA_BUILD_BENCH=OFF
 phase build
 build_targets nabla-mlp
 example="$NABLA_BUILD_DIR/examples/mlp/nabla-mlp"

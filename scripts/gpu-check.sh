@@ -42,7 +42,7 @@
 #                     libgomp, zlib. Linked with an $ORIGIN rpath (DT_RPATH, which also serves the
 #                     libraries' own needs), so they start from wherever they are unpacked
 #   fashion-mnist/    the IDX .gz files;  fortunes.tar.xz  the char LM's text
-#   torch_reference.py the PyTorch peer;  prefix/  nlohmann-json for --build
+#   torch_reference.py the PyTorch peer;  prefix/  nlohmann-json and CLI11 for --build
 # NABLA_CARRY names another carry folder (e.g. to see --check-carry fail on a broken one).
 set -uo pipefail
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
@@ -162,6 +162,12 @@ stage_carry() {
     # For --build there; the package config finds the headers relative to itself.
     cp -r /usr/include/nlohmann "$CARRY/prefix/include/"
     cp -r "$json_cfg" "$CARRY/prefix/share/cmake/"
+  fi
+  # CLI11 (header-only) for the examples and nabla-bench; its package config also finds the
+  # headers relative to itself.
+  if [[ -f /usr/share/cmake/CLI11/CLI11Config.cmake && -d /usr/include/CLI ]]; then
+    cp -r /usr/include/CLI "$CARRY/prefix/include/"
+    cp -r /usr/share/cmake/CLI11 "$CARRY/prefix/share/cmake/"
   fi
   local data=${NABLA_FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
   if [[ -d $data ]]; then
@@ -508,7 +514,8 @@ example_bin() { echo "$bin_dir/nabla-${1//_/-}"; }
 built=1
 
 if want build; then
-  # Configure and build here (slow: minutes of device time); the carried prefix gives nlohmann-json.
+  # Configure and build here (slow: minutes of device time); the carried prefix gives nlohmann-json
+  # and CLI11.
   export NABLA_BUILD_DIR=$BUILD NABLA_CUDA=ON NABLA_JOBS=$jobs
   source scripts/common.sh
   cfg=(-DCMAKE_CUDA_ARCHITECTURES=90 -DNABLA_BUILD_TESTS=ON -DNABLA_BUILD_EXAMPLES=ON -DNABLA_BUILD_BENCH=ON)

@@ -25,7 +25,8 @@ extra_packages=()
 (( fuzz_seconds > 0 )) && extra_packages+=(clang libomp-dev)
 
 phase packages
-install_packages "${extra_packages[@]}"
+install_packages "${NABLA_TEST_PACKAGES[@]}" "${extra_packages[@]}"
+setup_test_python
 phase configure
 configure_build
 phase build

@@ -1251,11 +1251,14 @@ TEST_F(Safetensors, SmallFileDeclaringATerabyteDoesNotAllocateIt) {
 // ---- interop with the reference implementation --------------------------------------------------
 
 TEST_F(Safetensors, InteropWithPythonSafetensors) {
-  if (std::system("command -v python3 >/dev/null 2>&1") != 0)
+  // The virtual environment of scripts/test.sh in the build folder, else python3 on PATH.
+  const std::string python = ::access(NABLA_TEST_VENV_PYTHON, X_OK) == 0 ? NABLA_TEST_VENV_PYTHON : "python3";
+  if (std::system(fmt::format("command -v '{}' >/dev/null 2>&1", python).c_str()) != 0)
     GTEST_SKIP() << "python3 not found (scripts/test.sh installs it)";
-  if (std::system("python3 -c 'import numpy, safetensors.numpy' >/dev/null 2>&1") != 0)
-    GTEST_SKIP() << "the Python modules numpy and safetensors are missing (scripts/test.sh "
-                    "installs them: python3-numpy, pip install safetensors)";
+  if (std::system(fmt::format("'{}' -c 'import numpy, safetensors.numpy' >/dev/null 2>&1", python).c_str()) != 0)
+    GTEST_SKIP() << "the Python modules numpy and safetensors are missing for " << python
+                 << " (scripts/test.sh makes " NABLA_TEST_VENV_PYTHON
+                    ": a virtual environment with Debian's python3-numpy and safetensors from pip)";
   // The values of tests/safetensors_interop.py's expected_from_nabla().
   std::vector<float> f32(12);
   std::vector<double> f64(12);
@@ -1278,7 +1281,7 @@ TEST_F(Safetensors, InteropWithPythonSafetensors) {
              from_python = path("from_python.safetensors");
   nb::save_safetensors(from_nabla, ours, meta);
 
-  const std::string cmd = fmt::format("python3 '{}/safetensors_interop.py' '{}' '{}' 2>&1",
+  const std::string cmd = fmt::format("'{}' '{}/safetensors_interop.py' '{}' '{}' 2>&1", python,
                                       NABLA_TESTS_DIR, from_nabla, from_python);
   std::FILE* pipe = ::popen(cmd.c_str(), "r");
   ASSERT_NE(pipe, nullptr) << cmd;

@@ -183,23 +183,25 @@ int main(int argc, char** argv) {
     Args args;
     examples::Flags flags("nabla-char-lm", "Trains a character-level LSTM language model.");
     const examples::Range<double> positive{.min = 0, .min_open = true};
-    flags.positional("PATH", &args.path)
-        .add("--epochs", &args.epochs, "N", {.min = 1, .max = 100000})
-        .add("--hidden", &args.hidden, "N", {.min = 1, .max = 16384})
-        .add("--layers", &args.layers, "N", {.min = 1, .max = 64})
-        .add("--embed", &args.embed, "N", {.min = 1, .max = 16384})
-        .add("--seq", &args.seq, "N", {.min = 1, .max = 65536})
-        .add("--batch", &args.batch, "N", {.min = 1, .max = 65536})
-        .add("--lr", &args.lr, "X", positive)
-        .add("--clip", &args.clip, "X", {.min = 0})
-        .add("--dropout", &args.dropout, "P", {.min = 0, .max = 1, .max_open = true})
-        .add("--device", &args.device, "best|cpu|cuda")
-        .add("--prompt", &args.prompt, "TEXT")
-        .add("--temperature", &args.temperature, "T", {.min = 0.01, .max = 100})
-        .add("--sample", &args.sample, "N", {.min = 0, .max = 1000000})
-        .add("--seed", &args.seed, "N")
-        .add("--max-chars", &args.max_chars, "N", {.min = 0, .max = int64_t{1} << 40})
-        .add("--steps-per-epoch", &args.steps_per_epoch, "N", {.min = 0, .max = 1000000000});
+    flags.positional("PATH", &args.path, "a text file, or a folder whose files without extension are read")
+        .add("--epochs", &args.epochs, "N", {.min = 1, .max = 100000}, "epochs of training")
+        .add("--hidden", &args.hidden, "N", {.min = 1, .max = 16384}, "units of each LSTM layer")
+        .add("--layers", &args.layers, "N", {.min = 1, .max = 64}, "LSTM layers")
+        .add("--embed", &args.embed, "N", {.min = 1, .max = 16384}, "size of the character embedding")
+        .add("--seq", &args.seq, "N", {.min = 1, .max = 65536}, "characters per training window")
+        .add("--batch", &args.batch, "N", {.min = 1, .max = 65536}, "windows per training step")
+        .add("--lr", &args.lr, "X", positive, "initial learning rate of Adam (cosine decay)")
+        .add("--clip", &args.clip, "X", {.min = 0}, "clip the gradients to this global norm (0: no clipping)")
+        .add("--dropout", &args.dropout, "P", {.min = 0, .max = 1, .max_open = true}, "dropout between LSTM layers")
+        .add("--device", &args.device, "best|cpu|cuda", "where to train; best: CUDA when there is a GPU")
+        .add("--prompt", &args.prompt, "TEXT", "the start of the sampled text")
+        .add("--temperature", &args.temperature, "T", {.min = 0.01, .max = 100}, "sampling temperature")
+        .add("--sample", &args.sample, "N", {.min = 0, .max = 1000000}, "characters to sample after training")
+        .add("--seed", &args.seed, "N", "seed of the weights, the windows and the sampling")
+        .add("--max-chars", &args.max_chars, "N", {.min = 0, .max = int64_t{1} << 40},
+             "read at most N characters of PATH (0: all, up to 256 MiB)")
+        .add("--steps-per-epoch", &args.steps_per_epoch, "N", {.min = 0, .max = 1000000000},
+             "training steps per epoch (0: one pass over the training text)");
     flags.parse(argc, argv);
     if (args.batch * args.seq > kMaxTokensPerStep)
       examples::Flags::fail("--batch x --seq", fmt::format("{} x {}", args.batch, args.seq),

@@ -38,15 +38,17 @@ struct RunArgs {
 // The bounds keep every later product (steps per epoch times epochs, batch times image size)
 // far from overflowing.
 inline void add_run_flags(Flags& flags, RunArgs* a) {
-  flags.add("--epochs", &a->epochs, "N", {.min = 1, .max = 100000})
-      .add("--batch", &a->batch, "N", {.min = 1, .max = 65536})
-      .add("--lr", &a->lr, "X", {.min = 0, .min_open = true})
-      .add("--augment", &a->augment)
-      .add("--device", &a->device, "best|cpu|cuda")
-      .add("--data", &a->data, "DIR")
-      .add("--seed", &a->seed, "N")
-      .add("--train-limit", &a->train_limit, "N", {.min = 0, .max = 1000000000})
-      .add("--out", &a->out, "DIR");
+  flags.add("--epochs", &a->epochs, "N", {.min = 1, .max = 100000}, "passes over the training set")
+      .add("--batch", &a->batch, "N", {.min = 1, .max = 65536}, "images per training step")
+      .add("--lr", &a->lr, "X", {.min = 0, .min_open = true}, "peak learning rate of Adam (warm-up, cosine decay)")
+      .add("--augment", &a->augment, "shift (2 px) and mirror the training images, fresh each epoch")
+      .add("--device", &a->device, "best|cpu|cuda", "where to train; best: CUDA when there is a GPU")
+      .add("--data", &a->data, "DIR", "folder of the IDX files")
+      .add("--seed", &a->seed, "N", "seed of the weights, the shuffling and the augmentation")
+      .add("--train-limit", &a->train_limit, "N", {.min = 0, .max = 1000000000},
+           "train on the first N images only (0: all)")
+      .add("--out", &a->out, "DIR", "folder for the weights, the history and its plot")
+      .default_text("--data", "$NABLA_FASHION_MNIST, else /usr/share/datasets/fashion-mnist");
 }
 
 // A copy of the images (float32 [N, 1, 28, 28] on the CPU), each shifted by a random (dy, dx) in

@@ -27,7 +27,8 @@ int main(int argc, char** argv) {
     double clip = 1.0;
     examples::Flags flags("nabla-lstm-rows", "Trains an LSTM over the rows of Fashion-MNIST images.");
     examples::add_run_flags(flags, &args);
-    flags.add("--hidden", &hidden, "N", {.min = 1, .max = 16384}).add("--clip", &clip, "X", {.min = 0});
+    flags.add("--hidden", &hidden, "N", {.min = 1, .max = 16384}, "units of the LSTM")
+        .add("--clip", &clip, "X", {.min = 0}, "clip the gradients to this global norm (0: no clipping)");
     flags.parse(argc, argv);
     const auto t0 = std::chrono::steady_clock::now();
     examples::check_output_dir(args.out);

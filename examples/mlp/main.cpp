@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
     double dropout = 0.2;
     examples::Flags flags("nabla-mlp", "Trains an MLP on Fashion-MNIST.");
     examples::add_run_flags(flags, &args);
-    flags.add("--dropout", &dropout, "P", {.min = 0, .max = 1, .max_open = true});
+    flags.add("--dropout", &dropout, "P", {.min = 0, .max = 1, .max_open = true}, "dropout after each hidden layer");
     flags.parse(argc, argv);
     const auto t0 = std::chrono::steady_clock::now();
     examples::check_output_dir(args.out);

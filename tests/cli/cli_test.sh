@@ -52,6 +52,47 @@ needs_data() {
   }
 }
 
+# make_fake_fashion_mnist DIR: a Fashion-MNIST of 16 training and 16 test images (uncompressed IDX
+# files, pixels from a repeated text, labels 0-9), for runs that must be fast and need no dataset.
+make_fake_fashion_mnist() {
+  mkdir -p "$1"
+  for set in train t10k; do
+    { printf '\000\000\010\003\000\000\000\020\000\000\000\034\000\000\000\034'
+      yes "nabla $set" | head -c 12544; } > "$1/$set-images-idx3-ubyte"
+    printf '\000\000\010\001\000\000\000\020\000\001\002\003\004\005\006\007\010\011\000\001\002\003\004\005' \
+      > "$1/$set-labels-idx1-ubyte"
+  done
+}
+
+# What the per-program cases use: the flags --help must list, a bad value and a value out of range
+# with what the error says is expected, the extra flags of the --name=value run and its weights.
+name=$(basename "$prog")
+fashion_flags="--epochs --batch --lr --augment --device --data --seed --train-limit --out"
+equals_extra=""
+case $name in
+  nabla-mlp)
+    flags="$fashion_flags --dropout" stem=mlp equals_extra="--dropout=0.1"
+    bad_flag=--epochs bad_value=3x bad_expected="an integer from 1 to 100000"
+    range_flag=--epochs range_value=0 range_expected="an integer from 1 to 100000" ;;
+  nabla-cnn)
+    flags="$fashion_flags --bn --dropout" stem=cnn_bn equals_extra="--bn=1 --dropout=0.3"
+    bad_flag=--lr bad_value=abc bad_expected="a finite number > 0"
+    range_flag=--batch range_value=65537 range_expected="an integer from 1 to 65536" ;;
+  nabla-lstm-rows)
+    flags="$fashion_flags --hidden --clip" stem=lstm_rows equals_extra="--hidden=16 --clip=0.5"
+    bad_flag=--hidden bad_value=12.5 bad_expected="an integer from 1 to 16384"
+    range_flag=--clip range_value=-1 range_expected="a finite number >= 0" ;;
+  nabla-char-lm)
+    flags="--epochs --hidden --layers --embed --seq --batch --lr --clip --dropout --device --prompt --temperature
+      --sample --seed --max-chars --steps-per-epoch"
+    bad_flag=--temperature bad_value=hot bad_expected="a number >= 0.01 and <= 100"
+    range_flag=--layers range_value=65 range_expected="an integer from 1 to 64" ;;
+  nabla-bench)
+    flags="--workload --device --mode --threads --steps --warmup"
+    bad_flag=--warmup bad_value=ten bad_expected="an integer from 0 to 1000000"
+    range_flag=--steps range_value=0 range_expected="an integer from 1 to 1000000" ;;
+esac
+
 case $case_name in
   # ---- flags: whole values, in range, named in the error ----------------------------------------
   batch_fraction) run --batch 1.9; expect 2 "nabla-mlp: error: --batch: expected an integer from 1 to 65536, got '1\.9'" ;;
@@ -63,7 +104,7 @@ case $case_name in
   lr_negative)    run --lr -1e-3; expect 2 "--lr: expected a finite number > 0, got '-1e-3'$" ;;
   dropout_one)    run --dropout 1; expect 2 "--dropout: expected a number >= 0 and < 1, got '1'" ;;
   unknown_flag)   run --bach 3; expect 2 "unknown argument '--bach' \(run nabla-mlp --help for the options\)" ;;
-  missing_value)  run --epochs; expect 2 "--epochs: missing value" ;;
+  missing_value)  run --epochs; expect 2 "--epochs: 1 required N missing" ;;
   char_lm_batch_huge)
     run --batch 4611686018427387904
     expect 2 "--batch: expected an integer from 1 to 65536, got '4611686018427387904'" ;;
@@ -74,6 +115,53 @@ case $case_name in
     run --threads 100000
     expect 2 "--threads: expected an integer from 0 \(OpenMP's default\) to [0-9]+, the processors of this machine, got '100000'" ;;
   bench_steps_suffix) run --steps 5x; expect 2 "--steps: expected an integer from 1 to 1000000, got '5x'" ;;
+
+  # ---- every program: --help, a bad value, a value out of range, --name=value ---------------------
+  # (registered as cli.<program>.<case>; the flags differ by program)
+  help)
+    cmd_args="--help"
+    "$prog" --help > "$out" 2> "$work/stderr"
+    status=$?
+    expect 0 "^Usage: $name "
+    for flag in $flags; do
+      grep -Eq -- "^ +$flag[ ,]" "$out" || fail "--help does not list $flag"
+    done
+    [ -s "$work/stderr" ] && { cat "$work/stderr" >> "$out"; fail "--help wrote to stderr"; }
+    ;;
+  bad_value)
+    # set by program below: bad_flag bad_value bad_expected
+    run "$bad_flag" "$bad_value"
+    expect 2 "^$name: error: $bad_flag: expected $bad_expected, got '$bad_value'\$"
+    ;;
+  out_of_range)
+    run "$range_flag=$range_value"
+    expect 2 "^$name: error: $range_flag: expected $range_expected, got '$range_value'\$"
+    ;;
+  equals_accepted)
+    case $name in
+      nabla-mlp|nabla-cnn|nabla-lstm-rows)
+        make_fake_fashion_mnist "$work/data"
+        # --augment 1 (a switch with its value after a space) beside the --name=value forms
+        run --data="$work/data" --epochs=2 --batch=8 --train-limit=12 --lr=0.01 --seed=3 --device=cpu \
+          --out="$work/out" --augment 1 $equals_extra
+        expect 0 "^RESULT test_accuracy=[0-9.]+ epochs=2 "
+        grep -q "^Fashion-MNIST: 12 training and 16 test images; .* augmentation shift 2 px" "$out" ||
+          fail "--data, --train-limit or --augment not taken"
+        [ -s "$work/out/$stem.safetensors" ] || fail "no $work/out/$stem.safetensors"
+        ;;
+      nabla-char-lm)
+        yes 'the quick brown fox jumps over the lazy dog' | head -c 2000 > "$work/text.txt"
+        run --epochs=2 --steps-per-epoch=3 --hidden=8 --embed=4 --layers=1 --seq=8 --batch=2 --sample=5 \
+          --prompt=the --device=cpu --max-chars=1500 "$work/text.txt"
+        expect 0 "^RESULT val_bpc=[0-9.]+ epochs=2 "
+        grep -q "^text: 1500 bytes from $work/text.txt" "$out" || fail "--max-chars or PATH not taken"
+        ;;
+      nabla-bench)
+        run --workload=mlp --steps=1 --warmup=0 --threads=1 --device=cpu --mode=fp32
+        expect 0 '"workload": "mlp", "device": "cpu", "mode": "fp32".*"threads": 1\}'
+        ;;
+    esac
+    ;;
 
   # ---- output: checked before training, never silently lost --------------------------------------
   out_is_a_file)
