@@ -8,7 +8,9 @@
 #   libfmt-dev, nlohmann-json3-dev, zlib1g-dev: the library; libdnnl-dev: its oneDNN kernels;
 #   libcli11-dev: the command line of the examples and nabla-bench (not of the library);
 #   dataset-fashion-mnist: the examples' data; gnuplot-nox: the examples' plots of their history.
+#   libopenmpi-dev, openmpi-bin: nabla::dist's MPI engine and mpirun (data-parallel training, its tests).
 NABLA_PACKAGES=(build-essential cmake ccache libfmt-dev nlohmann-json3-dev zlib1g-dev libdnnl-dev libcli11-dev
+  libopenmpi-dev openmpi-bin
   dataset-fashion-mnist gnuplot-nox)
 # What scripts/test.sh adds: GoogleTest; fortunes, the text of the char_lm CLI test; python3-venv
 # and python3-numpy for the safetensors interop test's virtual environment (setup_test_python);
