@@ -9,7 +9,7 @@ std::shared_ptr<WorkState> nccl_collective(Kind kind, const Tensor& in, const Te
   fail("nabla::dist::{}: the tensor is on {}, and this build of nabla has no NCCL engine (it needs the "
        "CUDA backend, MPI and NCCL at build time: NABLA_NCCL=ON, nccl.h and libnccl found); move the tensor "
        "to the CPU for MPI",
-       to_string(kind), in.device().to_string());
+       to_string(kind), in.device());
 }
 
 void nccl_shutdown() noexcept {}
