@@ -7,6 +7,7 @@
 #include <nabla/core/ops/util.h>
 
 #include <queue>
+#include <unordered_set>
 #include <unordered_map>
 
 namespace nabla {
@@ -102,7 +103,18 @@ void check_versions(Node& node) {
   }
 }
 
+// Calls a leaf's post-accumulate hooks (a copy of the list: a hook may remove itself).
+void run_post_accumulate_hooks(const Tensor& t) {
+  auto hooks = t.impl()->post_accumulate_hooks;
+  for (auto& [handle, fn] : hooks) fn(t);
+}
+
 }  // namespace
+
+std::atomic<int64_t>& detail::live_grad_hooks() {
+  static std::atomic<int64_t> n{0};
+  return n;
+}
 
 bool grad_enabled() { return t_grad_enabled; }
 void set_grad_enabled(bool on) { t_grad_enabled = on; }
@@ -190,6 +202,37 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
     slot = slot.defined() ? add(slot, g) : std::move(g);
   };
 
+  // Leaves with post-accumulate hooks: how many uses of each (edges from reachable nodes) the
+  // walk has still to go through. A leaf's hooks run when its count reaches zero (its gradient is
+  // final); those of leaves whose users the walk never reaches (no gradient flowed there) run at
+  // the end. Counted only when some hook exists anywhere, so a plain backward pays nothing.
+  std::unordered_map<TensorImpl*, int64_t> leaf_uses;
+  std::vector<Tensor> hooked_leaves;  // in first-seen order, for the calls at the end
+  if (detail::live_grad_hooks().load(std::memory_order_relaxed) > 0) {
+    std::unordered_set<Node*> seen;
+    std::vector<Node*> stack;
+    auto visit = [&](const Tensor& t) {
+      if (!t.defined() || !t.requires_grad()) return;
+      if (const auto& fn = t.grad_fn()) {
+        if (seen.insert(fn.get()).second) stack.push_back(fn.get());
+      } else if (!t.impl()->post_accumulate_hooks.empty()) {
+        if (leaf_uses[t.impl()]++ == 0) hooked_leaves.push_back(t);
+      }
+    };
+    for (const Tensor& r : roots) visit(r);
+    while (!stack.empty()) {
+      Node* n = stack.back();
+      stack.pop_back();
+      for (const Tensor& in : n->inputs) visit(in);
+    }
+  }
+  auto used = [&](const Tensor& t) {
+    if (leaf_uses.empty() || !t.defined() || t.grad_fn()) return;
+    auto it = leaf_uses.find(t.impl());
+    if (it == leaf_uses.end() || --it->second != 0) return;
+    run_post_accumulate_hooks(t);
+  };
+
   for (size_t i = 0; i < roots.size(); ++i) {
     const Tensor& root = roots[i];
     detail::check_defined(root, "backward", "tensor");
@@ -210,6 +253,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
       detail::check_same(root, g, "backward", "tensor", "gradient");
     }
     send(root, g);
+    used(root);
   }
 
   while (!ready.empty()) {
@@ -242,10 +286,20 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
                                    shape_str(gins[k].shape()), k, shape_str(in.shape())));
       send(in, std::move(gins[k]));
     }
+    if (!leaf_uses.empty())
+      for (const Tensor& in : node->inputs) used(in);
     if (!retain_graph) {
       node->backward = nullptr;
       node->inputs.clear();
       node->saved_outputs.clear();
+    }
+  }
+  // Leaves whose users were never reached (the gradient stopped before them): final too.
+  for (const Tensor& t : hooked_leaves) {
+    auto it = leaf_uses.find(t.impl());
+    if (it->second > 0) {
+      it->second = 0;
+      run_post_accumulate_hooks(t);
     }
   }
   detail::anomaly_step_done();

@@ -17,6 +17,7 @@
 
 #include <nabla/core/tensor.h>
 
+#include <atomic>
 #include <functional>
 #include <string>
 #include <vector>
@@ -86,5 +87,10 @@ NABLA_API size_t tape_size();
 // Runs backward from `roots` with gradients `grads` (see Tensor::backward).
 NABLA_API void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
                   bool retain_graph);
+
+namespace detail {
+// Post-accumulate-grad hooks alive in the process: backward looks for them only when some exist.
+std::atomic<int64_t>& live_grad_hooks();
+}  // namespace detail
 
 }  // namespace nabla

@@ -132,6 +132,26 @@ void Tensor::zero_grad(bool set_to_none) {
   }
 }
 
+uint64_t Tensor::register_post_accumulate_grad_hook(std::function<void(const Tensor&)> fn) {
+  auto& t = const_cast<TensorImpl&>(checked());
+  NABLA_CHECK(t.requires_grad && !t.grad_fn,
+              "register_post_accumulate_grad_hook: tensor {} is {}; hooks go on leaves that require grad "
+              "(parameters)",
+              shape_str(t.shape), t.grad_fn ? "the output of an op" : "a leaf that does not require grad");
+  NABLA_CHECK(fn != nullptr, "register_post_accumulate_grad_hook: the hook is empty");
+  static std::atomic<uint64_t> next_handle{1};
+  const uint64_t h = next_handle.fetch_add(1, std::memory_order_relaxed);
+  t.post_accumulate_hooks.emplace_back(h, std::move(fn));
+  detail::live_grad_hooks().fetch_add(1, std::memory_order_relaxed);
+  return h;
+}
+
+void Tensor::remove_post_accumulate_grad_hook(uint64_t handle) {
+  auto& hooks = const_cast<TensorImpl&>(checked()).post_accumulate_hooks;
+  const auto removed = std::erase_if(hooks, [handle](const auto& h) { return h.first == handle; });
+  detail::live_grad_hooks().fetch_sub(static_cast<int64_t>(removed), std::memory_order_relaxed);
+}
+
 void Tensor::backward(const Tensor& gradient, bool retain_graph) const {
   run_backward({*this}, {gradient}, retain_graph);
 }

@@ -12,6 +12,7 @@
 #include <nabla/core/types.h>
 
 #include <atomic>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <ostream>
@@ -59,6 +60,9 @@ struct TensorImpl {
   std::shared_ptr<TensorImpl> grad;  // accumulated gradient of a leaf
   std::shared_ptr<Node> grad_fn;   // the tape entry that produced this tensor, if any
   int output_nr = 0;               // which output of grad_fn this is
+  // Leaves: (handle, fn) called once per backward when this leaf's gradient is final
+  // (Tensor::register_post_accumulate_grad_hook).
+  std::vector<std::pair<uint64_t, std::function<void(const Tensor&)>>> post_accumulate_hooks;
 };
 
 struct TensorOptions {
@@ -99,6 +103,14 @@ class NABLA_API Tensor {
   Tensor grad() const;         // undefined until a backward reaches this leaf
   void set_grad(const Tensor& g);
   void zero_grad(bool set_to_none = true);
+  // Registers fn(leaf), called by every backward that reaches this leaf (or has it among the
+  // graph's inputs) once its gradient is final for that backward: every op of the graph that
+  // uses the leaf has added its part into .grad(). Data-parallel training starts averaging a
+  // gradient there while the backward goes on (PyTorch's register_post_accumulate_grad_hook).
+  // A leaf the backward's ops reach but give no gradient still gets the call (its .grad() may
+  // be undefined). Leaves that require grad only; returns a handle for the removal.
+  uint64_t register_post_accumulate_grad_hook(std::function<void(const Tensor&)> fn);
+  void remove_post_accumulate_grad_hook(uint64_t handle);
   // Gradient of this tensor (a scalar, or with `gradient` of its shape) with respect to every
   // leaf that requires grad; accumulates into their .grad(). Frees the graph unless retained.
   void backward(const Tensor& gradient = {}, bool retain_graph = false) const;

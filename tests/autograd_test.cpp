@@ -197,6 +197,71 @@ TEST(AutogradGraph, OnlyLeavesKeepGradients_2) {
   EXPECT_TRUE(near(x.grad(), {3, 3}, {2}));
 }
 
+// ---- post-accumulate-grad hooks (what data-parallel training starts its allreduce from) ------
+
+TEST(AutogradHooks, RunOnceWhenTheGradientIsFinal_3) {
+  // x is used by three ops; the hook must see the sum of all three contributions, once.
+  Tensor x = leaf({1, 2, 3});
+  std::vector<std::vector<double>> seen;
+  x.register_post_accumulate_grad_hook([&](const Tensor& t) { seen.push_back(t.grad().to_vector<double>()); });
+  Tensor a = x * 2.0, b = x * x;
+  nb::sum(nb::add(a * b, x)).backward();  // d/dx sum(2x^3 + x) = 6x^2 + 1
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0], (std::vector<double>{7, 25, 55}));
+  nb::sum(x).backward();  // a second backward: the hook again, with the accumulated gradient
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[1], (std::vector<double>{8, 26, 56}));
+}
+
+TEST(AutogradHooks, LastLayerFirstAndBeforeTheBackwardEnds_2x2) {
+  // w2 is used only at the end of the forward: its gradient is final before w1's is computed.
+  Tensor x = f64({1, 2, 3, 4}, {2, 2});
+  Tensor w1 = leaf({1, 0.5, -1, 2}, {2, 2}), w2 = leaf({0.5, -2, 1, 1}, {2, 2});
+  std::vector<std::string> order;
+  w1.register_post_accumulate_grad_hook([&](const Tensor& t) {
+    EXPECT_TRUE(t.grad().defined());
+    order.push_back("w1");
+  });
+  w2.register_post_accumulate_grad_hook([&](const Tensor& t) {
+    EXPECT_TRUE(t.grad().defined());
+    EXPECT_FALSE(w1.grad().defined()) << "w2's hook ran after w1's gradient was computed";
+    order.push_back("w2");
+  });
+  nb::sum(nb::matmul(nb::relu(nb::matmul(x, w1)), w2)).backward();
+  EXPECT_EQ(order, (std::vector<std::string>{"w2", "w1"}));
+}
+
+TEST(AutogradHooks, ALeafTheGradientNeverReachesStillGetsItsCall_2) {
+  // relu's gradient is zero but defined; a slice of the graph whose gradient is undefined: the
+  // second output of an op with two outputs that is unused gets none; the hook still runs once.
+  Tensor x = leaf({1, 2}), y = leaf({3, 4});
+  int calls_y = 0;
+  y.register_post_accumulate_grad_hook([&](const Tensor&) { ++calls_y; });
+  Tensor unused = y * 2.0;  // not part of the loss
+  (void)unused;
+  nb::sum(x * y).backward();
+  EXPECT_EQ(calls_y, 1);
+}
+
+TEST(AutogradHooks, RemovedHooksDoNotRunAndNonLeavesAreRefused_2) {
+  Tensor x = leaf({1, 2});
+  int calls = 0;
+  const uint64_t h = x.register_post_accumulate_grad_hook([&](const Tensor&) { ++calls; });
+  nb::sum(x * x).backward();
+  x.remove_post_accumulate_grad_hook(h);
+  nb::sum(x * x).backward();
+  EXPECT_EQ(calls, 1);
+  Tensor h2 = x * 2.0;
+  try {
+    h2.register_post_accumulate_grad_hook([](const Tensor&) {});
+    ADD_FAILURE() << "a hook on a non-leaf was accepted";
+  } catch (const nb::Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("leaves that require grad"));
+  }
+  Tensor c = f64({1, 2});
+  EXPECT_THROW(c.register_post_accumulate_grad_hook([](const Tensor&) {}), nb::Error);
+}
+
 TEST(AutogradGraph, PartOfTheGraphNeedsNoGrad_2) {
   Tensor x = leaf({1, 2});
   Tensor c = f64({5, 7});

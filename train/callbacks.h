@@ -56,6 +56,10 @@ class NABLA_API Callback {
   virtual void on_epoch_end(Model&, int64_t /*epoch*/, Logs& /*logs*/) {}
   virtual void on_batch_begin(Model&, const BatchInfo&) {}
   virtual void on_batch_end(Model&, const BatchInfo&) {}
+  // Data-parallel training (Model::distribute): true for callbacks that write files (checkpoints,
+  // logs), which fit then runs on rank 0 only; the others run on every rank and see the same
+  // logs (reduced across ranks), so decisions such as early stopping agree.
+  virtual bool main_process_only() const { return false; }
 };
 
 // A callback for FitOptions::callbacks: a value (copied in) or a shared_ptr (to read it later).
@@ -128,6 +132,7 @@ struct ModelCheckpointOptions {
 // the last good epoch stays as it was.
 class NABLA_API ModelCheckpoint : public Callback {
  public:
+  bool main_process_only() const override { return true; }
   explicit ModelCheckpoint(std::string path, ModelCheckpointOptions opts = {});
   void on_train_begin(Model&) override;
   void on_epoch_end(Model&, int64_t epoch, Logs& logs) override;
@@ -199,6 +204,7 @@ struct CSVLoggerOptions {
 // crashed run keeps its curves. Keys are those of the first epoch, sorted.
 class NABLA_API CSVLogger : public Callback {
  public:
+  bool main_process_only() const override { return true; }
   explicit CSVLogger(std::string path, CSVLoggerOptions opts = {});
   void on_train_begin(Model&) override;
   void on_epoch_end(Model&, int64_t epoch, Logs& logs) override;

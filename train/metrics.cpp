@@ -71,6 +71,14 @@ void BinaryAccuracy::update(const Tensor& output, const Tensor& target) {
   correct_ = accumulate(correct_, sum(eq(pred, true_class(output, target, name_))));
   count_ += output.size(0);
 }
+std::vector<double> BinaryAccuracy::state() const {
+  if (count_ == 0) return {};
+  return {correct_.item(), static_cast<double>(count_)};
+}
+std::vector<std::pair<std::string, double>> BinaryAccuracy::result_of(const std::vector<double>& s) const {
+  if (s.size() != 2 || s[1] == 0) return {};
+  return {{name_, s[0] / s[1]}};
+}
 std::vector<std::pair<std::string, double>> BinaryAccuracy::result() const {
   if (count_ == 0) return {};
   return {{name_, correct_.item() / static_cast<double>(count_)}};
@@ -89,6 +97,14 @@ void CategoricalAccuracy::update(const Tensor& output, const Tensor& target) {
   Tensor pred = predicted_class(output, 0, false);
   correct_ = accumulate(correct_, sum(eq(pred, true_class(output, target, name_))));
   count_ += output.size(0);
+}
+std::vector<double> CategoricalAccuracy::state() const {
+  if (count_ == 0) return {};
+  return {correct_.item(), static_cast<double>(count_)};
+}
+std::vector<std::pair<std::string, double>> CategoricalAccuracy::result_of(const std::vector<double>& s) const {
+  if (s.size() != 2 || s[1] == 0) return {};
+  return {{name_, s[0] / s[1]}};
 }
 std::vector<std::pair<std::string, double>> CategoricalAccuracy::result() const {
   if (count_ == 0) return {};
@@ -184,14 +200,31 @@ std::vector<std::pair<std::string, double>> class_scores(const std::vector<doubl
 
 }  // namespace
 
-std::vector<std::pair<std::string, double>> Precision::result() const {
-  return class_scores(counts(), num_classes(), opts_.average, Score::precision, name_);
+std::vector<double> ConfusionMatrix::state() const {
+  std::vector<double> s = counts();
+  if (s.empty()) return s;
+  s.insert(s.begin(), static_cast<double>(classes_));
+  return s;
 }
-std::vector<std::pair<std::string, double>> Recall::result() const {
-  return class_scores(counts(), num_classes(), opts_.average, Score::recall, name_);
+std::vector<std::pair<std::string, double>> ConfusionMatrix::result_of(const std::vector<double>& s) const {
+  if (s.empty()) return {};
+  const auto c = static_cast<int64_t>(s[0]);
+  NABLA_CHECK(c > 0 && static_cast<int64_t>(s.size()) == 1 + c * c,
+              "{}: a summed state of {} numbers for {} classes (expected 1 + classes^2)", name_, s.size(), s[0]);
+  return scores(std::vector<double>(s.begin() + 1, s.end()), c);
 }
-std::vector<std::pair<std::string, double>> F1Score::result() const {
-  return class_scores(counts(), num_classes(), opts_.average, Score::f1, name_);
+
+std::vector<std::pair<std::string, double>> Precision::result() const { return scores(counts(), num_classes()); }
+std::vector<std::pair<std::string, double>> Recall::result() const { return scores(counts(), num_classes()); }
+std::vector<std::pair<std::string, double>> F1Score::result() const { return scores(counts(), num_classes()); }
+std::vector<std::pair<std::string, double>> Precision::scores(const std::vector<double>& cm, int64_t c) const {
+  return class_scores(cm, c, opts_.average, Score::precision, name_);
+}
+std::vector<std::pair<std::string, double>> Recall::scores(const std::vector<double>& cm, int64_t c) const {
+  return class_scores(cm, c, opts_.average, Score::recall, name_);
+}
+std::vector<std::pair<std::string, double>> F1Score::scores(const std::vector<double>& cm, int64_t c) const {
+  return class_scores(cm, c, opts_.average, Score::f1, name_);
 }
 
 // ---- regression -------------------------------------------------------------------------------
@@ -213,6 +246,14 @@ void MeanAbsoluteError::update(const Tensor& output, const Tensor& target) {
   count_ += output.numel();
 }
 
+std::vector<double> MeanAbsoluteError::state() const {
+  if (count_ == 0) return {};
+  return {total_.item(), static_cast<double>(count_)};
+}
+std::vector<std::pair<std::string, double>> MeanAbsoluteError::result_of(const std::vector<double>& s) const {
+  if (s.size() != 2 || s[1] == 0) return {};
+  return {{name_, s[0] / s[1]}};
+}
 std::vector<std::pair<std::string, double>> MeanAbsoluteError::result() const {
   if (count_ == 0) return {};
   return {{name_, total_.item() / static_cast<double>(count_)}};

@@ -37,6 +37,16 @@ class NABLA_API Metric {
   virtual void update(const Tensor& output, const Tensor& target) = 0;
   // The values so far (reads the device). Empty before the first update.
   virtual std::vector<std::pair<std::string, double>> result() const = 0;
+  // For data-parallel training (Model::distribute): the accumulated state as numbers that add
+  // up across processes (counts and sums; empty before the first update; reads the device), and
+  // the results such a sum gives. fit adds every rank's state() and shows result_of(the sum).
+  // A metric without (summable() false, the default) is shown for each rank's own samples, and
+  // fit warns once.
+  virtual bool summable() const { return false; }
+  virtual std::vector<double> state() const { return {}; }
+  virtual std::vector<std::pair<std::string, double>> result_of(const std::vector<double>& /*state*/) const {
+    return result();
+  }
 };
 
 // ---- accuracy ---------------------------------------------------------------------------------
@@ -54,6 +64,9 @@ class NABLA_API BinaryAccuracy : public Metric {
   void reset() override;
   void update(const Tensor& output, const Tensor& target) override;
   std::vector<std::pair<std::string, double>> result() const override;
+  bool summable() const override { return true; }
+  std::vector<double> state() const override;  // {correct, count}
+  std::vector<std::pair<std::string, double>> result_of(const std::vector<double>& state) const override;
 
  private:
   BinaryOptions opts_;
@@ -71,6 +84,9 @@ class NABLA_API CategoricalAccuracy : public Metric {
   void reset() override;
   void update(const Tensor& output, const Tensor& target) override;
   std::vector<std::pair<std::string, double>> result() const override;
+  bool summable() const override { return true; }
+  std::vector<double> state() const override;  // {correct, count}
+  std::vector<std::pair<std::string, double>> result_of(const std::vector<double>& state) const override;
 
  private:
   std::string name_;
@@ -110,6 +126,9 @@ class NABLA_API ConfusionMatrix : public Metric {
   void reset() override;
   void update(const Tensor& output, const Tensor& target) override;
   std::vector<std::pair<std::string, double>> result() const override { return {}; }
+  bool summable() const override { return true; }
+  std::vector<double> state() const override;  // {classes, counts (C x C, row-major)...}
+  std::vector<std::pair<std::string, double>> result_of(const std::vector<double>& state) const override;
   // int64 (C, C) on the CPU; undefined before the first update.
   Tensor matrix() const;
   int64_t num_classes() const { return classes_; }
@@ -117,6 +136,11 @@ class NABLA_API ConfusionMatrix : public Metric {
  protected:
   // Row-major C x C counts read from the device (one read).
   std::vector<double> counts() const;
+  // The scores of a confusion matrix (what result() and result_of() give; none here).
+  virtual std::vector<std::pair<std::string, double>> scores(const std::vector<double>& /*counts*/,
+                                                             int64_t /*classes*/) const {
+    return {};
+  }
   ClassMetricOptions opts_;
   std::string name_;
 
@@ -133,18 +157,27 @@ class NABLA_API Precision : public ConfusionMatrix {
   explicit Precision(ClassMetricOptions opts = {}, std::string name = "precision")
       : ConfusionMatrix(opts, std::move(name)) {}
   std::vector<std::pair<std::string, double>> result() const override;
+
+ protected:
+  std::vector<std::pair<std::string, double>> scores(const std::vector<double>& counts, int64_t classes) const override;
 };
 class NABLA_API Recall : public ConfusionMatrix {
  public:
   explicit Recall(ClassMetricOptions opts = {}, std::string name = "recall")
       : ConfusionMatrix(opts, std::move(name)) {}
   std::vector<std::pair<std::string, double>> result() const override;
+
+ protected:
+  std::vector<std::pair<std::string, double>> scores(const std::vector<double>& counts, int64_t classes) const override;
 };
 class NABLA_API F1Score : public ConfusionMatrix {
  public:
   explicit F1Score(ClassMetricOptions opts = {}, std::string name = "f1")
       : ConfusionMatrix(opts, std::move(name)) {}
   std::vector<std::pair<std::string, double>> result() const override;
+
+ protected:
+  std::vector<std::pair<std::string, double>> scores(const std::vector<double>& counts, int64_t classes) const override;
 };
 
 // ---- regression -------------------------------------------------------------------------------
@@ -157,6 +190,9 @@ class NABLA_API MeanAbsoluteError : public Metric {
   void reset() override;
   void update(const Tensor& output, const Tensor& target) override;
   std::vector<std::pair<std::string, double>> result() const override;
+  bool summable() const override { return true; }
+  std::vector<double> state() const override;  // {total, count}
+  std::vector<std::pair<std::string, double>> result_of(const std::vector<double>& state) const override;
 
  protected:
   virtual Tensor error(const Tensor& diff) const;

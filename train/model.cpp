@@ -7,12 +7,14 @@
 #include <nabla/core/log.h>
 #include <nabla/core/ops/elementwise.h>
 #include <nabla/core/ops/shape.h>
+#include <nabla/dist/dist.h>
 #include <nabla/optim/clip.h>
 #include <nabla/train/progress.h>
 
 #include <nlohmann/json.hpp>
 
 #include <climits>
+#include <cstring>
 #include <cmath>
 #include <map>
 #include <set>
@@ -182,8 +184,80 @@ Tensor Model::regularization_loss() const {
 
 // ---- fit, evaluate, predict -------------------------------------------------------------------
 
+bool Model::across_ranks() const { return dist_opts_.has_value() && dist::world_size() > 1; }
+
+namespace {
+
+// A rank's running numbers for the sum over ranks: loss sum, samples, then each metric's state
+// (its length first), as raw doubles in a string for dist::allgather_strings.
+std::string pack(const std::vector<double>& v) {
+  std::string s(v.size() * sizeof(double), '\0');
+  if (!v.empty()) std::memcpy(s.data(), v.data(), s.size());
+  return s;
+}
+std::vector<double> unpack(const std::string& s) {
+  std::vector<double> v(s.size() / sizeof(double));
+  if (!v.empty()) std::memcpy(v.data(), s.data(), v.size() * sizeof(double));
+  return v;
+}
+
+}  // namespace
+
 std::vector<std::pair<std::string, double>> Model::running_logs(const Tensor& loss_sum, int64_t seen) const {
   std::vector<std::pair<std::string, double>> out;
+  if (across_ranks()) {
+    // Every rank calls this at the same steps: the sums of all ranks' loss sums, sample counts
+    // and metric states give the numbers of the whole global batch stream.
+    std::vector<double> mine{loss_sum.defined() ? loss_sum.item() : 0.0, static_cast<double>(seen)};
+    for (const auto& m : metrics_) {
+      const std::vector<double> st = m->summable() ? m->state() : std::vector<double>{};
+      mine.push_back(static_cast<double>(st.size()));
+      mine.insert(mine.end(), st.begin(), st.end());
+    }
+    double loss_total = 0, seen_total = 0;
+    std::vector<std::vector<double>> states(metrics_.size());
+    for (const std::string& packed : dist::allgather_strings(pack(mine))) {
+      const std::vector<double> v = unpack(packed);
+      NABLA_ASSERT(v.size() >= 2);
+      loss_total += v[0];
+      seen_total += v[1];
+      size_t at = 2;
+      for (size_t k = 0; k < metrics_.size(); ++k) {
+        NABLA_ASSERT(at < v.size());
+        const auto n = static_cast<size_t>(v[at++]);
+        NABLA_ASSERT(at + n <= v.size());
+        if (n > 0) {
+          auto& acc = states[k];
+          if (acc.empty()) {
+            acc.assign(v.begin() + static_cast<std::ptrdiff_t>(at), v.begin() + static_cast<std::ptrdiff_t>(at + n));
+          } else {
+            NABLA_CHECK(acc.size() == n,
+                        "fit: metric '{}' has a state of {} numbers on one rank and {} on another (e.g. a "
+                        "different number of classes); it cannot be summed across ranks",
+                        metrics_[k]->name(), acc.size(), n);
+            for (size_t j = 0; j < n; ++j) acc[j] += v[at + j];
+          }
+        }
+        at += n;
+      }
+    }
+    if (seen_total == 0) return out;
+    out.emplace_back("loss", loss_total / seen_total);
+    for (size_t k = 0; k < metrics_.size(); ++k) {
+      if (!metrics_[k]->summable()) {
+        static std::atomic<bool> warned{false};
+        if (!warned.exchange(true))
+          log_at(LogLevel::warning,
+                 "fit: metric '{}' cannot be summed across ranks (it has no state()); it shows each rank's own "
+                 "samples",
+                 metrics_[k]->name());
+        for (auto& kv : metrics_[k]->result()) out.push_back(std::move(kv));
+      } else {
+        for (auto& kv : metrics_[k]->result_of(states[k])) out.push_back(std::move(kv));
+      }
+    }
+    return out;
+  }
   if (seen == 0 || !loss_sum.defined()) return out;
   out.emplace_back("loss", loss_sum.item() / static_cast<double>(seen));
   for (const auto& m : metrics_)
@@ -195,11 +269,14 @@ Logs Model::run_evaluation(const data::Dataset& data, int64_t batch_size) {
   NABLA_CHECK(batch_size > 0, "evaluate: batch_size must be > 0, got {}", batch_size);
   NoGrad no_grad;
   ModeGuard mode(*module_, false);
-  data::DataLoader loader(data, {.batch_size = clamp_batch(batch_size, data.size()), .shuffle = false, .device = device_});
+  const bool shard = across_ranks();
+  data::DataLoader loader(data, {.batch_size = clamp_batch(batch_size, data.size()), .shuffle = false, .device = device_,
+                                 .num_shards = shard ? dist::world_size() : 1, .shard = shard ? dist::rank() : 0});
   for (auto& m : metrics_) m->reset();
   Tensor loss_sum;
   int64_t seen = 0;
   for (auto& batch : loader) {
+    if (batch.size() == 0) continue;  // this rank's part of a last batch smaller than the world
     Tensor out = module_->forward(batch.x);
     Tensor l = loss()(out, batch.y).to(DType::float32) * static_cast<double>(batch.size());
     loss_sum = loss_sum.defined() ? loss_sum + l : l;
@@ -273,11 +350,28 @@ Model::FitData Model::fit_data(const data::Dataset& train_in, const FitOptions& 
 
 Tensor Model::train_step(const data::Batch& batch, const std::vector<Tensor>& params, Tensor* outputs) {
   Optimizer& opt = optimizer();
+  if (batch.size() == 0) {
+    // Data-parallel: this rank has no samples in the last global batch (fewer than the ranks).
+    // It still takes part in the gradient average (with weight 0) and the step, so that every
+    // rank's parameters stay equal.
+    NABLA_ASSERT(ddp_ != nullptr);
+    opt.zero_grad();
+    ddp_->synchronize();
+    if (compile_opts_.clip_value > 0) clip_grad_value(params, compile_opts_.clip_value);
+    if (compile_opts_.clip_norm > 0) clip_grad_norm(params, compile_opts_.clip_norm);
+    opt.step();
+    ++global_step_;
+    *outputs = Tensor();
+    return Tensor();
+  }
   Tensor out = module_->forward(batch.x);
   Tensor l = loss()(out, batch.y);
   if (Tensor reg = regularization_loss(); reg.defined()) l = l + reg.to(l.dtype());
   opt.zero_grad();
   l.backward();
+  // The average over ranks: the buckets' allreduce started during the backward; clipping and
+  // the step see the averaged gradients.
+  if (ddp_) ddp_->synchronize();
   if (compile_opts_.clip_value > 0) clip_grad_value(params, compile_opts_.clip_value);
   if (compile_opts_.clip_norm > 0) clip_grad_norm(params, compile_opts_.clip_norm);
   opt.step();
@@ -314,10 +408,12 @@ Logs Model::train_epoch(data::DataLoader& loader, int64_t epoch, const FitOption
     BatchInfo info{.epoch = epoch, .batch = done, .step = global_step_, .size = batch.size(), .loss = {}, .logs = nullptr};
     for (auto& c : callbacks) c->on_batch_begin(*this, info);
     Tensor out;
+    // This rank's share of the global batch's mean gradient (the last batch may be uneven).
+    if (ddp_) ddp_->set_gradient_weight(static_cast<double>(batch.size()) / static_cast<double>(loader.global_batch_size(done)));
     info.loss = train_step(batch, params, &out);
     ++done;
     seen += batch.size();
-    {
+    if (batch.size() > 0) {
       NoGrad no_grad;
       Tensor weighted = info.loss.to(DType::float32) * static_cast<double>(batch.size());
       loss_sum = loss_sum.defined() ? loss_sum + weighted : weighted;
@@ -342,6 +438,7 @@ Logs Model::train_epoch(data::DataLoader& loader, int64_t epoch, const FitOption
 
 std::vector<std::pair<std::string, double>> Model::validate(const data::Dataset& validation, int64_t epoch,
                                                              const FitOptions& o, Logs& logs) {
+  if (ddp_) ddp_->broadcast_buffers();  // every rank evaluates with rank 0's running statistics
   const Logs val = run_evaluation(validation, o.batch_size);
   if (!o.allow_nonfinite_loss && !std::isfinite(val.at("loss")))
     fail("fit: the validation loss is {} after epoch {} (the training loss was {}); training stopped before the "
@@ -357,21 +454,55 @@ std::vector<std::pair<std::string, double>> Model::validate(const data::Dataset&
   return shown;
 }
 
+Model& Model::distribute(dist::DdpOptions opts) {
+  UseGuard use(*this, "distribute");
+  NABLA_CHECK(opts.bucket_cap_mb > 0, "Model::distribute: bucket_cap_mb must be > 0, got {}", opts.bucket_cap_mb);
+  dist::init();
+  dist_opts_ = opts;
+  return *this;
+}
+
 History Model::fit(const data::Dataset& train_in, FitOptions o) {
   UseGuard use(*this, "fit");
+  if (!across_ranks()) return fit_here(train_in, o);
+  // Any exception on one rank would leave the others waiting in the next collective: end the
+  // whole job with this rank's message instead (mpirun returns non-zero within seconds).
+  try {
+    return fit_here(train_in, o);
+  } catch (const std::exception& e) {
+    dist::abort(fmt::format("Model::fit: {}", e.what()));
+  }
+}
+
+History Model::fit_here(const data::Dataset& train_in, FitOptions o) {
   loss();  // compiled?
   const FitData d = fit_data(train_in, o);
+  const bool shard = across_ranks();
+  const bool main_rank = dist::rank() == 0;
   // verbose 0: nothing below a warning from this thread while fit runs, the callbacks' reports
-  // included (debug raises nothing).
-  const ScopedLogLevel quiet(o.verbose == 0 ? LogLevel::warning : LogLevel::debug);
+  // included (debug raises nothing). Distributed: only rank 0 logs below a warning.
+  const ScopedLogLevel quiet(o.verbose == 0 || (shard && !main_rank) ? LogLevel::warning : LogLevel::debug);
   std::vector<std::shared_ptr<Callback>> callbacks;
   for (auto& c : o.callbacks) {
     NABLA_CHECK(c.ptr != nullptr, "fit: a callback is null");
+    if (shard && !main_rank && c.ptr->main_process_only()) continue;
     callbacks.push_back(c.ptr);
+  }
+  // The gradient averager of this fit: made here (after to() and compile(), whose tensors it
+  // hooks) and dropped at the end, so the parameters carry no hooks outside fit.
+  struct DdpScope {
+    std::shared_ptr<dist::DistributedDataParallel>& p;
+    ~DdpScope() { p.reset(); }
+  } ddp_scope{ddp_};
+  if (dist_opts_) {
+    std::vector<Tensor> buffers;
+    for (auto& [name, b] : module_->named_buffers()) buffers.push_back(b);
+    ddp_ = std::make_shared<dist::DistributedDataParallel>(module_->parameters(), buffers, *dist_opts_);
   }
   auto make_loader = [&](const data::Dataset& data) {
     return data::DataLoader(data, {.batch_size = clamp_batch(o.batch_size, data.size()), .shuffle = o.shuffle,
-                                   .seed = o.seed, .drop_last = o.drop_last, .device = device_});
+                                   .seed = o.seed, .drop_last = o.drop_last, .device = device_,
+                                   .num_shards = shard ? dist::world_size() : 1, .shard = shard ? dist::rank() : 0});
   };
   std::optional<data::DataLoader> loader;
   if (!o.epoch_data) loader.emplace(make_loader(d.train));

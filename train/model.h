@@ -51,6 +51,7 @@
 #include <nabla/core/data/dataloader.h>
 #include <nabla/core/data/dataset.h>
 #include <nabla/core/tensor.h>
+#include <nabla/dist/ddp.h>
 #include <nabla/layers/loss.h>
 #include <nabla/layers/module.h>
 #include <nabla/layers/sequential.h>
@@ -169,6 +170,23 @@ class NABLA_API Model {
   // concatenated on the model's device.
   Tensor predict(const Tensor& x, int64_t batch_size = 256);
 
+  // ---- data-parallel training (dist/) -------------------------------------------------------
+  // Trains this model on every process of the job (mpirun -np N): from then on, fit starts by
+  // checking that every rank built the same model and copying rank 0's parameters and buffers to
+  // all; each rank trains on its own shard of each epoch's shuffled order (the same seed
+  // everywhere: batch_size is per rank, the global batch is batch_size * world_size()); the
+  // gradients are averaged during the backward (dist::DistributedDataParallel, bucketed), so
+  // the ranks' parameters stay equal; losses and metrics are summed over ranks before they are
+  // shown or given to callbacks; only rank 0 logs and runs the callbacks that write files
+  // (main_process_only()); buffers (running statistics) are copied from rank 0 before each
+  // validation pass. evaluate() shards its data the same way. An exception on any rank during
+  // fit ends the whole job (dist::abort) with that rank's message, since the other ranks would
+  // wait for it forever. Calls dist::init(). With one process, fit runs as without it.
+  Model& distribute(dist::DdpOptions opts = {});
+  bool distributed() const { return dist_opts_.has_value(); }
+  // The gradient averager of the fit in progress (null outside fit): its timeline, buckets.
+  dist::DistributedDataParallel* data_parallel() const { return ddp_.get(); }
+
   // Asks fit to stop after the current epoch (callbacks call it; Keras' stop_training).
   void stop_training(bool on = true) { stop_ = on; }
   bool stop_requested() const { return stop_; }
@@ -235,6 +253,7 @@ class NABLA_API Model {
     std::optional<data::Dataset> validation;
   };
   FitData fit_data(const data::Dataset& train, const FitOptions& o);
+  History fit_here(const data::Dataset& train, FitOptions o);  // fit, inside its guard
   Logs train_epoch(data::DataLoader& loader, int64_t epoch, const FitOptions& o,
                    const std::vector<std::shared_ptr<Callback>>& callbacks, ProgressBar& bar);
   Tensor train_step(const data::Batch& batch, const std::vector<Tensor>& params, Tensor* outputs);
@@ -282,6 +301,10 @@ class NABLA_API Model {
   History history_;
   int64_t epoch_ = 0, global_step_ = 0;
   bool stop_ = false;
+  std::optional<dist::DdpOptions> dist_opts_;
+  std::shared_ptr<dist::DistributedDataParallel> ddp_;
+  // Whether losses and metrics are summed over ranks and data sharded (distributed, world > 1).
+  bool across_ranks() const;
 };
 
 }  // namespace nabla

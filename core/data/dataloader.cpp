@@ -3,6 +3,7 @@
 #include <nabla/core/error.h>
 
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <utility>
@@ -54,6 +55,12 @@ Tensor gather(const Tensor& t, size_t rbytes, const int64_t* idx, int64_t count,
 
 DataLoader::DataLoader(const Dataset& data, DataLoaderOptions opts) : opts_(opts) {
   NABLA_CHECK(opts.batch_size > 0, "DataLoader: batch_size must be > 0, got {}", opts.batch_size);
+  NABLA_CHECK(opts.num_shards > 0 && opts.shard >= 0 && opts.shard < opts.num_shards,
+              "DataLoader: needs num_shards > 0 and 0 <= shard < num_shards, got shard {} of {}", opts.shard,
+              opts.num_shards);
+  NABLA_CHECK(opts.batch_size <= std::numeric_limits<int64_t>::max() / opts.num_shards,
+              "DataLoader: batch_size {} times num_shards {} does not fit in 64 bits", opts.batch_size,
+              opts.num_shards);
   n_ = data.size();  // checks that x and y agree
   NABLA_CHECK(n_ > 0, "DataLoader: the dataset is empty (x {})", shape_str(data.x.shape()));
   NABLA_CHECK(data.x.device().is_cpu() && data.y.device().is_cpu(),
@@ -66,7 +73,7 @@ DataLoader::DataLoader(const Dataset& data, DataLoaderOptions opts) : opts_(opts
 }
 
 int64_t DataLoader::size() const {
-  const int64_t bs = opts_.batch_size;
+  const int64_t bs = opts_.batch_size * opts_.num_shards;
   return opts_.drop_last ? n_ / bs : n_ / bs + (n_ % bs != 0);  // not (n + bs - 1) / bs: it overflows
 }
 
@@ -103,8 +110,17 @@ DataLoader::Iterator DataLoader::begin() {
 Batch DataLoader::batch(int64_t i) const {
   NABLA_CHECK(!order_.empty(), "DataLoader::batch: no epoch started yet; call begin() first");
   NABLA_CHECK_INDEX(0 <= i && i < size(), "DataLoader::batch: index {} out of range [0, {})", i, size());
-  const int64_t first = i * opts_.batch_size;
-  const int64_t count = std::min(opts_.batch_size, n_ - first);
+  const int64_t global = opts_.batch_size * opts_.num_shards;
+  int64_t first = i * global;
+  int64_t count = std::min(global, n_ - first);
+  if (opts_.num_shards > 1) {
+    // This shard's part of the global batch: rows [s m / S, (s + 1) m / S), in 128 bits since
+    // s m may exceed int64 where m is near batch_size * num_shards.
+    const __int128 m = count, S = opts_.num_shards, s = opts_.shard;
+    const auto lo = static_cast<int64_t>(s * m / S), hi = static_cast<int64_t>((s + 1) * m / S);
+    first += lo;
+    count = hi - lo;
+  }
   const int64_t* idx = order_.data() + first;
   Batch b{gather(x_, x_row_bytes_, idx, count, !opts_.shuffle),
           gather(y_, y_row_bytes_, idx, count, !opts_.shuffle)};
@@ -113,6 +129,12 @@ Batch DataLoader::batch(int64_t i) const {
     b.y = b.y.to(opts_.device);
   }
   return b;
+}
+
+int64_t DataLoader::global_batch_size(int64_t i) const {
+  NABLA_CHECK_INDEX(0 <= i && i < size(), "DataLoader::global_batch_size: index {} out of range [0, {})", i, size());
+  const int64_t global = opts_.batch_size * opts_.num_shards;
+  return std::min(global, n_ - i * global);
 }
 
 Batch& DataLoader::Iterator::operator*() const {

@@ -33,6 +33,16 @@ struct DataLoaderOptions {
   uint64_t seed = 0;
   bool drop_last = false;   // drop the last batch when it has fewer than batch_size samples
   Device device = Device::cpu();
+  // Data-parallel training: this loader is shard `shard` of `num_shards` (a rank of the process
+  // group; every rank uses the same seed). The epoch's order is cut into global batches of
+  // batch_size * num_shards samples, and batch i of shard s is its own contiguous part of global
+  // batch i: rows [floor(s m / S), floor((s + 1) m / S)) of its m rows. The shards are disjoint
+  // and together cover the epoch; every shard has the same size() (so every rank runs the same
+  // number of steps); a shard's part of the last global batch may be smaller than the others',
+  // or empty when that batch has fewer rows than there are shards. drop_last drops a last global
+  // batch smaller than batch_size * num_shards.
+  int64_t num_shards = 1;  // > 0
+  int64_t shard = 0;       // in [0, num_shards)
 };
 
 struct Batch {
@@ -87,6 +97,8 @@ class NABLA_API DataLoader {
   const std::vector<int64_t>& order() const { return order_; }
   // Batch i (0 <= i < size()) of the current epoch.
   Batch batch(int64_t i) const;
+  // The number of samples in global batch i over all shards (batch(i).size() when num_shards is 1).
+  int64_t global_batch_size(int64_t i) const;
 
   // The permutation of 0..n-1 that shuffling gives for (seed, epoch); platform independent.
   static std::vector<int64_t> permutation(int64_t n, uint64_t seed, int64_t epoch);
