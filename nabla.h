@@ -12,6 +12,8 @@
 #include <nabla/core/log.h>
 #include <nabla/core/ops.h>
 #include <nabla/core/tensor.h>
+#include <nabla/dist/ddp.h>
+#include <nabla/dist/dist.h>
 #include <nabla/layers/layers.h>
 #include <nabla/optim/optim.h>
 #include <nabla/train/train.h>

@@ -165,7 +165,7 @@ struct DistributedDataParallel::Impl {
     for (int bi = 0; bi < static_cast<int>(buckets.size()); ++bi) {
       Bucket& b = buckets[bi];
       b.work.wait();
-      note("done", bi);
+      if (record) timeline.push_back({"done", bi, Clock::now(), b.work.started(), b.work.finished()});
       std::vector<Tensor> dst, src;
       for (size_t k = 0; k < b.params.size(); ++k) {
         Tensor& p = params[b.params[k]];

@@ -58,6 +58,8 @@ struct DdpEvent {
   std::string what;
   int bucket = 0;
   std::chrono::steady_clock::time_point at{};
+  // "done" events: when the engine started and finished moving the bucket's data.
+  std::chrono::steady_clock::time_point started{}, finished{};
 };
 
 class NABLA_API DistributedDataParallel {

@@ -59,14 +59,18 @@ int main(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     examples::check_output_dir(args.out);
     nb::manual_seed(args.seed);
-    const nb::Device device = nb::Device::parse(args.device);
+    const nb::Device device = examples::run_device(args);
     const auto data = examples::load_fashion_mnist(args);
 
     nb::Model model(make_model(bn, dropout));
     model.to(device);
     model.compile(nb::Adam({.lr = args.lr}), nb::CrossEntropyLoss(), {"accuracy"});
-    model.summary({1, 28, 28});
-    fmt::print("device {}\n", device);
+    if (args.distributed) model.distribute();
+    if (examples::main_process(args)) {
+      model.summary({1, 28, 28});
+      fmt::print("device {}{}\n", device,
+                 args.distributed ? fmt::format(", {} processes (data parallel)", nb::dist::world_size()) : "");
+    }
     // One pass over the (freshly augmented) training set per epoch, the learning rate set at every
     // step, the test set evaluated after each epoch.
     const nb::History history = model.fit(

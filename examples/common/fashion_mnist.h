@@ -33,7 +33,22 @@ struct RunArgs {
   uint64_t seed = 0;
   int64_t train_limit = 0;  // 0: the whole training set
   std::string out = ".";    // the folder for <stem>.safetensors and the history
+  bool distributed = false;  // data parallel over the processes of an mpirun job
 };
+
+// Whether this process prints and writes files: rank 0 of a distributed run, or the only one.
+inline bool main_process(const RunArgs& a) { return !a.distributed || nabla::dist::rank() == 0; }
+
+// The device of --device; distributed, every process on this machine takes its own GPU
+// (local rank modulo the GPUs), and MPI starts here (nabla::dist::init).
+inline nabla::Device run_device(const RunArgs& a) {
+  nabla::Device d = nabla::Device::parse(a.device);
+  if (a.distributed) {
+    nabla::dist::init();
+    if (d.is_cuda()) d = nabla::Device::cuda(nabla::dist::local_rank() % nabla::device_count(nabla::Device::Kind::CUDA));
+  }
+  return d;
+}
 
 // The bounds keep every later product (steps per epoch times epochs, batch times image size)
 // far from overflowing.
@@ -48,6 +63,9 @@ inline void add_run_flags(Flags& flags, RunArgs* a) {
       .add("--train-limit", &a->train_limit, "N", {.min = 0, .max = 1000000000},
            "train on the first N images only (0: all)")
       .add("--out", &a->out, "DIR", "folder for the weights, the history and its plot")
+      .add("--distributed", &a->distributed,
+           "data parallel on every process of the job: mpirun -np N <program> --distributed (--batch is per "
+           "process; rank 0 prints and writes the files)")
       .default_text("--data", "$NABLA_FASHION_MNIST, else /usr/share/datasets/fashion-mnist");
 }
 
@@ -111,7 +129,8 @@ inline FashionMnist load_fashion_mnist(const RunArgs& a) {
 // A linear warm-up over half an epoch (at most a tenth of the run), then a cosine decay, step by
 // step over the whole run.
 inline nabla::CosineDecay warmup_cosine(const RunArgs& a, int64_t train_size) {
-  const int64_t steps_per_epoch = (train_size + a.batch - 1) / a.batch;
+  const int64_t global_batch = a.batch * (a.distributed ? nabla::dist::world_size() : 1);
+  const int64_t steps_per_epoch = (train_size + global_batch - 1) / global_batch;
   const int64_t total = steps_per_epoch * a.epochs;
   return {.initial_lr = a.lr, .total = total, .warmup = std::min<int64_t>(steps_per_epoch / 2, total / 10)};
 }
@@ -121,6 +140,7 @@ inline nabla::CosineDecay warmup_cosine(const RunArgs& a, int64_t train_size) {
 // not be written where asked (it then went to the temporary folder, as stderr says).
 inline int save_and_report(nabla::Model& model, const nabla::History& history, double test_accuracy,
                            const RunArgs& a, const std::string& stem, std::chrono::steady_clock::time_point t0) {
+  if (!main_process(a)) return 0;  // the same weights as rank 0's: it writes them
   const std::string base = a.out == "." ? stem : (std::filesystem::path(a.out) / stem).string();
   const Saved weights =
       save_with_fallback(base + ".safetensors", "weights", [&](const std::string& p) { model.save(p); });
@@ -130,8 +150,9 @@ inline int save_and_report(nabla::Model& model, const nabla::History& history, d
   });
   fmt::print("wrote {}, {}\n", weights.path, history_files);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  fmt::print("RESULT test_accuracy={:.4f} epochs={} seconds={:.1f} device={}\n", test_accuracy, a.epochs, seconds,
-             model.device().is_cpu() ? "cpu" : "cuda");
+  fmt::print("RESULT test_accuracy={:.4f} epochs={} seconds={:.1f} device={}{}\n", test_accuracy, a.epochs, seconds,
+             model.device().is_cpu() ? "cpu" : "cuda",
+             a.distributed ? fmt::format(" processes={}", nabla::dist::world_size()) : std::string());
   return weights.fell_back || hist.fell_back ? 1 : 0;
 }
 
