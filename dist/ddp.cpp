@@ -228,7 +228,8 @@ DistributedDataParallel::DistributedDataParallel(std::vector<Tensor> parameters,
     m.broadcast_all(m.buffers);
   }
   Impl* self = impl_.get();
-  for (size_t i = 0; i < m.params.size(); ++i) {
+  // One process averages nothing: no hooks, so its backward is the plain one.
+  for (size_t i = 0; m.world > 1 && i < m.params.size(); ++i) {
     const int idx = static_cast<int>(i);
     m.hooks.push_back(m.params[i].register_post_accumulate_grad_hook([self, idx](const Tensor&) { self->on_ready(idx); }));
   }
@@ -236,7 +237,7 @@ DistributedDataParallel::DistributedDataParallel(std::vector<Tensor> parameters,
 
 DistributedDataParallel::~DistributedDataParallel() {
   if (!impl_) return;
-  for (size_t i = 0; i < impl_->params.size(); ++i) impl_->params[i].remove_post_accumulate_grad_hook(impl_->hooks[i]);
+  for (size_t i = 0; i < impl_->hooks.size(); ++i) impl_->params[i].remove_post_accumulate_grad_hook(impl_->hooks[i]);
   // Collectives still in flight read the buffers: wait for them (their errors are dropped: a
   // destructor cannot report them, and the next collective reports a broken group anyway).
   for (auto& b : impl_->buckets) {

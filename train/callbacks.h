@@ -41,7 +41,8 @@ struct BatchInfo {
   int64_t batch = 0;  // index within the epoch
   int64_t step = 0;   // training steps before this one (Model::global_step() at its start)
   int64_t size = 0;   // samples in the batch
-  Tensor loss{};      // on_batch_end: this batch's loss (with regularization), a device scalar
+  Tensor loss{};      // on_batch_end: this batch's loss (with regularization), a device scalar;
+                      // undefined for a rank's empty share of a last batch (Model::distribute)
   // on_batch_end: the epoch's running means ("loss", metrics) when fit read them at this step
   // (every FitOptions::log_every steps and at the last batch), else null.
   const Logs* logs = nullptr;
