@@ -33,6 +33,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -60,15 +61,21 @@ std::string nccl_detail(ncclResult_t r, ncclComm_t comm) {
   return s;
 }
 
+// "ncclAllReduce(in.data_ptr(), ...)" -> "ncclAllReduce": the function is what a reader needs.
+std::string_view function_of(const char* call) {
+  std::string_view s(call);
+  return s.substr(0, s.find('('));
+}
+
 [[noreturn]] void throw_nccl(ncclResult_t r, ncclComm_t comm, const char* call, const std::string& what, int device) {
-  fail<CollectiveError>("nabla::dist: {} on cuda:{}: {} failed: {}; NCCL_DEBUG=WARN in the environment makes NCCL "
-                        "say more",
-                        what, device, call, nccl_detail(r, comm));
+  fail<CollectiveError>("nabla::dist: {}, device cuda:{}: {} failed: {} (NCCL_DEBUG=WARN in the environment makes "
+                        "NCCL say more)",
+                        what, device, function_of(call), nccl_detail(r, comm));
 }
 
 [[noreturn]] void throw_cuda(cudaError_t e, const char* call, const std::string& what, int device) {
-  fail<CollectiveError>("nabla::dist: {} on cuda:{}: {} failed: {} ({})", what, device, call, cudaGetErrorString(e),
-                        cudaGetErrorName(e));
+  fail<CollectiveError>("nabla::dist: {}, device cuda:{}: {} failed: {} ({})", what, device, function_of(call),
+                        cudaGetErrorString(e), cudaGetErrorName(e));
 }
 
 #define NABLA_NCCL_CHECK(comm, call, what, device)                          \
@@ -179,7 +186,7 @@ std::shared_ptr<DeviceComm> create_comm(int device, const std::string& what) {
   host_broadcast(&boot, sizeof(boot), 0);
   if (id_result != ncclSuccess) throw_nccl(id_result, nullptr, "ncclGetUniqueId", setup, device);
   if (!boot.ok)
-    fail<CollectiveError>("nabla::dist: {} on cuda:{}: rank 0 could not make the NCCL unique id (ncclGetUniqueId "
+    fail<CollectiveError>("nabla::dist: {}, device cuda:{}: rank 0 could not make the NCCL unique id (ncclGetUniqueId "
                           "failed there; see rank 0's error)",
                           setup, device);
   const ncclUniqueId& id = boot.id;
@@ -256,7 +263,7 @@ struct Pending {
     }
     if (async != ncclSuccess && async != ncclInProgress) {
       dc->broken = true;
-      throw_nccl(async, dc->comm, "the collective (an asynchronous NCCL error)", what, dc->device);
+      throw_nccl(async, dc->comm, "the queued collective, as ncclCommGetAsyncError reports,", what, dc->device);
     }
   }
   // The same from the deleter: never throws.
@@ -323,7 +330,7 @@ std::shared_ptr<WorkState> nccl_collective(Kind kind, const Tensor& in, const Te
   std::shared_ptr<DeviceComm> dc;
   if (auto it = g_comms.find(device); it != g_comms.end()) dc = it->second;
   if (dc && dc->broken)
-    fail<CollectiveError>("nabla::dist: {} on cuda:{}: an earlier NCCL error left this device's communicator broken",
+    fail<CollectiveError>("nabla::dist: {}, device cuda:{}: an earlier NCCL error left this device's communicator broken",
                           what, device);
   if (!dc) dc = create_comm(device, what);
 
