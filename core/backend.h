@@ -139,6 +139,10 @@ class NABLA_API Backend {
   virtual void synchronize() = 0;
   // What this device is (core/device.h); `device` is filled in by the caller.
   virtual DeviceProperties properties() = 0;
+  // The handle of the stream this backend queues its work on (a cudaStream_t for CUDA), for
+  // libraries that queue on it themselves, such as NCCL in dist/; nullptr for a backend that
+  // runs its work synchronously (the CPU). Work queued on it runs in order with the kernels.
+  virtual void* native_stream() const { return nullptr; }
 
   // ---- data movement ------------------------------------------------------------------------
   // out[i] = value for i < n (any dtype; value converted).

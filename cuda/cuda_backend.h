@@ -114,6 +114,7 @@ class CudaBackend final : public Backend {
   void copy_to_host(void* host_dst, const void* src, size_t nbytes) override;
   void synchronize() override;
   DeviceProperties properties() override;
+  void* native_stream() const override { return stream_; }
 
   void fill(DType dtype, void* out, int64_t n, double value) override;
   void copy_strided(DType dtype, void* out, const void* a, const StridedLayout& l) override;

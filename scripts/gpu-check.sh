@@ -11,7 +11,7 @@
 #     scripts/gpu-check.sh --dry-run [--call N]   the phases of each call, with time estimates
 #   On the GPU machine (device tool: carry [".gpu-carry"], command below, $OUT its result folder):
 #     scripts/gpu-check.sh --call 1 --out $OUT   (at most 7 minutes) probe, the CUDA test binaries
-#         (each under its own timeout), short examples (MLP 3 epochs, CNN 3, CNN --bn 3, LSTM rows
+#         (each under its own timeout) and the NCCL suite of nabla::dist at world size 1, short examples (MLP 3 epochs, CNN 3, CNN --bn 3, LSTM rows
 #         2, char LM 300 steps), nabla-bench on all six workloads in fp32 and fast mode, and
 #         torch_reference.py (fp32, tf32) in the same call
 #     scripts/gpu-check.sh --call 2 --out $OUT   (at most 6 minutes) probe, compute-sanitizer's
@@ -37,7 +37,8 @@
 #
 # The carry (.gpu-carry/, ignored by git; at most 60 MiB with the data):
 #   bin.tar.xz        the binaries and every library they need beyond glibc, libstdc++ and CUDA:
-#                     libnabla, the CUDA test binaries (GoogleTest linked statically), the
+#                     libnabla, the CUDA test binaries and nabla_dist_nccl_test (GoogleTest
+#                     linked statically), the
 #                     examples, nabla-bench; libfmt, OpenBLAS with libgfortran/libquadmath,
 #                     libgomp, zlib. Linked with an $ORIGIN rpath (DT_RPATH, which also serves the
 #                     libraries' own needs), so they start from wherever they are unpacked
@@ -70,7 +71,7 @@ say() { printf '==> %s\n' "$*"; }
 # shellcheck disable=SC2034  # read through a nameref in dry_run
 plan_call1=(
   "probe|15|60|unpack the binaries, ldd each, nvidia-smi, find cuDNN/cuBLAS/NCCL"
-  "tests|110|200|CUDA test binaries: device, parity, nn, rnn in parallel (own timeouts), then memory alone"
+  "tests|110|200|CUDA test binaries: device, parity, nn, rnn, dist NCCL (world size 1) in parallel (own timeouts), then memory alone"
   "examples|100|300|MLP 3 epochs, CNN 3, CNN --bn 3, LSTM rows 2, char LM 300 steps (60 s each at most)"
   "bench|60|180|nabla-bench, six workloads, fp32 then fast (30 steps)"
   "torch|70|150|torch_reference.py, six workloads, fp32 and tf32 (30 steps)"
@@ -123,12 +124,16 @@ stage_carry() {
   local targets=(nabla nabla-bench nabla-mlp nabla-cnn nabla-lstm-rows nabla-char-lm)
   local t
   for t in tests/cuda_*_test.cpp; do t=$(basename "$t" .cpp); targets+=("nabla_$t"); done
+  # The NCCL suite of nabla::dist (it skips, saying why, in a build without the NCCL engine).
+  local nccl=0
+  [[ -f tests/dist/nccl_test.cpp ]] && nccl=1 && targets+=(nabla_dist_nccl_test)
   say "building ${targets[*]}"
   NABLA_BUILD_DIR=$sb NABLA_JOBS=${NABLA_JOBS:-2} build_targets "${targets[@]}"
 
   local dir=$sb/carry-bin
   rm -rf "$dir" && mkdir -p "$dir"
   cp -L "$sb"/tests/nabla_cuda_*_test "$sb"/bench/nabla-bench "$sb"/examples/*/nabla-* "$dir/"
+  ((nccl)) && cp -L "$sb/tests/dist/nabla_dist_nccl_test" "$dir/"
   local soname
   soname=$(readelf -d "$sb/libnabla.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
   cp -L "$sb/libnabla.so" "$dir/$soname"
@@ -526,7 +531,8 @@ if want build; then
   ((built)) && { run build build.log 480 bash -c build_targets || built=0; }
   bin_dir=$ROOT/$BUILD/carry-bin
   mkdir -p "$bin_dir"
-  cp -L "$BUILD"/tests/nabla_cuda_*_test "$BUILD"/bench/nabla-bench "$BUILD"/examples/*/nabla-* "$BUILD"/libnabla.so.* \
+  cp -L "$BUILD"/tests/nabla_cuda_*_test "$BUILD"/tests/dist/nabla_dist_nccl_test "$BUILD"/bench/nabla-bench \
+    "$BUILD"/examples/*/nabla-* "$BUILD"/libnabla.so.* \
     "$bin_dir/" 2>/dev/null
 fi
 
@@ -621,7 +627,12 @@ test_limits=(nabla_cuda_elementwise_parity_test:180 nabla_cuda_reduce_parity_tes
   nabla_cuda_linalg_parity_test:180 nabla_cuda_loss_parity_test:180 nabla_cuda_shape_parity_test:180
   nabla_cuda_edge_parity_test:180 nabla_cuda_tensor_parity_test:180 nabla_cuda_random_parity_test:180
   nabla_cuda_optim_parity_test:180 nabla_cuda_nn_parity_test:150 nabla_cuda_rnn_parity_test:150
-  nabla_cuda_device_test:30)
+  nabla_cuda_device_test:30 nabla_dist_nccl_test:90)
+# nabla_dist_nccl_test runs alone, without mpirun: a world of one process, whose collectives go
+# through NCCL all the same (communicator, streams, events). Its np2 run is for machines with a
+# GPU per rank; on one GPU the suite skips it (NCCL does not support two ranks of a communicator
+# on one GPU), so it is not run here. NCCL_DEBUG=WARN: an NCCL failure says why in the log.
+export NCCL_DEBUG=${NCCL_DEBUG:-WARN}
 run_gtest() {  # LABEL BINARY LIMIT FILTER: one binary, its own log and XML (gtest-LABEL.*)
   local label=$1 name=$2 limit=$3 filter=$4
   OMP_NUM_THREADS=4 OPENBLAS_NUM_THREADS=4 run "test $label" "gtest-$label.log" "$limit" \
