@@ -57,8 +57,6 @@ std::string group_digits(int64_t n) {
   return n < 0 ? "-" + out : out;
 }
 
-std::string seconds_str(std::chrono::milliseconds t) { return fmt::format("{:g} s", t.count() / 1000.0); }
-
 // allgather_strings goes through the fingerprint check as an allgather of no dtype.
 bool is_strings(const Fingerprint& f) { return f.kind == Kind::allgather && f.dtype < 0; }
 
@@ -75,68 +73,6 @@ std::string describe_call(const Fingerprint& f, bool with_seq, bool with_device)
   }
   if (with_device) s += f.device == 0 ? " on CPU" : " on CUDA";
   return s;
-}
-
-// "0, 2-5, 7"
-std::string rank_list(const std::vector<int>& ranks) {
-  std::string s;
-  for (size_t i = 0; i < ranks.size();) {
-    size_t j = i;
-    while (j + 1 < ranks.size() && ranks[j + 1] == ranks[j] + 1) ++j;
-    if (!s.empty()) s += ", ";
-    s += j == i ? std::to_string(ranks[i]) : fmt::format("{}-{}", ranks[i], ranks[j]);
-    i = j + 1;
-  }
-  return s;
-}
-
-constexpr int kFingerprintInts = 8;
-
-void to_ints(const Fingerprint& f, int64_t* v) {
-  const int64_t ints[kFingerprintInts] = {f.seq, static_cast<int64_t>(f.kind), f.dtype, f.count, f.op, f.root,
-                                          f.device, 0};
-  std::copy(ints, ints + kFingerprintInts, v);
-}
-
-Fingerprint from_ints(const int64_t* v) {
-  Fingerprint f;
-  f.seq = v[0];
-  f.kind = static_cast<Kind>(v[1]);
-  f.dtype = v[2];
-  f.count = v[3];
-  f.op = v[4];
-  f.root = v[5];
-  f.device = v[6];
-  return f;
-}
-
-// The error for fingerprints that differ: every rank's call, ranks that agree grouped.
-std::string mismatch_message(const std::vector<Fingerprint>& all) {
-  bool same_seq = true, same_device = true;
-  for (const Fingerprint& f : all) {
-    same_seq = same_seq && f.seq == all[0].seq;
-    same_device = same_device && f.device == all[0].device;
-  }
-  std::vector<std::string> calls;
-  std::vector<std::vector<int>> ranks;
-  for (size_t r = 0; r < all.size(); ++r) {
-    std::string call = describe_call(all[r], !same_seq, !same_device);
-    auto it = std::find(calls.begin(), calls.end(), call);
-    if (it == calls.end()) {
-      calls.push_back(call);
-      ranks.push_back({static_cast<int>(r)});
-    } else {
-      ranks[it - calls.begin()].push_back(static_cast<int>(r));
-    }
-  }
-  std::string parts;
-  for (size_t i = 0; i < calls.size(); ++i) {
-    if (i > 0) parts += ", ";
-    parts += fmt::format("{} {} called {}", ranks[i].size() == 1 ? "rank" : "ranks", rank_list(ranks[i]), calls[i]);
-  }
-  return fmt::format("nabla::dist: collective mismatch{}: {}; every rank must call the same collectives in the "
-                     "same order",
-                     same_seq ? fmt::format(" at collective #{}", all[0].seq) : std::string(), parts);
 }
 
 // NABLA_DIST_TIMEOUT, in seconds, wins over the options' timeout when set.
@@ -201,6 +137,80 @@ bool group_broken(std::string* what = nullptr) {
   return g.broken;
 }
 
+std::shared_ptr<WorkState> completed_state() {
+  auto s = std::make_shared<WorkState>();
+  s->started = s->finished = Clock::now();
+  s->done = true;
+  return s;
+}
+
+#ifdef NABLA_WITH_MPI
+
+std::string seconds_str(std::chrono::milliseconds t) { return fmt::format("{:g} s", t.count() / 1000.0); }
+
+// "0, 2-5, 7"
+std::string rank_list(const std::vector<int>& ranks) {
+  std::string s;
+  for (size_t i = 0; i < ranks.size();) {
+    size_t j = i;
+    while (j + 1 < ranks.size() && ranks[j + 1] == ranks[j] + 1) ++j;
+    if (!s.empty()) s += ", ";
+    s += j == i ? std::to_string(ranks[i]) : fmt::format("{}-{}", ranks[i], ranks[j]);
+    i = j + 1;
+  }
+  return s;
+}
+
+constexpr int kFingerprintInts = 8;
+
+void to_ints(const Fingerprint& f, int64_t* v) {
+  const int64_t ints[kFingerprintInts] = {f.seq, static_cast<int64_t>(f.kind), f.dtype, f.count, f.op, f.root,
+                                          f.device, 0 /* spare */};
+  std::copy(ints, ints + kFingerprintInts, v);
+}
+
+Fingerprint from_ints(const int64_t* v) {
+  Fingerprint f;
+  f.seq = v[0];
+  f.kind = static_cast<Kind>(v[1]);
+  f.dtype = v[2];
+  f.count = v[3];
+  f.op = v[4];
+  f.root = v[5];
+  f.device = v[6];
+  return f;
+}
+
+// The error for fingerprints that differ: every rank's call, ranks that agree grouped.
+std::string mismatch_message(const std::vector<Fingerprint>& all) {
+  bool same_seq = true, same_device = true;
+  for (const Fingerprint& f : all) {
+    same_seq = same_seq && f.seq == all[0].seq;
+    same_device = same_device && f.device == all[0].device;
+  }
+  std::vector<std::string> calls;
+  std::vector<std::vector<int>> ranks;
+  for (size_t r = 0; r < all.size(); ++r) {
+    std::string call = describe_call(all[r], !same_seq, !same_device);
+    auto it = std::find(calls.begin(), calls.end(), call);
+    if (it == calls.end()) {
+      calls.push_back(call);
+      ranks.push_back({static_cast<int>(r)});
+    } else {
+      ranks[it - calls.begin()].push_back(static_cast<int>(r));
+    }
+  }
+  std::string parts;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    if (i > 0) parts += ", ";
+    parts += fmt::format("{} {} called {}", ranks[i].size() == 1 ? "rank" : "ranks", rank_list(ranks[i]), calls[i]);
+  }
+  return fmt::format("nabla::dist: collective mismatch{}: {}; every rank must call the same collectives in the "
+                     "same order",
+                     same_seq ? fmt::format(" at collective #{}", all[0].seq) : std::string(), parts);
+}
+
+// Marks the group broken, keeping the first error for the collectives after, and throws.
 [[noreturn]] void break_group(const std::string& message, std::shared_ptr<void> hold = nullptr) {
   Group& g = group();
   {
@@ -214,14 +224,16 @@ bool group_broken(std::string* what = nullptr) {
   throw CollectiveError(message);
 }
 
-std::shared_ptr<WorkState> completed_state() {
-  auto s = std::make_shared<WorkState>();
-  s->started = s->finished = Clock::now();
-  s->done = true;
-  return s;
+Fingerprint fingerprint_of(Kind kind, const Tensor& t, ReduceOp op, int root) {
+  Fingerprint f;
+  f.kind = kind;
+  f.dtype = t.defined() ? static_cast<int64_t>(t.dtype()) : -1;
+  f.count = t.defined() ? t.numel() : 0;
+  f.op = kind == Kind::allreduce ? static_cast<int64_t>(op) : -1;
+  f.root = kind == Kind::broadcast ? root : -1;
+  f.device = t.defined() && t.device().is_cuda() ? 1 : 0;
+  return f;
 }
-
-#ifdef NABLA_WITH_MPI
 
 std::string mpi_error_string(int rc) {
   char buf[MPI_MAX_ERROR_STRING];
@@ -439,17 +451,6 @@ void check_root(const char* op, int root) {
   NABLA_CHECK_INDEX(root >= 0 && root < world,
                     "nabla::dist::{}: root {} is out of range for a world of {} process{} (ranks 0 to {})", op, root,
                     world, world == 1 ? "" : "es", world - 1);
-}
-
-Fingerprint fingerprint_of(Kind kind, const Tensor& t, ReduceOp op, int root) {
-  Fingerprint f;
-  f.kind = kind;
-  f.dtype = t.defined() ? static_cast<int64_t>(t.dtype()) : -1;
-  f.count = t.defined() ? t.numel() : 0;
-  f.op = kind == Kind::allreduce ? static_cast<int64_t>(op) : -1;
-  f.root = kind == Kind::broadcast ? root : -1;
-  f.device = t.defined() && t.device().is_cuda() ? 1 : 0;
-  return f;
 }
 
 // Collectives after init on more than one process go to the engine; the rest are identities.
@@ -854,7 +855,10 @@ void host_broadcast(void* data, size_t bytes, int root) {
   check_usable("host_broadcast");
   check_root("host_broadcast", root);
   if (!multi_process()) return;
-#ifdef NABLA_WITH_MPI
+#ifndef NABLA_WITH_MPI
+  (void)data;
+  (void)bytes;
+#else
   Fingerprint fp;  // described in messages only: not compared, not numbered
   fp.kind = Kind::broadcast;
   fp.root = root;
