@@ -5,6 +5,7 @@
 #include <nabla/export.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -24,5 +25,9 @@ NABLA_INTERNAL_API size_t cpu_block_cache_bytes();
 // OutOfMemoryError), so that a test can run out of memory at a size it chooses, on any machine.
 // SIZE_MAX (the default) clears it.
 NABLA_INTERNAL_API void set_cpu_allocation_limit(size_t bytes);
+
+// nabla::dist's MPI engine moves at most `elements` elements per MPI call (INT_MAX, MPI's
+// limit, by default), so that a test reaches the chunked path without 8 GiB tensors. 0 clears it.
+NABLA_INTERNAL_API void set_dist_max_chunk(int64_t elements);
 
 }  // namespace nabla::test_hooks
