@@ -311,7 +311,7 @@ TEST(DistFit, ResumingFromACheckpointEqualsAnUninterruptedRun) {
   nb::dist::barrier();
   nb::Model resumed = make();
   resumed.load_checkpoint(path);
-  resumed.fit(data, {.epochs = 3, .batch_size = 16, .seed = 9, .initial_epoch = resumed.epoch(), .verbose = 0});
+  resumed.fit(data, {.epochs = 3, .batch_size = 16, .seed = 9, .verbose = 0, .initial_epoch = resumed.epoch()});
   EXPECT_LE(max_abs_diff(whole.parameters(), resumed.parameters()), 1e-12);
   expect_equal_across_ranks(resumed.parameters());
   nb::dist::barrier();
