@@ -4,6 +4,8 @@
 //   abort     calls nabla::dist::abort;
 //   timeout   sleeps 30 s before its allreduce, so that rank 0's fails at its timeout
 //             (NABLA_DIST_TIMEOUT), and rank 0 then ends the job with nabla::dist::abort.
+// And on every rank:
+//   after_finalize  an allreduce after nabla::dist::finalize() (an Error nothing catches).
 // Each way, the whole job must end within seconds, with a non-zero status and the failing
 // rank's message in its output.
 #include <nabla/dist/dist.h>
@@ -17,8 +19,8 @@ namespace dist = nabla::dist;
 
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
-  if (mode != "throw" && mode != "abort" && mode != "timeout") {
-    std::fprintf(stderr, "usage: %s throw|abort|timeout\n", argv[0]);
+  if (mode != "throw" && mode != "abort" && mode != "timeout" && mode != "after_finalize") {
+    std::fprintf(stderr, "usage: %s throw|abort|timeout|after_finalize\n", argv[0]);
     return 2;
   }
   dist::init();
@@ -27,6 +29,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   nabla::Tensor t = nabla::ones({1000});
+  if (mode == "after_finalize") {
+    dist::finalize();
+    dist::allreduce(t);
+  }
   if (dist::rank() == 1) {
     // Long enough for rank 0 to be waiting inside MPI when this rank fails.
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
