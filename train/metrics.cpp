@@ -200,18 +200,13 @@ std::vector<std::pair<std::string, double>> class_scores(const std::vector<doubl
 
 }  // namespace
 
-std::vector<double> ConfusionMatrix::state() const {
-  std::vector<double> s = counts();
-  if (s.empty()) return s;
-  s.insert(s.begin(), static_cast<double>(classes_));
-  return s;
-}
+std::vector<double> ConfusionMatrix::state() const { return counts(); }
 std::vector<std::pair<std::string, double>> ConfusionMatrix::result_of(const std::vector<double>& s) const {
   if (s.empty()) return {};
-  const auto c = static_cast<int64_t>(s[0]);
-  NABLA_CHECK(c > 0 && static_cast<int64_t>(s.size()) == 1 + c * c,
-              "{}: a summed state of {} numbers for {} classes (expected 1 + classes^2)", name_, s.size(), s[0]);
-  return scores(std::vector<double>(s.begin() + 1, s.end()), c);
+  auto c = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(s.size()))));
+  NABLA_CHECK(c > 0 && static_cast<size_t>(c * c) == s.size(),
+              "{}: a summed state of {} numbers is not a square confusion matrix", name_, s.size());
+  return scores(s, c);
 }
 
 std::vector<std::pair<std::string, double>> Precision::result() const { return scores(counts(), num_classes()); }

@@ -127,7 +127,7 @@ class NABLA_API ConfusionMatrix : public Metric {
   void update(const Tensor& output, const Tensor& target) override;
   std::vector<std::pair<std::string, double>> result() const override { return {}; }
   bool summable() const override { return true; }
-  std::vector<double> state() const override;  // {classes, counts (C x C, row-major)...}
+  std::vector<double> state() const override;  // the C x C counts, row-major
   std::vector<std::pair<std::string, double>> result_of(const std::vector<double>& state) const override;
   // int64 (C, C) on the CPU; undefined before the first update.
   Tensor matrix() const;

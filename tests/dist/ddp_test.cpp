@@ -80,7 +80,8 @@ std::vector<Recipe> recipes() {
 // Trains (distributed or not) for the given steps' worth of data and returns the parameters.
 std::vector<Tensor> train(const Recipe& r, DType dtype, const nb::data::Dataset& data, int64_t batch, bool distributed,
                           int64_t epochs = 1) {
-  nb::Model m = mlp(dtype, 3);
+  nb::Model m = mlp(DType::float64, 3);  // the same initial weights in both dtypes
+  if (dtype != DType::float64) m.module().to(dtype);
   if (distributed) m.distribute();
   m.compile(r.make(), nb::MSELoss(), {}, {.clip_norm = r.clip_norm});
   m.fit(data, {.epochs = epochs, .batch_size = batch, .seed = 5, .verbose = 0});
@@ -123,8 +124,9 @@ TEST(DdpEquivalence, UnevenAndEmptyLastBatchesFloat64) {
 
 // float32: the distributed run is the same computation as the one-process run in another
 // summation order, so its distance from the float64 result is of the size of the one-process
-// float32 run's own rounding error e32 = |ref32 - ref64|. Bound: 4 e32 + 1e-6 (each run's error
-// at most about e32, and a floor for steps where e32 happens to be tiny).
+// float32 run's own rounding error e32 = max |ref32 - ref64| (about 1e-7 here, over 20 steps and
+// ~450 parameters). Bound: 4 e32 (measured: 1.0-1.1 e32). A DDP that does not average (weight 1)
+// is off by the size of the steps (1e-2 and more) for SGD.
 TEST(DdpEquivalence, Float32WithinTheRoundingOfFloat32) {
   const int world = nb::dist::world_size();
   const auto data64 = regression_data(64 * 20, DType::float64);
@@ -135,7 +137,7 @@ TEST(DdpEquivalence, Float32WithinTheRoundingOfFloat32) {
     const auto ref32 = train(r, DType::float32, data32, 64, false);
     const auto got32 = train(r, DType::float32, data32, 64 / world, true);
     const double e32 = max_abs_diff(ref32, ref64);
-    EXPECT_LE(max_abs_diff(got32, ref64), 4 * e32 + 1e-6) << "e32 " << e32;
+    EXPECT_LE(max_abs_diff(got32, ref64), 4 * e32) << "e32 " << e32;
     expect_equal_across_ranks(got32);
   }
 }
@@ -201,7 +203,11 @@ TEST(Ddp, GradientsAreTheAverageOverRanksAndUnusedParametersCountAsZero) {
   (nb::sum(a) * 2.0).backward();
   ddp.synchronize();
   EXPECT_EQ(a.grad().to_vector<double>(), std::vector<double>(3, 2.0));
-  EXPECT_EQ(b.grad().to_vector<double>(), std::vector<double>(2, 0.0));
+  if (world > 1) {
+    EXPECT_EQ(b.grad().to_vector<double>(), std::vector<double>(2, 0.0));  // unused everywhere: zero
+  } else {
+    EXPECT_FALSE(b.grad().defined());  // one process: synchronize changes nothing
+  }
 }
 
 TEST(Ddp, StartsFromRankZerosParameters) {
