@@ -21,7 +21,10 @@
 // data moves, and a difference (a rank that skipped a collective, different parameter shapes) is
 // a CollectiveError on every rank naming what each rank called. A collective that has not
 // completed within InitOptions::timeout (a rank died, hangs, or waits in a different
-// collective) is a CollectiveError too.
+// collective) is a CollectiveError too. With the check on, the timeout watches the ranks'
+// arrival (the exchange of descriptions); the data then moves through MPI's blocking
+// collectives (its fastest), which cannot wait for a rank that is elsewhere. Without it, the
+// data moves through nonblocking ones polled against the timeout.
 //
 // Asynchrony. CPU collectives run on one communication thread per process, in the order they
 // were issued, so the calling thread computes on while data moves; the tensor passed in must

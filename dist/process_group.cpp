@@ -639,6 +639,15 @@ Work allreduce_async(const Tensor& t, ReduceOp op) {
     char* data = static_cast<char*>(t.data_ptr());
     const size_t esize = dtype_size(t.dtype());
     for_chunks(t.numel(), chunk, [&](int64_t offset, int count) {
+      if (g.check) {
+        // The fingerprints went round: every rank is in this very collective, so the blocking
+        // call cannot wait for a rank that is elsewhere (one that dies mid-way takes the job
+        // down through mpirun). Open MPI's blocking allreduce is its tuned one: 0.9 MiB of
+        // float32 between two ranks here took 0.12 ms, the nonblocking one (libnbc) 0.37 ms.
+        mpi_check(MPI_Allreduce(MPI_IN_PLACE, data + offset * esize, count, mpi_type(t.dtype()), mpi_op(op), g.comm),
+                  "MPI_Allreduce", what);
+        return;
+      }
       MPI_Request req;
       mpi_check(MPI_Iallreduce(MPI_IN_PLACE, data + offset * esize, count, mpi_type(t.dtype()), mpi_op(op), g.comm,
                                &req),
@@ -676,6 +685,10 @@ Work broadcast_async(const Tensor& t, int root) {
     char* data = static_cast<char*>(t.data_ptr());
     const size_t esize = dtype_size(t.dtype());
     for_chunks(t.numel(), chunk, [&](int64_t offset, int count) {
+      if (group().check) {  // every rank is here (see allreduce)
+        mpi_check(MPI_Bcast(data + offset * esize, count, mpi_type(t.dtype()), root, group().comm), "MPI_Bcast", what);
+        return;
+      }
       MPI_Request req;
       mpi_check(MPI_Ibcast(data + offset * esize, count, mpi_type(t.dtype()), root, group().comm, &req),
                 "MPI_Ibcast", what);

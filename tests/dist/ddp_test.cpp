@@ -69,12 +69,14 @@ struct Recipe {
   const char* name;
   std::function<std::shared_ptr<nb::Optimizer>()> make;
   double clip_norm = 0;
+  double l2 = 0;  // an L2 penalty on the first layer's weight (Model::regularize)
 };
 
 std::vector<Recipe> recipes() {
   return {{"sgd_momentum", [] { return std::make_shared<nb::SGD>(nb::SGDOptions{.lr = 0.05, .momentum = 0.9}); }},
           {"adam", [] { return std::make_shared<nb::Adam>(nb::AdamOptions{.lr = 3e-3}); }},
-          {"adam_clipped", [] { return std::make_shared<nb::Adam>(nb::AdamOptions{.lr = 3e-3}); }, 0.05}};
+          {"adam_clipped", [] { return std::make_shared<nb::Adam>(nb::AdamOptions{.lr = 3e-3}); }, 0.05},
+          {"sgd_l2", [] { return std::make_shared<nb::SGD>(nb::SGDOptions{.lr = 0.05}); }, 0, 1e-2}};
 }
 
 // Trains (distributed or not) for the given steps' worth of data and returns the parameters.
@@ -84,6 +86,7 @@ std::vector<Tensor> train(const Recipe& r, DType dtype, const nb::data::Dataset&
   if (dtype != DType::float64) m.module().to(dtype);
   if (distributed) m.distribute();
   m.compile(r.make(), nb::MSELoss(), {}, {.clip_norm = r.clip_norm});
+  if (r.l2 > 0) m.regularize(m.layer(0), nb::L2(r.l2));
   m.fit(data, {.epochs = epochs, .batch_size = batch, .seed = 5, .verbose = 0});
   return m.parameters();
 }
